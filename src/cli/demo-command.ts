@@ -1,0 +1,94 @@
+/**
+ * `airlock demo` (what `npm start` runs): a real PostgreSQL with a demo
+ * company's data, Airlock in front of it, and the lines an agent needs.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import pg from 'pg';
+import { parseConfig } from '../config/load.js';
+import { startEmbeddedPostgres } from '../demo/embedded-postgres.js';
+import { seedDemo } from '../demo/seed.js';
+import { startGateway } from '../gateway/gateway.js';
+import { FileAuditLog } from '../state/file-audit-log.js';
+import type { CommandArgs } from './main.js';
+import { UsageError } from './main.js';
+import { waitForSignal } from './signals.js';
+
+const DEMO_DATABASE = 'demo';
+
+export async function runDemo(args: CommandArgs): Promise<number> {
+  const port = Number(args.values.port ?? '6432');
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, not "${args.values.port}"`);
+  const stateDir = resolve('.airlock');
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  // As root, PostgreSQL runs as the OS user postgres, which must pass through
+  // the state directory to its data directory; the audit log inside keeps 0700.
+  if (process.getuid?.() === 0) await chmod(stateDir, 0o711);
+
+  console.log('Starting an embedded PostgreSQL with demo data…');
+  const postgres = await startEmbeddedPostgres({ dataDir: resolve(stateDir, 'demo-postgres'), persistent: true });
+  let stopping = false;
+  const stopPostgres = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await postgres.stop();
+  };
+  try {
+    const admin = new pg.Client({ connectionString: postgres.url() });
+    await admin.connect();
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DEMO_DATABASE]);
+    if (exists.rows.length === 0) await admin.query(`CREATE DATABASE ${DEMO_DATABASE}`);
+    await admin.end();
+    await seedDemo(postgres.url(DEMO_DATABASE));
+
+    const agentPassword = randomBytes(12).toString('hex');
+    // The demo's service account is the cluster's superuser, as many real
+    // set-ups are: the read path must hold anyway.
+    const { config, warnings } = parseConfig(
+      [
+        `listen: 127.0.0.1:${port}`,
+        `upstream: postgres://${postgres.user}:\${DEMO_UPSTREAM_PASSWORD}@${postgres.host}:${postgres.port}/${DEMO_DATABASE}?sslmode=disable`,
+        `state_dir: ${JSON.stringify(stateDir)}`,
+        'agents:',
+        '  - name: claude',
+        '    password: ${DEMO_AGENT_PASSWORD}',
+        '    profile: read-only',
+      ].join('\n'),
+      {
+        source: 'demo config',
+        baseDir: stateDir,
+        env: { DEMO_UPSTREAM_PASSWORD: postgres.password, DEMO_AGENT_PASSWORD: agentPassword },
+      },
+    );
+    for (const w of warnings) console.error(`airlock: warning: ${w}`);
+
+    const audit = await FileAuditLog.open(config.stateDir, { flushMs: config.audit.flushMs });
+    const gateway = await startGateway({ config, audit });
+    const url = `postgres://claude:${agentPassword}@127.0.0.1:${gateway.address.port}/${DEMO_DATABASE}`;
+    console.log(`
+Airlock is running on 127.0.0.1:${gateway.address.port}, in front of a real PostgreSQL ${postgres.port} with a demo company
+(1,196 companies, 1,206 executives, ...). The agent "claude" may only read.
+
+Connect as the agent:
+  psql "${url}"
+
+A read that works:
+  SELECT full_name, title FROM executives ORDER BY id LIMIT 5;
+
+A DELETE that Airlock refuses (the data stays):
+  DELETE FROM executives;
+
+Every statement is on the audit record; watch it from another terminal:
+  npm run airlock -- audit tail -f --state-dir .airlock
+
+Press Ctrl-C to stop.`);
+    await waitForSignal();
+    console.log('Stopping Airlock and the demo database…');
+    await gateway.close();
+    await audit.close();
+  } finally {
+    await stopPostgres();
+  }
+  return 0;
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+/**
+ * The `airlock` command.
+ */
+import { parseArgs } from 'node:util';
+import { runAudit } from './audit-command.js';
+import { runCheck } from './check-command.js';
+import { runDemo } from './demo-command.js';
+import { runDoctor } from './doctor-command.js';
+import { runStart } from './start-command.js';
+
+const USAGE = `Usage: airlock <command> [options]
+
+Commands:
+  start --config FILE            Run the gateway in front of the upstream database.
+  demo                           Run a demo: an embedded PostgreSQL with demo data, Airlock in front.
+  check [--agent NAME] [--config FILE] [--json] "SQL"
+                                 Show the facts Airlock reads from SQL and the decision for an agent.
+  doctor --config FILE           Check the upstream: service account, read roles, that reads cannot write.
+  audit verify [--config FILE | --state-dir DIR]
+                                 Check the audit log's hash chain.
+  audit tail [-n N] [-f] [--config FILE | --state-dir DIR]
+                                 Show the last audit records (and follow new ones with -f).
+
+Options:
+  --config FILE   Airlock's config (YAML). Default: airlock.yaml in the current directory.
+  --help          Show this help.
+`;
+
+/** Thrown for a command-line mistake: printed with the usage, exit code 2. */
+export class UsageError extends Error {}
+
+export type CommandArgs = ReturnType<typeof parse>;
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      agent: { type: 'string' },
+      json: { type: 'boolean' },
+      follow: { type: 'boolean', short: 'f' },
+      lines: { type: 'string', short: 'n' },
+      port: { type: 'string' },
+      'state-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let args: CommandArgs;
+  try {
+    args = parse(argv);
+  } catch (err) {
+    console.error(`airlock: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const [command, ...rest] = args.positionals;
+  if (args.values.help === true || command === undefined || command === 'help') {
+    console.log(USAGE);
+    return command === undefined && args.values.help !== true ? 2 : 0;
+  }
+  try {
+    switch (command) {
+      case 'start':
+        return await runStart(args);
+      case 'demo':
+        return await runDemo(args);
+      case 'check':
+        return await runCheck(args, rest);
+      case 'doctor':
+        return await runDoctor(args);
+      case 'audit':
+        return await runAudit(args, rest);
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`airlock: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    console.error(`airlock: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+// Run when executed as the `airlock` command, not when imported by tests.
+if (process.argv[1] !== undefined && /[\\/]main\.(js|ts)$/.test(process.argv[1])) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exitCode = 1;
+    },
+  );
+}

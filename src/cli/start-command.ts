@@ -1,0 +1,25 @@
+import { FileAuditLog } from '../state/file-audit-log.js';
+import { startGateway } from '../gateway/gateway.js';
+import { describeUpstream } from '../config/load.js';
+import type { CommandArgs } from './main.js';
+import { configFromArgs } from './config-path.js';
+import { waitForSignal } from './signals.js';
+
+export async function runStart(args: CommandArgs): Promise<number> {
+  const config = await configFromArgs(args);
+  const audit = await FileAuditLog.open(config.stateDir, {
+    flushMs: config.audit.flushMs,
+    onFailure: (err) => console.error(`airlock: AUDIT LOG FAILURE: ${err.message}. New statements are refused until it is fixed.`),
+  });
+  const gateway = await startGateway({ config, audit });
+  for (const w of gateway.warnings) console.error(`airlock: warning: ${w}`);
+  console.log(
+    `Airlock is listening on ${gateway.address.host}:${gateway.address.port}, in front of ${describeUpstream(config.upstream)}.`,
+  );
+  console.log(`Agents: ${config.agents.map((a) => `${a.name} (${a.profile})`).join(', ')}. Audit log: ${config.stateDir}.`);
+  await waitForSignal();
+  console.log('Airlock is stopping.');
+  await gateway.close();
+  await audit.close();
+  return 0;
+}

@@ -1,0 +1,543 @@
+/**
+ * From a YAML file to an `AirlockConfig`: parse the YAML, fill in `${VAR}`
+ * from the environment, check the file against the schema, then resolve
+ * what spans keys or touches the disk (paths, TLS files, read roles). Every
+ * problem found is reported at once, each as "<source>: <key.path>: <what>".
+ *
+ * Secrets (the upstream password, agents' passwords, TLS keys) never appear
+ * in a problem or a warning: these end up in terminals and logs.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import type { Document } from 'yaml';
+import { checkConfigFile, defaultReadRole, isLoopbackHost } from './schema.js';
+import type { ConfigFile, KeyPath, KeyProblem, Profile, UpstreamTarget } from './schema.js';
+
+export type { Profile, SslMode, UpstreamTarget } from './schema.js';
+
+export interface AgentConfig {
+  name: string;
+  password: string;
+  profile: Profile;
+  /** The database name the agent must ask for in its startup message. */
+  database: string;
+  /** The upstream role this agent's reads run as. */
+  readRole: string;
+}
+
+export interface AirlockConfig {
+  listen: { host: string; port: number };
+  upstream: UpstreamTarget;
+  /** Absolute. */
+  stateDir: string;
+  /** PEM contents, not paths. */
+  tls: { cert: string; key: string } | null;
+  agents: AgentConfig[];
+  audit: { flushMs: number };
+  limits: { maxMessageBytes: number; maxClients: number; connectTimeoutMs: number };
+}
+
+export interface ParseOptions {
+  /** Names the file in problems and warnings, usually its path. */
+  source: string;
+  /** Relative paths in the file (state_dir, tls, sslrootcert) are resolved against it. */
+  baseDir: string;
+  env: Record<string, string | undefined>;
+}
+
+export interface LoadedConfig {
+  config: AirlockConfig;
+  warnings: string[];
+}
+
+/** Everything wrong with a configuration, each problem as "<source>: <key.path>: <what is wrong>". */
+export class ConfigError extends Error {
+  readonly problems: string[];
+
+  constructor(problems: string[]) {
+    const count = problems.length === 1 ? 'a problem' : `${problems.length} problems`;
+    super(`The configuration has ${count}:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Agents' passwords shorter than this draw a warning. */
+const RECOMMENDED_PASSWORD_LENGTH = 16;
+
+/** Parses a configuration file's text. Throws `ConfigError` listing every problem. */
+export function parseConfig(text: string, options: ParseOptions): LoadedConfig {
+  const { config, warnings } = parse(text, options);
+  return { config, warnings };
+}
+
+/** Reads and parses a configuration file; relative paths in it are resolved against its directory. */
+export async function loadConfig(
+  path: string,
+  env: Record<string, string | undefined> = process.env,
+): Promise<LoadedConfig> {
+  const absolute = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(absolute, 'utf8');
+  } catch (error) {
+    throw new ConfigError([`${path}: ${describeFileError(error, absolute, 'the configuration file')}`]);
+  }
+  const { config, warnings, literalSecrets } = parse(text, { source: path, baseDir: dirname(absolute), env });
+  if (literalSecrets.length > 0 && process.platform !== 'win32') {
+    const { mode } = await stat(absolute);
+    if (mode & 0o004) {
+      warnings.push(
+        `${path}: (top level): the file is readable by every user on this machine and holds passwords ` +
+          `(${literalSecrets.join(', ')}); an agent with a shell could read them. ` +
+          'Make it readable by Airlock\'s user only (chmod 600) or take the passwords from the environment with ${VAR}.',
+      );
+    }
+  }
+  return { config, warnings };
+}
+
+/** `postgres://user@host:port/database` for logs and messages: never the password. */
+export function describeUpstream(u: UpstreamTarget): string {
+  const host = u.host.includes(':') ? `[${u.host}]` : u.host;
+  const query = u.sslmode === 'prefer' ? '' : `?sslmode=${u.sslmode}`;
+  return `postgres://${encodeURIComponent(u.user)}@${host}:${u.port}/${encodeURIComponent(u.database)}${query}`;
+}
+
+interface Parsed extends LoadedConfig {
+  /** Key paths whose password is written in the file itself rather than taken from the environment. */
+  literalSecrets: string[];
+}
+
+function parse(text: string, options: ParseOptions): Parsed {
+  const { source, env } = options;
+  const baseDir = resolve(options.baseDir);
+
+  // prettyErrors is off: its code frame would quote the offending line, which may hold a password.
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const at = (offset: number) => {
+    const { line, col } = lineCounter.linePos(offset);
+    return `${source}:${line}:${col}`;
+  };
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => `${at(e.pos[0])}: YAML syntax: ${e.message}`));
+  }
+  const warnings = doc.warnings.map((w) => `${at(w.pos[0])}: ${w.message}`);
+
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // toJS throws on alias bombs and unresolvable aliases; either is a problem with the file, not a crash.
+    throw new ConfigError([`${source}: (top level): ${error instanceof Error ? error.message : String(error)}`]);
+  }
+  if (raw === null || raw === undefined) {
+    throw new ConfigError([`${source}: (top level): the file holds no settings; it needs at least upstream and agents.`]);
+  }
+
+  const interpolated = interpolate(raw, env);
+  const checked = checkConfigFile(interpolated.value);
+  // A key whose variable is missing still holds its ${...} text: the schema's view of it would only add noise.
+  const schemaProblems = checked.problems.filter(
+    (p) => !interpolated.problems.some((e) => isWithin(p.path, e.path)),
+  );
+  const resolved = resolveSections(checked.sections, checked.validSections, baseDir);
+  const problems = [...interpolated.problems, ...schemaProblems, ...resolved.problems];
+
+  const format = (p: KeyProblem) => `${source}: ${formatKeyPath(p.path)}: ${p.message}`;
+  if (problems.length > 0 || !resolved.config) {
+    throw new ConfigError(sortByPosition(doc, problems).map(format));
+  }
+  warnings.push(...sortByPosition(doc, resolved.warnings).map(format));
+
+  const literalSecrets: string[] = [];
+  if (resolved.config.upstream.password !== null && !passwordFromEnv(raw, ['upstream'], true)) {
+    literalSecrets.push('upstream');
+  }
+  resolved.config.agents.forEach((_, i) => {
+    if (!passwordFromEnv(raw, ['agents', i, 'password'], false)) literalSecrets.push(`agents[${i}].password`);
+  });
+  return { config: resolved.config, warnings, literalSecrets };
+}
+
+/** `['agents', 0, 'profile']` → `agents[0].profile`. */
+export function formatKeyPath(path: KeyPath): string {
+  if (path.length === 0) return '(top level)';
+  return path
+    .map((step, i) => {
+      if (typeof step === 'number') return `[${step}]`;
+      if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(step)) return `[${JSON.stringify(step)}]`;
+      return i === 0 ? step : `.${step}`;
+    })
+    .join('');
+}
+
+function isWithin(path: KeyPath, prefix: KeyPath): boolean {
+  return prefix.length <= path.length && prefix.every((step, i) => path[i] === step);
+}
+
+/** Orders problems as their keys appear in the file (missing keys: where their parent is). */
+function sortByPosition(doc: Document, problems: KeyProblem[]): KeyProblem[] {
+  const offset = (path: KeyPath): number => {
+    for (let n = path.length; n > 0; n--) {
+      const node: unknown = doc.getIn(path.slice(0, n), true);
+      const range = (node as { range?: [number, number, number] } | undefined)?.range;
+      if (range) return range[0];
+    }
+    return 0;
+  };
+  return problems
+    .map((p, i) => ({ p, i, at: offset(p.path) }))
+    .sort((a, b) => a.at - b.at || a.i - b.i)
+    .map(({ p }) => p);
+}
+
+// ---------------------------------------------------------------------------
+// Environment interpolation
+
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+type Segment = { kind: 'text'; text: string } | { kind: 'variable'; name: string };
+
+interface Interpolated {
+  value: unknown;
+  problems: KeyProblem[];
+}
+
+/**
+ * Replaces `${VAR}` in every string of the parsed YAML. It runs on values,
+ * after parsing, so a variable's value is a string and nothing more: it
+ * cannot add keys or change the file's structure.
+ */
+function interpolate(value: unknown, env: Record<string, string | undefined>): Interpolated {
+  const problems: KeyProblem[] = [];
+  // YAML lets an alias point at its own ancestor (`a: &x [*x]`), which toJS turns into a cycle.
+  const ancestors = new Set<object>();
+  const walk = (node: unknown, path: (string | number)[]): unknown => {
+    if (typeof node === 'string') {
+      const result = interpolateString(node, env, path.length === 1 && path[0] === 'upstream');
+      if (typeof result === 'string') return result;
+      problems.push(...result.map((message) => ({ path, message })));
+      return node;
+    }
+    if (typeof node !== 'object' || node === null) return node;
+    if (ancestors.has(node)) {
+      problems.push({ path, message: 'contains itself through a YAML alias' });
+      return null;
+    }
+    ancestors.add(node);
+    const copy = Array.isArray(node)
+      ? node.map((item, i) => walk(item, [...path, i]))
+      : // fromEntries defines own properties, so a `__proto__` key stays a key (and is then refused as unknown).
+        Object.fromEntries(Object.entries(node).map(([k, v]) => [k, walk(v, [...path, k])]));
+    ancestors.delete(node);
+    return copy;
+  };
+  return { value: walk(value, []), problems };
+}
+
+/** Splits a string into text and `${VAR}` references; `$${` is a literal `${`. */
+function tokenize(text: string): Segment[] | string {
+  const segments: Segment[] = [];
+  let literal = '';
+  let i = 0;
+  while (i < text.length) {
+    if (text.startsWith('$${', i)) {
+      literal += '${';
+      i += 3;
+    } else if (text.startsWith('${', i)) {
+      const end = text.indexOf('}', i + 2);
+      const name = end < 0 ? '' : text.slice(i + 2, end);
+      // The reference's text is not quoted back: a malformed one may sit inside a password.
+      if (end < 0) return `has a \${ without a closing } (at character ${i + 1}); write $\${ for a literal \${`;
+      if (!VARIABLE_NAME.test(name)) {
+        return (
+          `has an invalid variable reference at character ${i + 1}: names are letters, digits and _, ` +
+          'not starting with a digit, and defaults (${VAR:-x}) are not supported; write $${ for a literal ${'
+        );
+      }
+      if (literal) segments.push({ kind: 'text', text: literal });
+      literal = '';
+      segments.push({ kind: 'variable', name });
+      i = end + 1;
+    } else {
+      literal += text[i];
+      i += 1;
+    }
+  }
+  if (literal) segments.push({ kind: 'text', text: literal });
+  return segments;
+}
+
+/**
+ * Returns the string with its references replaced, or the problems. In the
+ * upstream URL, a value substituted into the user or password part is
+ * percent-encoded, so a password may hold `@`, `/` or `:`; a URL that is a
+ * single `${VAR}` is taken whole, as an already encoded URL.
+ */
+function interpolateString(text: string, env: Record<string, string | undefined>, isUrl: boolean): string | string[] {
+  const segments = tokenize(text);
+  if (typeof segments === 'string') return [segments];
+  const encodeAt = isUrl && segments.length > 1 ? userinfoSegments(segments) : new Set<number>();
+  const problems: string[] = [];
+  let out = '';
+  segments.forEach((segment, i) => {
+    if (segment.kind === 'text') {
+      out += segment.text;
+      return;
+    }
+    const value = env[segment.name];
+    if (value === undefined) problems.push(`environment variable ${segment.name} is not set`);
+    else if (value === '') problems.push(`environment variable ${segment.name} is set but empty`);
+    else out += encodeAt.has(i) ? encodeURIComponent(value) : value;
+  });
+  return problems.length > 0 ? problems : out;
+}
+
+/** Indexes of the variables that sit in a URL's user-info part (between `://` and the host's `@`). */
+function userinfoSegments(segments: Segment[]): Set<number> {
+  // Lay the URL out with each variable as one opaque character, then find the parts in the literal text.
+  let skeleton = '';
+  const offsets = new Map<number, number>();
+  segments.forEach((segment, i) => {
+    if (segment.kind === 'variable') {
+      offsets.set(i, skeleton.length);
+      skeleton += 'v';
+    } else {
+      skeleton += segment.text;
+    }
+  });
+  const result = new Set<number>();
+  const schemeEnd = skeleton.indexOf('://');
+  if (schemeEnd < 0) return result;
+  const start = schemeEnd + 3;
+  const afterAuthority = skeleton.slice(start).search(/[/?#]/);
+  const authorityEnd = afterAuthority < 0 ? skeleton.length : start + afterAuthority;
+  const atSign = skeleton.lastIndexOf('@', authorityEnd - 1);
+  if (atSign < start) return result;
+  for (const [i, offset] of offsets) if (offset >= start && offset < atSign) result.add(i);
+  return result;
+}
+
+/** Whether the password at `path` (in a URL: its user-info part) comes from a variable. */
+function passwordFromEnv(raw: unknown, path: (string | number)[], isUrl: boolean): boolean {
+  let node = raw;
+  for (const step of path) {
+    if (typeof node !== 'object' || node === null) return false;
+    node = (node as Record<string | number, unknown>)[step];
+  }
+  if (typeof node !== 'string') return false;
+  const segments = tokenize(node);
+  if (typeof segments === 'string') return false;
+  if (!isUrl || segments.length === 1) return segments.some((s) => s.kind === 'variable');
+  return userinfoSegments(segments).size > 0;
+}
+
+// ---------------------------------------------------------------------------
+// Resolution: what spans keys or touches the disk
+
+interface Resolved {
+  problems: KeyProblem[];
+  warnings: KeyProblem[];
+  config: AirlockConfig | null;
+}
+
+function resolveSections(
+  sections: Partial<ConfigFile>,
+  valid: ReadonlySet<keyof ConfigFile>,
+  baseDir: string,
+): Resolved {
+  const problems: KeyProblem[] = [];
+  const warnings: KeyProblem[] = [];
+  const problem = (path: KeyPath, message: string) => problems.push({ path, message });
+  const warn = (path: KeyPath, message: string) => warnings.push({ path, message });
+
+  let upstream: UpstreamTarget | null = null;
+  if (sections.upstream) {
+    const u = sections.upstream;
+    let sslrootcert: string | null = null;
+    if (u.sslrootcert !== null) {
+      sslrootcert = resolve(baseDir, u.sslrootcert);
+      const unreadable = checkReadableFile(sslrootcert, 'the sslrootcert file');
+      if (unreadable) problem(['upstream'], unreadable);
+      if (u.sslmode !== 'verify-ca' && u.sslmode !== 'verify-full') {
+        warn(['upstream'], `sslrootcert is only used with sslmode=verify-ca or verify-full, and sslmode is ${u.sslmode}.`);
+      }
+    }
+    if (u.sslmode === 'disable' && !isLoopbackHost(u.host)) {
+      warn(
+        ['upstream'],
+        `sslmode=disable sends queries and results to ${u.host} unencrypted, and possibly the password; use sslmode=verify-full.`,
+      );
+    }
+    upstream = { ...u, sslrootcert };
+  }
+
+  let stateDir: string | null = null;
+  if (sections.state_dir !== undefined) {
+    stateDir = resolve(baseDir, sections.state_dir);
+    try {
+      if (!statSync(stateDir).isDirectory()) problem(['state_dir'], `${stateDir} exists and is not a directory.`);
+    } catch (error) {
+      // Not existing yet is fine: Airlock creates it on start.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') problem(['state_dir'], describeFileError(error, stateDir, 'the directory'));
+    }
+  }
+
+  let tls: AirlockConfig['tls'] | undefined;
+  if (valid.has('tls')) {
+    tls = sections.tls ? loadTls(sections.tls, baseDir, problem, warn) : null;
+  }
+
+  if (sections.listen && tls === null && !isLoopbackHost(sections.listen.host)) {
+    warn(
+      ['listen'],
+      `Airlock listens on ${sections.listen.host} without tls: agents' queries and results cross the network unencrypted.`,
+    );
+  }
+
+  let agents: AgentConfig[] | null = null;
+  if (sections.agents) {
+    const byName = new Map<string, number>();
+    const byRole = new Map<string, number>();
+    agents = sections.agents.map((a, i) => {
+      const readRole = a.read_role ?? defaultReadRole(a.name);
+      const sameName = byName.get(a.name.toLowerCase());
+      if (sameName !== undefined) {
+        problem(['agents', i, 'name'], `${JSON.stringify(a.name)} is already the name of agents[${sameName}] (names are compared without regard to case).`);
+      } else byName.set(a.name.toLowerCase(), i);
+      const sameRole = byRole.get(readRole);
+      const derived = a.read_role === undefined ? ' (derived from the name; set read_role to choose another)' : '';
+      if (sameRole !== undefined) {
+        problem(
+          ['agents', i, 'read_role'],
+          `${readRole}${derived} is already the read role of agents[${sameRole}]; each agent needs its own read role.`,
+        );
+      } else byRole.set(readRole, i);
+      if (upstream && readRole === upstream.user) {
+        problem(
+          ['agents', i, 'read_role'],
+          `${readRole}${derived} is the upstream service account's user; reads must run as a separate role without write grants.`,
+        );
+      }
+      if (a.password.length < RECOMMENDED_PASSWORD_LENGTH) {
+        warn(
+          ['agents', i, 'password'],
+          `is shorter than ${RECOMMENDED_PASSWORD_LENGTH} characters; a long random one (openssl rand -base64 24) is much harder to guess.`,
+        );
+      }
+      return {
+        name: a.name,
+        password: a.password,
+        profile: a.profile,
+        database: a.database ?? upstream?.database ?? '',
+        readRole,
+      };
+    });
+  }
+
+  const { listen, audit, limits } = sections;
+  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !audit || !limits) {
+    return { problems, warnings, config: null };
+  }
+  return {
+    problems,
+    warnings,
+    config: {
+      listen,
+      upstream,
+      stateDir,
+      tls,
+      agents,
+      audit: { flushMs: audit.flush_ms },
+      limits: {
+        maxMessageBytes: limits.max_message_bytes,
+        maxClients: limits.max_clients,
+        connectTimeoutMs: limits.connect_timeout_ms,
+      },
+    },
+  };
+}
+
+function loadTls(
+  files: { cert: string; key: string },
+  baseDir: string,
+  problem: (path: KeyPath, message: string) => void,
+  warn: (path: KeyPath, message: string) => void,
+): { cert: string; key: string } | null {
+  const certPath = resolve(baseDir, files.cert);
+  const keyPath = resolve(baseDir, files.key);
+  const cert = readText(certPath, 'the certificate file');
+  const key = readText(keyPath, 'the key file');
+  if (!cert.ok) problem(['tls', 'cert'], cert.problem);
+  if (!key.ok) problem(['tls', 'key'], key.problem);
+  if (!cert.ok || !key.ok) return null;
+
+  let x509: X509Certificate | null = null;
+  try {
+    x509 = new X509Certificate(cert.text);
+  } catch {
+    // Node's message ("error:... PEM routines") helps nobody; the decision is: not a certificate.
+    problem(['tls', 'cert'], `${certPath} does not hold a PEM certificate (-----BEGIN CERTIFICATE-----).`);
+  }
+  let privateKey: ReturnType<typeof createPrivateKey> | null = null;
+  try {
+    privateKey = createPrivateKey(key.text);
+  } catch {
+    // As above: OpenSSL's message says nothing a person can act on.
+    problem(['tls', 'key'], `${keyPath} does not hold an unencrypted PEM private key.`);
+  }
+  if (x509 && privateKey) {
+    if (!x509.checkPrivateKey(privateKey)) {
+      problem(['tls', 'key'], `${keyPath} is not the private key of the certificate in ${certPath}.`);
+    }
+    if (Date.parse(x509.validTo) < Date.now()) {
+      warn(['tls', 'cert'], `the certificate in ${certPath} expired on ${x509.validTo}; clients that check it will refuse to connect.`);
+    }
+  }
+  if (process.platform !== 'win32' && (key.mode & 0o004) !== 0) {
+    warn(
+      ['tls', 'key'],
+      `${keyPath} is readable by every user on this machine (mode ${(key.mode & 0o777).toString(8)}); make it readable by Airlock's user only (chmod 600).`,
+    );
+  }
+  return x509 && privateKey ? { cert: cert.text, key: key.text } : null;
+}
+
+function readText(path: string, what: string): { ok: true; text: string; mode: number } | { ok: false; problem: string } {
+  try {
+    const { mode } = statSync(path);
+    return { ok: true, text: readFileSync(path, 'utf8'), mode };
+  } catch (error) {
+    return { ok: false, problem: describeFileError(error, path, what) };
+  }
+}
+
+function checkReadableFile(path: string, what: string): string | null {
+  try {
+    if (!statSync(path).isFile()) return `${what} ${path} is not a regular file.`;
+    accessSync(path, constants.R_OK);
+    return null;
+  } catch (error) {
+    return describeFileError(error, path, what);
+  }
+}
+
+function describeFileError(error: unknown, path: string, what: string): string {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return `${what} ${path} does not exist.`;
+    case 'EACCES':
+    case 'EPERM':
+      return `${what} ${path} is not readable by this user (permission denied).`;
+    case 'EISDIR':
+      return `${what} ${path} is a directory, not a file.`;
+    default:
+      return `cannot read ${what} ${path}: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * `airlock doctor`: checks the upstream the way an attacker would, and says
+ * what it found in plain words. It changes nothing: every probe runs in a
+ * transaction that is rolled back, and the probes that write touch no row
+ * (`... WHERE false`).
+ */
+import pg from 'pg';
+import type { AirlockConfig } from '../config/load.js';
+import { describeUpstream } from '../config/load.js';
+import { serviceClient } from './gateway.js';
+import { READ_ROLE_GRANTS, readRoleWarnings } from './read-roles.js';
+
+export const CHECK_OUTCOMES = ['ok', 'warn', 'fail'] as const;
+export type CheckOutcome = (typeof CHECK_OUTCOMES)[number];
+
+export interface DoctorCheck {
+  outcome: CheckOutcome;
+  /** One or two sentences: what was checked and what was found. */
+  message: string;
+}
+
+function ident(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+/** Runs `probe` inside a transaction that is always rolled back; returns the SQLSTATE it failed with, or null. */
+async function failsWith(client: pg.Client, setup: string, probe: string): Promise<string | null> {
+  await client.query(setup);
+  try {
+    await client.query(probe);
+    return null;
+  } catch (err) {
+    return (err as { code?: string }).code ?? 'unknown';
+  } finally {
+    await client.query('ROLLBACK');
+  }
+}
+
+export async function runDoctorChecks(config: AirlockConfig): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  const add = (outcome: CheckOutcome, message: string): void => {
+    checks.push({ outcome, message });
+  };
+  const service = serviceClient(config);
+  try {
+    await service.connect();
+  } catch (err) {
+    add('fail', `Cannot connect to ${describeUpstream(config.upstream)} as the service account: ${(err as Error).message}.`);
+    return checks;
+  }
+  try {
+    const info = await service.query<{ version: string; num: number; rolsuper: boolean; rolcreaterole: boolean; ssl: boolean | null }>(
+      `SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS num,
+              r.rolsuper, r.rolcreaterole,
+              (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS ssl
+         FROM pg_roles r WHERE r.rolname = current_user`,
+    );
+    const me = info.rows[0]!;
+    add('ok', `Connected to ${describeUpstream(config.upstream)} (PostgreSQL ${me.version}) as the service account.`);
+    if (me.num < 140000) {
+      add('fail', 'PostgreSQL 14 or newer is needed: read roles rely on the pg_read_all_data role.');
+    }
+    if (me.rolsuper) {
+      add(
+        'warn',
+        'The service account is a superuser. Agents never run as it (their reads run as their own read role), but a narrower account with CREATEROLE is enough and safer.',
+      );
+    } else if (!me.rolcreaterole) {
+      add('warn', 'The service account has neither SUPERUSER nor CREATEROLE, so Airlock cannot create or repair read roles; create them yourself (see docs/read-path.md).');
+    }
+    if (me.ssl !== true && config.upstream.host !== '127.0.0.1' && config.upstream.host !== 'localhost' && config.upstream.host !== '::1') {
+      add('warn', `The connection to ${config.upstream.host} is not encrypted; set sslmode=verify-full in the upstream URL.`);
+    }
+
+    for (const agent of config.agents) {
+      const role = agent.readRole;
+      const found = await service.query<{
+        rolsuper: boolean;
+        rolcreaterole: boolean;
+        rolcreatedb: boolean;
+        rolreplication: boolean;
+        rolbypassrls: boolean;
+        rolcanlogin: boolean;
+      }>('SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = $1', [role]);
+      const r = found.rows[0];
+      if (r === undefined) {
+        add('warn', `Agent "${agent.name}": its read role "${role}" does not exist yet; \`airlock start\` creates it.`);
+        continue;
+      }
+      const powers = (['rolsuper', 'rolcreaterole', 'rolcreatedb', 'rolreplication', 'rolbypassrls'] as const).filter((k) => r[k]);
+      if (powers.length > 0) {
+        add('fail', `Agent "${agent.name}": read role "${role}" has ${powers.join(', ')}; \`airlock start\` removes these, or run ALTER ROLE ${ident(role)} NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS.`);
+      } else {
+        add('ok', `Agent "${agent.name}": read role "${role}" is not a superuser and cannot create roles or databases.`);
+      }
+      const members = await service.query<{ rolname: string }>(
+        `SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
+        [role],
+      );
+      const extra = members.rows.map((m) => m.rolname).filter((n) => !(READ_ROLE_GRANTS as readonly string[]).includes(n));
+      if (extra.length > 0) add('fail', `Agent "${agent.name}": read role "${role}" is also a member of ${extra.join(', ')}.`);
+      const defaults = await service.query<{ setconfig: string[] | null }>(
+        `SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1) AND s.setdatabase = 0`,
+        [role],
+      );
+      const readOnlyDefault = (defaults.rows[0]?.setconfig ?? []).includes('default_transaction_read_only=on');
+      add(
+        readOnlyDefault ? 'ok' : 'fail',
+        readOnlyDefault
+          ? `Agent "${agent.name}": read role "${role}" starts every transaction READ ONLY.`
+          : `Agent "${agent.name}": read role "${role}" does not default to READ ONLY transactions; \`airlock start\` sets it.`,
+      );
+      for (const w of await readRoleWarnings(service, role)) add('warn', `Agent "${agent.name}": ${w}`);
+      if (me.rolsuper || (await canSetRole(service, role))) {
+        checks.push(...(await probeReadRole(service, agent.name, role)));
+      } else {
+        add('warn', `Agent "${agent.name}": the service account cannot SET ROLE ${role}, so doctor cannot try writes as it.`);
+      }
+    }
+
+    // Even the service account, in a READ ONLY transaction, must be refused a
+    // write: this is the first wall, and it holds for superusers too.
+    const table = await someUserTable(service);
+    if (table !== null) {
+      const code = await failsWith(service, 'BEGIN READ ONLY', `DELETE FROM ${table} WHERE false`);
+      add(
+        code === '25006' ? 'ok' : 'fail',
+        code === '25006'
+          ? `A READ ONLY transaction refuses writes on this server (tried DELETE FROM ${table} WHERE false: 25006).`
+          : `A READ ONLY transaction did not refuse DELETE FROM ${table} WHERE false (got ${code ?? 'success'}).`,
+      );
+    }
+  } finally {
+    await service.end();
+  }
+  return checks;
+}
+
+async function canSetRole(service: pg.Client, role: string): Promise<boolean> {
+  const r = await service.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, $1, 'SET') AS ok`, [role]).catch(
+    // PostgreSQL before 16 has no 'SET' privilege mode; MEMBER is the closest.
+    () => service.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, $1, 'MEMBER') AS ok`, [role]),
+  );
+  return r.rows[0]?.ok === true;
+}
+
+async function someUserTable(service: pg.Client): Promise<string | null> {
+  const r = await service.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      ORDER BY 1 LIMIT 1`,
+  );
+  return r.rows[0]?.name ?? null;
+}
+
+/** Tries, as the read role and inside rolled-back transactions, what an agent's session could try. */
+async function probeReadRole(service: pg.Client, agent: string, role: string): Promise<DoctorCheck[]> {
+  const out: DoctorCheck[] = [];
+  const asRole = `BEGIN; SET LOCAL ROLE ${ident(role)}`;
+  const table = await someUserTable(service);
+  if (table !== null) {
+    // Without the READ ONLY default (SET ROLE does not apply role defaults),
+    // this tests the role's grants alone: the second wall.
+    const code = await failsWith(service, asRole, `DELETE FROM ${table} WHERE false`);
+    out.push(
+      code === '42501'
+        ? { outcome: 'ok', message: `Agent "${agent}": as "${role}", DELETE FROM ${table} is refused for lack of privilege (42501), even outside a READ ONLY transaction.` }
+        : { outcome: 'fail', message: `Agent "${agent}": as "${role}", DELETE FROM ${table} WHERE false was not refused for privilege (got ${code ?? 'success'}).` },
+    );
+    const read = await failsWith(service, asRole, `SELECT 1 FROM ${table} LIMIT 1`);
+    out.push(
+      read === null
+        ? { outcome: 'ok', message: `Agent "${agent}": as "${role}", reading ${table} works.` }
+        : { outcome: 'fail', message: `Agent "${agent}": as "${role}", reading ${table} fails (${read}); grant pg_read_all_data.` },
+    );
+  }
+  const create = await failsWith(service, asRole, 'CREATE TABLE public.airlock_doctor_probe (x int)');
+  out.push(
+    create !== null
+      ? { outcome: 'ok', message: `Agent "${agent}": as "${role}", CREATE TABLE in public is refused (${create}).` }
+      : { outcome: 'fail', message: `Agent "${agent}": as "${role}", CREATE TABLE in public succeeded (rolled back); revoke CREATE on schema public from PUBLIC.` },
+  );
+  const seq = await service.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1 LIMIT 1`,
+  );
+  const seqName = seq.rows[0]?.name;
+  if (seqName !== undefined) {
+    // Asked, not tried: a sequence does not roll back.
+    const r = await service.query<{ ok: boolean }>(`SELECT has_sequence_privilege($1, $2, 'USAGE, UPDATE') AS ok`, [role, seqName]);
+    out.push(
+      r.rows[0]?.ok === true
+        ? { outcome: 'fail', message: `Agent "${agent}": "${role}" may advance sequence ${seqName} (USAGE or UPDATE granted); revoke it.` }
+        : { outcome: 'ok', message: `Agent "${agent}": "${role}" may not advance sequences such as ${seqName}.` },
+    );
+  }
+  return out;
+}

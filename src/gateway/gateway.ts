@@ -1,0 +1,179 @@
+/**
+ * The gateway: listens for agents on the PostgreSQL wire protocol and runs a
+ * session for each, in front of the upstream database.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import pg from 'pg';
+import { createScramVerifier } from '../protocol/auth/scram-verifier.js';
+import { errorResponse } from '../protocol/backend.js';
+import { loadParser } from '../sql/classify.js';
+import type { AirlockConfig } from '../config/load.js';
+import type { AuditLog } from '../state/audit-log.js';
+import type { AgentCredentials } from './agent-credentials.js';
+import { ClientSession } from './client-session.js';
+import { prepareReadRole } from './read-roles.js';
+import { StatementCache } from './statement-cache.js';
+
+export interface Gateway {
+  /** Where the gateway listens (the real port when the config said 0). */
+  address: { host: string; port: number };
+  /** Warnings found at start-up, in plain words. */
+  warnings: string[];
+  /** Number of open client sessions. */
+  readonly sessions: number;
+  /** Stops listening, ends every session. */
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  config: AirlockConfig;
+  audit: AuditLog;
+  log?: (line: string) => void;
+}
+
+/**
+ * Settings the upstream reports with ParameterStatus and the values the read
+ * path requires. If one changes mid-session (a user function that calls
+ * set_config, say), the session ends: the parser and the server would no
+ * longer read the same bytes the same way, or the read-only wall is down.
+ */
+const PINNED_PARAMETERS = new Map([
+  ['client_encoding', 'UTF8'],
+  ['standard_conforming_strings', 'on'],
+  ['default_transaction_read_only', 'on'],
+  ['is_superuser', 'off'],
+]);
+
+/** Forced on every upstream session of the read path, in its StartupMessage. */
+const UPSTREAM_PARAMS = {
+  client_encoding: 'UTF8',
+  standard_conforming_strings: 'on',
+  default_transaction_read_only: 'on',
+};
+
+/** Connects as Airlock's service account (for administration, never for agents' reads). */
+export function serviceClient(config: AirlockConfig): pg.Client {
+  const u = config.upstream;
+  return new pg.Client({
+    host: u.host,
+    port: u.port,
+    user: u.user,
+    password: u.password ?? undefined,
+    database: u.database,
+    connectionTimeoutMillis: config.limits.connectTimeoutMs,
+    ssl: u.sslmode === 'disable' || u.sslmode === 'prefer' ? false : { rejectUnauthorized: u.sslmode !== 'require' },
+    application_name: 'airlock',
+  });
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { config, audit } = options;
+  const log = options.log ?? ((line: string) => console.error(line));
+  await loadParser();
+
+  const warnings: string[] = [];
+  const agents = new Map<string, AgentCredentials>();
+  const service = serviceClient(config);
+  try {
+    await service.connect();
+  } catch (err) {
+    throw new Error(`Airlock could not connect to the database as its service account: ${(err as Error).message}`);
+  }
+  try {
+    for (const agent of config.agents) {
+      const role = await prepareReadRole(service, agent.readRole);
+      warnings.push(...role.warnings);
+      agents.set(agent.name, {
+        name: agent.name,
+        profile: agent.profile,
+        database: agent.database,
+        verifier: createScramVerifier(agent.password),
+        readRole: agent.readRole,
+        readRolePassword: role.password,
+      });
+    }
+  } finally {
+    await service.end();
+  }
+
+  const cancelKeys = new Map<string, () => void>();
+  const keyOf = (processId: number, secretKey: Buffer): string => `${processId}:${secretKey.toString('hex')}`;
+  const sessions = new Set<ClientSession>();
+  const secureContext = config.tls === null ? null : tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key });
+
+  const ctx = {
+    cache: new StatementCache(),
+    audit,
+    maxMessageBytes: config.limits.maxMessageBytes,
+    pinnedParameters: PINNED_PARAMETERS,
+    log,
+    tls: secureContext,
+    agents,
+    upstream: {
+      host: config.upstream.host,
+      port: config.upstream.port,
+      database: config.upstream.database,
+      sslmode: config.upstream.sslmode,
+      sslrootcert: config.upstream.sslrootcert,
+      connectTimeoutMs: config.limits.connectTimeoutMs,
+    },
+    upstreamParams: UPSTREAM_PARAMS,
+    authTimeoutMs: 30_000,
+    registerCancelKey: (processId: number, secretKey: Buffer, cancel: () => void) => {
+      const key = keyOf(processId, secretKey);
+      cancelKeys.set(key, cancel);
+      return () => cancelKeys.delete(key);
+    },
+    onCancelRequest: (processId: number, secretKey: Buffer) => {
+      // Only the holder of a session's own key can cancel it; an unknown key
+      // is ignored without an answer, as PostgreSQL does.
+      cancelKeys.get(keyOf(processId, secretKey))?.();
+    },
+  };
+
+  const server = net.createServer((socket) => {
+    if (sessions.size >= config.limits.maxClients) {
+      socket.on('error', () => socket.destroy());
+      socket.end(
+        errorResponse({
+          severity: 'FATAL',
+          code: '53300',
+          message: `airlock: too many clients (limits.max_clients is ${config.limits.maxClients})`,
+        }),
+      );
+      return;
+    }
+    const session = new ClientSession(socket, ctx, (s) => sessions.delete(s));
+    sessions.add(session);
+  });
+  server.maxConnections = config.limits.maxClients + 16;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(`Airlock could not listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`)),
+    );
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
+  server.on('error', (err) => log(`gateway: listener error: ${err.message}`));
+  const bound = server.address() as net.AddressInfo;
+  audit.append({ event: 'startup', agent: null, session: null, client: null, detail: { listen: `${bound.address}:${bound.port}` } });
+
+  return {
+    address: { host: bound.address, port: bound.port },
+    warnings,
+    get sessions() {
+      return sessions.size;
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.shutdown();
+      await closed;
+      try {
+        audit.append({ event: 'shutdown', agent: null, session: null, client: null });
+      } catch (err) {
+        log(`audit: could not record shutdown: ${(err as Error).message}`);
+      }
+    },
+  };
+}

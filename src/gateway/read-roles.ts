@@ -1,0 +1,114 @@
+/**
+ * The read path's second wall: each agent's reads run as a role of its own
+ * that holds pg_read_all_data and nothing else, is not a superuser, and
+ * starts every transaction READ ONLY. Airlock creates or repairs the role at
+ * start-up with its service account and gives it a fresh random password
+ * (sent as a SCRAM verifier, so the password never reaches the server).
+ * One role per agent, since a role may signal other sessions of the same
+ * role.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { createScramVerifier, formatScramVerifier } from '../protocol/auth/scram-verifier.js';
+
+/** The only role a read role may be a member of. */
+export const READ_ROLE_GRANTS = ['pg_read_all_data'] as const;
+
+export interface ReadRoleProblem {
+  role: string;
+  problem: string;
+}
+
+/** Thrown when a read role cannot be made safe; the message says what a human must do. */
+export class ReadRoleError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReadRoleError';
+  }
+}
+
+function ident(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+/**
+ * Creates or repairs the read role and sets a new password on it. Returns the
+ * password and any warnings (grants that weaken the second wall, e.g. writes
+ * granted to PUBLIC).
+ */
+export async function prepareReadRole(service: pg.Client, role: string): Promise<{ password: string; warnings: string[] }> {
+  const me = await service.query<{ rolsuper: boolean; rolcreaterole: boolean }>(
+    'SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user',
+  );
+  const self = me.rows[0];
+  if (self === undefined || (!self.rolsuper && !self.rolcreaterole)) {
+    throw new ReadRoleError(
+      `Airlock's service account cannot create the read role "${role}": it needs SUPERUSER or CREATEROLE. ` +
+        `Either grant it CREATEROLE (and ADMIN OPTION on pg_read_all_data), or create the role yourself: ` +
+        `CREATE ROLE ${ident(role)} LOGIN; GRANT pg_read_all_data TO ${ident(role)}; ALTER ROLE ${ident(role)} SET default_transaction_read_only = on;`,
+    );
+  }
+  const existing = await service.query<{ rolsuper: boolean }>('SELECT rolsuper FROM pg_roles WHERE rolname = $1', [role]);
+  if (existing.rows.length === 0) {
+    try {
+      await service.query(`CREATE ROLE ${ident(role)} LOGIN`);
+    } catch (err) {
+      // Another Airlock instance may have created it between the check and here.
+      if ((err as { code?: string }).code !== '42710') throw err;
+    }
+  }
+  const password = randomBytes(24).toString('base64url');
+  const verifier = formatScramVerifier(createScramVerifier(password));
+  await service.query(
+    `ALTER ROLE ${ident(role)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD '${verifier}'`,
+  );
+  await service.query(`ALTER ROLE ${ident(role)} SET default_transaction_read_only = on`);
+  for (const grant of READ_ROLE_GRANTS) await service.query(`GRANT ${grant} TO ${ident(role)}`);
+
+  const memberships = await service.query<{ rolname: string }>(
+    `SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+      WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
+    [role],
+  );
+  const extra = memberships.rows.map((r) => r.rolname).filter((r) => !(READ_ROLE_GRANTS as readonly string[]).includes(r));
+  if (extra.length > 0) {
+    throw new ReadRoleError(
+      `The read role "${role}" is a member of ${extra.map((r) => `"${r}"`).join(', ')}, which may carry write privileges. ` +
+        `Airlock's read roles must hold only pg_read_all_data: REVOKE ${extra.map(ident).join(', ')} FROM ${ident(role)};`,
+    );
+  }
+  return { password, warnings: await readRoleWarnings(service, role) };
+}
+
+/** Privileges the read role holds beyond reading (usually through PUBLIC), in plain words. */
+export async function readRoleWarnings(service: pg.Client, role: string): Promise<string[]> {
+  const warnings: string[] = [];
+  const tables = await service.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+        AND has_table_privilege($1, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+      ORDER BY 1 LIMIT 20`,
+    [role],
+  );
+  if (tables.rows.length > 0) {
+    warnings.push(
+      `The read role "${role}" may write to ${tables.rows.map((r) => r.name).join(', ')} (granted to it or to PUBLIC). ` +
+        'READ ONLY transactions and Airlock still stop writes, but the role is no longer a wall of its own: revoke those grants.',
+    );
+  }
+  const schemas = await service.query<{ nspname: string }>(
+    `SELECT nspname FROM pg_namespace
+      WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
+        AND has_schema_privilege($1, oid, 'CREATE') ORDER BY 1`,
+    [role],
+  );
+  if (schemas.rows.length > 0) {
+    warnings.push(
+      `The read role "${role}" may create objects in schema ${schemas.rows.map((r) => r.nspname).join(', ')}. ` +
+        'Revoke CREATE on those schemas from PUBLIC.',
+    );
+  }
+  return warnings;
+}

@@ -1,0 +1,622 @@
+/**
+ * The relay between one agent's client connection and its upstream
+ * connection: every statement is judged before any byte of it reaches the
+ * database, and the upstream's answers are passed through, scanned only for
+ * the few messages Airlock must see.
+ */
+import { randomBytes } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
+import type net from 'node:net';
+import {
+  BACKEND,
+  commandTagRows,
+  errorResponse,
+  parseErrorFields,
+  parseParameterStatus,
+} from '../protocol/backend.js';
+import type { ErrorFields, TransactionStatus } from '../protocol/backend.js';
+import {
+  FRONTEND,
+  encodeParse,
+  encodeQuery,
+  parseBind,
+  parseExecute,
+  parseParse,
+  parseQuery,
+  parseTarget,
+} from '../protocol/frontend.js';
+import { MessageReader, ProtocolViolation } from '../protocol/message-reader.js';
+import type { Message } from '../protocol/message-reader.js';
+import type { Classification, StatementFacts } from '../sql/facts.js';
+import type { Decision, Denial } from '../policy/decision.js';
+import { judgeClassification } from '../policy/read-only.js';
+import type { PolicySubject } from '../policy/read-only.js';
+import type { AuditEntry, AuditLog } from '../state/audit-log.js';
+import type { StatementCache } from './statement-cache.js';
+
+/** What the relay needs from the gateway. */
+export interface RelayContext {
+  cache: StatementCache;
+  audit: AuditLog;
+  maxMessageBytes: number;
+  /** Settings the upstream reports (ParameterStatus) and the only values they may take. */
+  pinnedParameters: ReadonlyMap<string, string>;
+  log: (line: string) => void;
+}
+
+export interface RelayIdentity {
+  agent: string;
+  profile: string;
+  session: string;
+  client: string;
+}
+
+/** A statement sent upstream whose outcome is not known yet. */
+interface InFlight {
+  text: string;
+  fingerprint: string | undefined;
+  params: (string | null)[] | undefined;
+  rule: string;
+  started: number;
+}
+
+/** Everything between two ReadyForQuery messages. */
+interface Cycle {
+  statements: InFlight[];
+  /** Statements answered so far. */
+  done: number;
+  /** A refusal injected into this cycle: the upstream's syntax error for `token` is replaced by `denial`. */
+  refusal: { token: string; denial: Denial } | null;
+}
+
+/** A prepared statement as Airlock judged it. */
+interface Prepared {
+  text: string;
+  classification: Classification;
+}
+
+const EMPTY_PARAMS: (string | null)[] = [];
+
+function newCycle(): Cycle {
+  return { statements: [], done: 0, refusal: null };
+}
+
+/**
+ * A token the upstream echoes in its syntax error ('syntax error at or near
+ * "airlock_refused_…"'), so the error can be found and replaced. Sending a
+ * statement that fails puts the upstream in exactly the state a refused
+ * statement must leave: the transaction (if any) failed, the rest of the
+ * extended-protocol batch skipped until Sync.
+ */
+function refusalToken(): string {
+  return 'airlock_refused_' + randomBytes(8).toString('hex');
+}
+
+export class Relay {
+  private readonly reader: MessageReader;
+  private readonly subject: PolicySubject;
+  private readonly statements = new Map<string, Prepared>();
+  private readonly portals = new Map<string, { prepared: Prepared | undefined; params: (string | null)[] }>();
+  /** Messages judged but not yet forwarded: they go at the next Sync or Flush. */
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  /** After a refusal in the extended protocol, the upstream skips to Sync; so does Airlock. */
+  private skipping = false;
+  private open: Cycle = newCycle();
+  private readonly inflight: Cycle[] = [];
+  /** Upstream bytes of an uninteresting message still to pass through unscanned. */
+  private passRemaining = 0;
+  private upstreamHeld: Buffer | null = null;
+  private closed = false;
+  txStatus: TransactionStatus = 'I';
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly upstream: net.Socket,
+    private readonly ctx: RelayContext,
+    private readonly who: RelayIdentity,
+    /** Called once when either side ends. */
+    private readonly onEnd: (reason: string) => void,
+  ) {
+    this.reader = new MessageReader(ctx.maxMessageBytes);
+    this.subject = { agent: who.agent, profile: who.profile };
+  }
+
+  /** Starts relaying; `leftover` holds client bytes that arrived with the last start-up message. */
+  start(leftover: Buffer): void {
+    this.client.on('data', (chunk: Buffer) => this.fromClient(chunk));
+    this.upstream.on('data', (chunk: Buffer) => this.fromUpstream(chunk));
+    this.client.on('close', () => this.end('client disconnected'));
+    this.upstream.on('close', () => this.upstreamLost());
+    this.client.on('error', (err) => this.end(`client error: ${err.message}`));
+    this.upstream.on('error', (err) => this.ctx.log(`session ${this.who.session}: upstream error: ${err.message}`));
+    this.client.on('drain', () => this.upstream.resume());
+    this.upstream.on('drain', () => this.client.resume());
+    this.upstream.resume();
+    this.client.resume();
+    if (leftover.length > 0) this.fromClient(leftover);
+  }
+
+  // ---- client → upstream -------------------------------------------------
+
+  private fromClient(chunk: Buffer): void {
+    if (this.closed) return;
+    let messages: Message[];
+    try {
+      messages = this.reader.push(chunk);
+      for (const m of messages) {
+        this.onClientMessage(m);
+        if (this.closed) return;
+      }
+    } catch (err) {
+      if (err instanceof ProtocolViolation) {
+        this.fatal({ severity: 'FATAL', code: '08P01', message: `airlock: protocol violation: ${err.message}` });
+        return;
+      }
+      throw err;
+    }
+    if (this.batchBytes > this.ctx.maxMessageBytes) {
+      this.fatal({
+        severity: 'FATAL',
+        code: '08P01',
+        message: `airlock: the client sent more than ${this.ctx.maxMessageBytes} bytes of messages without a Sync or Flush`,
+      });
+    }
+  }
+
+  private onClientMessage(m: Message): void {
+    if (this.skipping && m.type !== FRONTEND.sync) {
+      // The upstream would discard these too (it is skipping to Sync after
+      // the refusal); they are never forwarded.
+      return;
+    }
+    switch (m.type) {
+      case FRONTEND.query:
+        this.onQuery(m);
+        return;
+      case FRONTEND.parse:
+        this.onParse(m);
+        return;
+      case FRONTEND.bind:
+        this.onBind(m);
+        return;
+      case FRONTEND.execute:
+        this.onExecute(m);
+        return;
+      case FRONTEND.describe:
+        parseTarget(m.body, 'Describe');
+        this.queue(m.raw);
+        return;
+      case FRONTEND.close: {
+        const t = parseTarget(m.body, 'Close');
+        if (t.target === 'statement') this.statements.delete(t.name);
+        else this.portals.delete(t.name);
+        this.queue(m.raw);
+        return;
+      }
+      case FRONTEND.flush:
+        this.queue(m.raw);
+        this.forwardBatch();
+        return;
+      case FRONTEND.sync:
+        this.skipping = false;
+        this.queue(m.raw);
+        this.inflight.push(this.open);
+        this.open = newCycle();
+        this.forwardBatch();
+        return;
+      case FRONTEND.functionCall:
+        this.refuseSimple(
+          {
+            kind: 'deny',
+            rule: 'function-call-message',
+            message: `airlock: agent "${this.who.agent}" may not use the FunctionCall protocol message (profile ${this.who.profile})`,
+            hint: 'Call functions from a SELECT instead; Airlock judges statements, and a FunctionCall carries none.',
+            sqlstate: '42501',
+          },
+          '(FunctionCall message)',
+        );
+        return;
+      case FRONTEND.copyData:
+      case FRONTEND.copyDone:
+      case FRONTEND.copyFail:
+        // COPY FROM STDIN is never allowed, so there is no copy to feed;
+        // the server ignores these outside COPY, and so does Airlock.
+        return;
+      case FRONTEND.terminate:
+        this.queue(m.raw);
+        this.forwardBatch();
+        this.end('client terminated');
+        return;
+      default:
+        throw new ProtocolViolation(`invalid frontend message type ${m.type} ('${String.fromCharCode(m.type)}')`);
+    }
+  }
+
+  private queue(raw: Buffer): void {
+    this.batch.push(raw);
+    this.batchBytes += raw.length;
+  }
+
+  private forwardBatch(): void {
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    let ok = true;
+    if (batch.length === 1) {
+      ok = this.upstream.write(batch[0]!);
+    } else {
+      this.upstream.cork();
+      for (const b of batch) ok = this.upstream.write(b);
+      this.upstream.uncork();
+    }
+    if (!ok) this.client.pause();
+  }
+
+  /** Decodes statement text exactly as the server will read it, or explains why it can't be judged. */
+  private statementText(bytes: Buffer): string | Denial {
+    if (!isUtf8(bytes)) {
+      return {
+        kind: 'deny',
+        rule: 'encoding',
+        message: 'airlock: the statement is not valid UTF-8, so it was not run',
+        hint: 'Airlock sessions use the UTF8 client encoding; send statements encoded in UTF-8.',
+        sqlstate: '22021',
+      };
+    }
+    return bytes.toString('utf8');
+  }
+
+  private judge(text: string): { classification: Classification; decision: Decision } {
+    const classification = this.ctx.cache.classify(text);
+    if (!this.ctx.audit.healthy) {
+      return {
+        classification,
+        decision: {
+          kind: 'deny',
+          rule: 'audit-unavailable',
+          message: 'airlock: the audit log cannot be written, so no statement is served until it can',
+          hint: "A human must check Airlock's state directory (disk space, permissions) and its log.",
+          sqlstate: '58030',
+        },
+      };
+    }
+    const decision = judgeClassification(classification, this.subject, (name) => this.preparedFacts(name));
+    return { classification, decision };
+  }
+
+  private preparedFacts(name: string): StatementFacts | undefined {
+    const p = this.statements.get(name);
+    if (p === undefined || !p.classification.ok || p.classification.statements.length !== 1) return undefined;
+    return p.classification.statements[0];
+  }
+
+  private onQuery(m: Message): void {
+    const text = this.statementText(parseQuery(m.body));
+    if (typeof text !== 'string') {
+      this.refuseSimple(text, '(invalid UTF-8)');
+      return;
+    }
+    const { classification, decision } = this.judge(text);
+    if (decision.kind === 'deny') {
+      this.refuseSimple(decision, text, classification);
+      return;
+    }
+    const cycle = newCycle();
+    const started = Date.now();
+    if (classification.ok) {
+      for (const facts of classification.statements) {
+        cycle.statements.push({ text: facts.text, fingerprint: classification.fingerprint, params: undefined, rule: decision.rule, started });
+      }
+      this.trackSqlPrepared(classification);
+    }
+    this.queue(m.raw);
+    this.inflight.push(cycle);
+    this.forwardBatch();
+  }
+
+  /** SQL-level PREPARE and DEALLOCATE share the namespace of protocol-level statements. */
+  private trackSqlPrepared(classification: Extract<Classification, { ok: true }>): void {
+    for (const facts of classification.statements) {
+      const p = facts.prepared;
+      if (p === undefined) continue;
+      if (p.action === 'prepare' && p.name !== null && facts.inner !== undefined && !this.statements.has(p.name)) {
+        this.statements.set(p.name, {
+          text: facts.inner.text,
+          classification: { ok: true, statements: [facts.inner], fingerprint: classification.fingerprint },
+        });
+      } else if (p.action === 'deallocate' && p.name !== null) {
+        this.statements.delete(p.name);
+      } else if (p.action === 'deallocate-all') {
+        this.statements.clear();
+      }
+    }
+  }
+
+  /** Refuses a simple-protocol message: the upstream fails an injected statement, and its error is replaced. */
+  private refuseSimple(denial: Denial, text: string, classification?: Classification): void {
+    this.recordDenial(denial, text, classification, undefined);
+    const token = refusalToken();
+    const cycle = newCycle();
+    cycle.refusal = { token, denial };
+    this.queue(encodeQuery(token));
+    this.inflight.push(cycle);
+    this.forwardBatch();
+  }
+
+  private onParse(m: Message): void {
+    const parse = parseParse(m.body);
+    const text = this.statementText(parse.query);
+    let classification: Classification | undefined;
+    let decision: Decision;
+    if (typeof text === 'string') {
+      ({ classification, decision } = this.judge(text));
+    } else {
+      decision = text;
+    }
+    if (decision.kind === 'deny') {
+      this.recordDenial(decision, typeof text === 'string' ? text : '(invalid UTF-8)', classification, undefined);
+      const token = refusalToken();
+      this.open.refusal = { token, denial: decision };
+      // Same name as the refused statement: a failed Parse of the unnamed
+      // statement drops the old one, a failed named Parse changes nothing;
+      // the upstream then does to its statements what it would have done.
+      this.queue(encodeParse(parse.name, token));
+      if (parse.name === '') this.statements.delete('');
+      this.skipping = true;
+      return;
+    }
+    // The server refuses to redefine a named statement that exists; keep
+    // Airlock's view identical to the server's.
+    if (parse.name === '' || !this.statements.has(parse.name)) {
+      this.statements.set(parse.name, { text: text as string, classification: classification! });
+    }
+    this.queue(m.raw);
+  }
+
+  private onBind(m: Message): void {
+    const bind = parseBind(m.body);
+    this.portals.set(bind.portal, { prepared: this.statements.get(bind.statement), params: bind.params });
+    this.queue(m.raw);
+  }
+
+  private onExecute(m: Message): void {
+    const exec = parseExecute(m.body);
+    const portal = this.portals.get(exec.portal);
+    const prepared = portal?.prepared;
+    this.open.statements.push({
+      text: prepared?.text ?? `(portal "${exec.portal}")`,
+      fingerprint: prepared?.classification.ok === true ? prepared.classification.fingerprint : undefined,
+      params: portal?.params ?? EMPTY_PARAMS,
+      rule: 'read',
+      started: Date.now(),
+    });
+    this.queue(m.raw);
+  }
+
+  // ---- upstream → client -------------------------------------------------
+
+  private fromUpstream(chunk: Buffer): void {
+    if (this.closed) return;
+    let buf = chunk;
+    let at = 0;
+    if (this.passRemaining > 0) {
+      if (chunk.length <= this.passRemaining) {
+        this.passRemaining -= chunk.length;
+        this.toClient(chunk);
+        return;
+      }
+      at = this.passRemaining;
+      this.passRemaining = 0;
+    } else if (this.upstreamHeld !== null) {
+      buf = Buffer.concat([this.upstreamHeld, chunk]);
+      this.upstreamHeld = null;
+    }
+    let from = 0;
+    while (buf.length - at >= 5) {
+      const type = buf[at]!;
+      const end = at + 1 + buf.readUInt32BE(at + 1);
+      if (!INSPECTED[type]) {
+        if (end > buf.length) {
+          this.passRemaining = end - buf.length;
+          at = buf.length;
+          break;
+        }
+        at = end;
+        continue;
+      }
+      if (end > buf.length) break;
+      const replacement = this.inspect(type, buf.subarray(at + 5, end));
+      if (this.closed) return;
+      if (replacement !== null) {
+        if (at > from) this.toClient(buf.subarray(from, at));
+        this.toClient(replacement);
+        from = end;
+      }
+      at = end;
+    }
+    if (at < buf.length) this.upstreamHeld = Buffer.from(buf.subarray(at));
+    if (at > from) this.toClient(buf.subarray(from, at));
+  }
+
+  private toClient(bytes: Buffer): void {
+    if (!this.client.write(bytes)) this.upstream.pause();
+  }
+
+  private get answering(): Cycle {
+    return this.inflight[0] ?? this.open;
+  }
+
+  /** Looks at one upstream message; returns bytes to send instead, or null to pass it on. */
+  private inspect(type: number, body: Buffer): Buffer | null {
+    switch (type) {
+      case BACKEND.commandComplete:
+        this.complete(commandTagRows(body), undefined);
+        return null;
+      case BACKEND.emptyQueryResponse:
+      case BACKEND.portalSuspended:
+        this.complete(null, undefined);
+        return null;
+      case BACKEND.errorResponse: {
+        const cycle = this.answering;
+        const refusal = cycle.refusal;
+        if (refusal !== null) {
+          const fields = parseErrorFields(body);
+          if ((fields.get('M') ?? '').includes(refusal.token)) {
+            cycle.refusal = null;
+            return errorResponse({
+              severity: 'ERROR',
+              code: refusal.denial.sqlstate,
+              message: refusal.denial.message,
+              detail: `Rule: ${refusal.denial.rule}. The statement was not sent to the database.`,
+              hint: refusal.denial.hint,
+            });
+          }
+        }
+        this.complete(null, parseErrorFields(body).get('C') ?? 'XX000');
+        return null;
+      }
+      case BACKEND.readyForQuery: {
+        this.txStatus = String.fromCharCode(body[0]!) as TransactionStatus;
+        const cycle = this.inflight.shift();
+        if (cycle !== undefined) {
+          // Statements after an error in the same cycle were skipped by the server.
+          while (cycle.done < cycle.statements.length) this.record(cycle.statements[cycle.done++]!, null, 'skipped');
+        }
+        return null;
+      }
+      case BACKEND.parameterStatus: {
+        const { name, value } = parseParameterStatus(body);
+        const pinned = this.ctx.pinnedParameters.get(name);
+        if (pinned !== undefined && value !== pinned) {
+          this.breach(`the database reported ${name} = ${value}; Airlock requires ${pinned} on the read path`);
+        }
+        return null;
+      }
+      case BACKEND.copyInResponse:
+      case BACKEND.copyBothResponse:
+        // Never allowed on the read path: if the server asks for data anyway,
+        // something got past judgement. End the session; the upstream rolls back.
+        this.breach('the database started a COPY FROM STDIN or replication stream on the read path');
+        return null;
+      default:
+        return null;
+    }
+  }
+
+  private complete(rows: number | null, sqlstate: string | undefined): void {
+    const cycle = this.answering;
+    const s = cycle.statements[cycle.done];
+    if (s === undefined) return;
+    cycle.done++;
+    this.record(s, rows, sqlstate);
+  }
+
+  // ---- audit ---------------------------------------------------------------
+
+  private record(s: InFlight, rows: number | null, sqlstate: string | undefined): void {
+    const entry: AuditEntry = {
+      event: 'statement',
+      agent: this.who.agent,
+      session: this.who.session,
+      client: this.who.client,
+      text: s.text,
+      fingerprint: s.fingerprint,
+      decision: 'allow',
+      rule: s.rule,
+      durationMs: Date.now() - s.started,
+      rows,
+    };
+    if (s.params !== undefined && s.params.length > 0) entry.params = s.params;
+    if (sqlstate !== undefined) entry.sqlstate = sqlstate === 'skipped' ? undefined : sqlstate;
+    if (sqlstate === 'skipped') entry.detail = { skipped: true };
+    this.audit(entry);
+  }
+
+  private recordDenial(d: Denial, text: string, classification: Classification | undefined, params: (string | null)[] | undefined): void {
+    this.audit({
+      event: 'statement',
+      agent: this.who.agent,
+      session: this.who.session,
+      client: this.who.client,
+      text,
+      params,
+      fingerprint: classification?.ok === true ? classification.fingerprint : undefined,
+      decision: 'deny',
+      rule: d.rule,
+      reason: d.message,
+      sqlstate: d.sqlstate,
+    });
+  }
+
+  private audit(entry: AuditEntry): void {
+    try {
+      this.ctx.audit.append(entry);
+    } catch (err) {
+      // The log went unhealthy between judging and recording: statements from
+      // now on are refused (see judge); this one is reported loudly instead.
+      this.ctx.log(`audit: could not record a statement of session ${this.who.session}: ${(err as Error).message}`);
+    }
+  }
+
+  // ---- endings ---------------------------------------------------------------
+
+  private breach(what: string): void {
+    this.ctx.log(`SECURITY: session ${this.who.session} (agent ${this.who.agent}): ${what}; ending the session`);
+    this.audit({
+      event: 'breach',
+      agent: this.who.agent,
+      session: this.who.session,
+      client: this.who.client,
+      reason: what,
+    });
+    this.fatal({
+      severity: 'FATAL',
+      code: '42501',
+      message: `airlock: session ended: ${what}`,
+      hint: 'This is reported to the operators. Reconnect to start a fresh read-only session.',
+    });
+  }
+
+  private upstreamLost(): void {
+    if (this.closed) return;
+    this.fatal({
+      severity: 'FATAL',
+      code: '08006',
+      message: 'airlock: the connection to the database was lost',
+      hint: 'Reconnect: Airlock opens a new database connection for each client session.',
+    });
+  }
+
+  /** Sends a FATAL error to the client and closes both sides. */
+  fatal(fields: ErrorFields): void {
+    if (this.closed) return;
+    this.client.write(errorResponse(fields));
+    this.end(fields.message);
+  }
+
+  end(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.end();
+    this.client.destroySoon?.();
+    this.upstream.destroy();
+    this.onEnd(reason);
+  }
+}
+
+/** Backend message types the relay must see whole; all others pass through unscanned. */
+const INSPECTED: boolean[] = [];
+for (const t of [
+  BACKEND.commandComplete,
+  BACKEND.emptyQueryResponse,
+  BACKEND.portalSuspended,
+  BACKEND.errorResponse,
+  BACKEND.readyForQuery,
+  BACKEND.parameterStatus,
+  BACKEND.copyInResponse,
+  BACKEND.copyBothResponse,
+]) {
+  INSPECTED[t] = true;
+}

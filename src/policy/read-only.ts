@@ -1,0 +1,169 @@
+/**
+ * The read-only profile: a statement passes only when the classifier proved it
+ * a plain read, or it is harmless session or transaction control.
+ */
+import type { Classification, RelationRef, StatementFacts } from '../sql/facts.js';
+import type { Decision, Denial } from './decision.js';
+
+/** Who is asking, as far as the policy cares. */
+export interface PolicySubject {
+  agent: string;
+  profile: string;
+}
+
+/** Looks up what a prepared statement (SQL PREPARE or protocol Parse) was judged to be. */
+export type PreparedLookup = (name: string) => StatementFacts | undefined;
+
+/**
+ * Settings an agent may SET and RESET: presentation only. Anything that
+ * changes how bytes become statements (client_encoding other than UTF-8,
+ * standard_conforming_strings), which role runs them, read-only mode,
+ * resource limits or name resolution (search_path) is not here.
+ */
+export const HARMLESS_SETTINGS = [
+  'application_name',
+  'bytea_output',
+  'client_min_messages',
+  'datestyle',
+  'extra_float_digits',
+  'intervalstyle',
+  'timezone',
+] as const;
+
+/** Values of a setting that are allowed because they restate what Airlock enforces. */
+const PINNED_SETTINGS: Record<string, readonly string[]> = {
+  client_encoding: ['utf8', 'utf-8', 'unicode'],
+  standard_conforming_strings: ['on', 'true', '1', 'yes'],
+};
+
+const HINT_READ_ONLY =
+  'This agent may only read. A human can run the statement directly, or give the agent another profile in the Airlock config.';
+
+function qualified(r: RelationRef): string {
+  return `${r.schema ?? 'public'}.${r.name}`;
+}
+
+function deny(subject: PolicySubject, rule: string, what: string, sqlstate = '42501', hint = HINT_READ_ONLY): Denial {
+  return {
+    kind: 'deny',
+    rule,
+    message: `airlock: agent "${subject.agent}" may not ${what} (profile ${subject.profile})`,
+    hint,
+    sqlstate,
+  };
+}
+
+function describeTarget(facts: StatementFacts): string {
+  const targets = facts.writes.length > 0 ? facts.writes : facts.reads;
+  if (targets.length === 0) return facts.command;
+  return `${facts.command} on ${targets.map(qualified).join(', ')}`;
+}
+
+/** Judges one statement under the read-only profile. */
+export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, prepared: PreparedLookup): Decision {
+  const allow: Decision = { kind: 'allow-read', rule: 'read' };
+  if (facts.sideEffectFunctions.length > 0) {
+    const fns = [...new Set(facts.sideEffectFunctions)].map((f) => `${f}()`).join(', ');
+    return deny(subject, 'side-effect-function', `call ${fns}: it changes data, settings or the server`);
+  }
+  switch (facts.kind) {
+    case 'read': {
+      // The classifier only says 'read' without these, but the policy does not lean on that alone.
+      if (facts.modifyingCte || facts.selectInto || facts.locking) {
+        return deny(subject, 'hidden-write', `run ${facts.command} that writes or locks rows`);
+      }
+      if (facts.copy !== undefined && facts.copy.target !== 'stdio') {
+        return deny(subject, 'server-file', `run COPY with a server file or program`);
+      }
+      if (facts.inner !== undefined) {
+        const inner = judgeReadOnly(facts.inner, subject, prepared);
+        if (inner.kind === 'deny') return inner;
+      }
+      return allow;
+    }
+    case 'transaction': {
+      const t = facts.transaction;
+      if (t === undefined) return deny(subject, 'unknown-statement', `run ${facts.command}`);
+      if (t.readWrite) {
+        return deny(subject, 'read-write-transaction', 'start a READ WRITE transaction', '25006');
+      }
+      if (t.action === 'prepare-transaction' || t.action === 'commit-prepared' || t.action === 'rollback-prepared') {
+        return deny(subject, 'two-phase-commit', `use ${facts.command}`);
+      }
+      if (facts.setting !== undefined && facts.setting.name !== '' && !facts.setting.name.startsWith('transaction')) {
+        return deny(subject, 'setting', `change the setting ${facts.setting.name}`);
+      }
+      return allow;
+    }
+    case 'session': {
+      if (facts.prepared !== undefined) {
+        // DEALLOCATE only forgets a statement the agent prepared.
+        return allow;
+      }
+      const s = facts.setting;
+      if (s === undefined) return deny(subject, 'session-reset', `run ${facts.command}`);
+      if (s.action === 'reset-all') return deny(subject, 'session-reset', 'run RESET ALL');
+      if ((HARMLESS_SETTINGS as readonly string[]).includes(s.name)) return allow;
+      const pinned = PINNED_SETTINGS[s.name];
+      if (pinned !== undefined && s.action === 'set' && s.values.length === 1 && pinned.includes(s.values[0]!.toLowerCase())) {
+        return allow;
+      }
+      if (s.name === 'role' || s.name === 'session_authorization') {
+        return deny(subject, 'role-change', `change its role (${s.action === 'set' ? 'SET' : 'RESET'} ${s.name.toUpperCase()})`);
+      }
+      if (s.name.includes('read_only')) {
+        return deny(subject, 'read-only-setting', `change ${s.name}`, '25006');
+      }
+      return deny(subject, 'setting', `change the setting ${s.name}`);
+    }
+    case 'unknown': {
+      if (facts.prepared?.action === 'execute' && facts.prepared.name !== null) {
+        const target = prepared(facts.prepared.name);
+        if (target === undefined) {
+          return deny(subject, 'unknown-prepared-statement', `EXECUTE ${facts.prepared.name}, which Airlock has not seen prepared`);
+        }
+        return judgeReadOnly(target, subject, prepared);
+      }
+      return deny(subject, 'unknown-statement', `run ${facts.command}: Airlock cannot prove it is a read`);
+    }
+    case 'write':
+      return deny(subject, 'write', describeTarget(facts));
+    case 'ddl':
+      return deny(subject, 'ddl', describeTarget(facts));
+    case 'privilege':
+      return deny(subject, 'privilege', describeTarget(facts));
+    case 'utility':
+      return deny(subject, 'utility', describeTarget(facts));
+  }
+}
+
+/**
+ * Judges a whole query string: every statement must pass, or the string is
+ * refused whole with the first refusal's reason.
+ */
+export function judgeClassification(
+  classification: Classification,
+  subject: PolicySubject,
+  prepared: PreparedLookup,
+): Decision {
+  if (!classification.ok) {
+    return {
+      kind: 'deny',
+      rule: 'unparsable',
+      message: `airlock: the statement could not be parsed, so it was not run: ${classification.error}`,
+      hint: 'Only statements the PostgreSQL parser reads cleanly are judged; fix the syntax and try again.',
+      sqlstate: '42601',
+    };
+  }
+  // A PREPARE earlier in the same string is in force for an EXECUTE after it.
+  const preparedHere = new Map<string, StatementFacts>();
+  const lookup: PreparedLookup = (name) => preparedHere.get(name) ?? prepared(name);
+  for (const facts of classification.statements) {
+    const d = judgeReadOnly(facts, subject, lookup);
+    if (d.kind === 'deny') return d;
+    if (facts.prepared?.action === 'prepare' && facts.prepared.name !== null && facts.inner !== undefined) {
+      preparedHere.set(facts.prepared.name, facts.inner);
+    }
+  }
+  return { kind: 'allow-read', rule: 'read' };
+}

@@ -1,0 +1,81 @@
+/**
+ * Runs a real Airlock gateway in the test process, in front of a throwaway
+ * database on a real PostgreSQL server.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/load.js';
+import type { AirlockConfig } from '../../src/config/load.js';
+import { startGateway } from '../../src/gateway/gateway.js';
+import type { Gateway } from '../../src/gateway/gateway.js';
+import { FileAuditLog } from '../../src/state/file-audit-log.js';
+import type { TestDatabase, TestServer } from './postgres-servers.js';
+
+export interface TestAgent {
+  name: string;
+  password: string;
+}
+
+export interface TestAirlock {
+  gateway: Gateway;
+  audit: FileAuditLog;
+  config: AirlockConfig;
+  stateDir: string;
+  port: number;
+  /** A connection URL for the agent, through Airlock. */
+  url(agent?: string, overrides?: { password?: string; database?: string }): string;
+  /** Client options for node-postgres. */
+  clientConfig(agent?: string): { host: string; port: number; user: string; password: string; database: string };
+  close(): Promise<void>;
+}
+
+export const DEFAULT_AGENT: TestAgent = { name: 'claude', password: 'claude-test-password' };
+
+/** Extra YAML lines appended to the generated config (e.g. `tls:` or `limits:` blocks). */
+export async function startTestAirlock(
+  server: TestServer,
+  db: TestDatabase,
+  options: { agents?: TestAgent[]; extraYaml?: string[] } = {},
+): Promise<TestAirlock> {
+  const agents = options.agents ?? [DEFAULT_AGENT];
+  const stateDir = await mkdtemp(join(tmpdir(), 'airlock-state-'));
+  const env: Record<string, string> = { UPSTREAM_PASSWORD: server.password ?? '' };
+  const lines = [
+    'listen: 127.0.0.1:0',
+    `upstream: postgres://${server.user}${server.password === null ? '' : ':${UPSTREAM_PASSWORD}'}@${server.host}:${server.port}/${db.name}?sslmode=disable`,
+    `state_dir: ${JSON.stringify(stateDir)}`,
+    'agents:',
+  ];
+  agents.forEach((a, i) => {
+    env[`AGENT_PASSWORD_${i}`] = a.password;
+    // Read roles are cluster-wide: name them after the (unique) database.
+    lines.push(`  - name: ${a.name}`, `    password: \${AGENT_PASSWORD_${i}}`, '    profile: read-only', `    read_role: ${db.name}_${a.name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`);
+  });
+  lines.push(...(options.extraYaml ?? []));
+  const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });
+  const audit = await FileAuditLog.open(stateDir, { flushMs: 2 });
+  const gateway = await startGateway({ config, audit, log: () => undefined });
+  const port = gateway.address.port;
+  const passwords = new Map(agents.map((a) => [a.name, a.password]));
+  const first = agents[0]!.name;
+  return {
+    gateway,
+    audit,
+    config,
+    stateDir,
+    port,
+    url(agent = first, overrides = {}) {
+      const password = overrides.password ?? passwords.get(agent) ?? '';
+      return `postgres://${encodeURIComponent(agent)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${overrides.database ?? db.name}?sslmode=disable`;
+    },
+    clientConfig(agent = first) {
+      return { host: '127.0.0.1', port, user: agent, password: passwords.get(agent) ?? '', database: db.name };
+    },
+    async close() {
+      await gateway.close();
+      await audit.close();
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -121,6 +121,7 @@ const CASES: Case[] = [
   { what: 'a logical replication slot', change: ["SELECT pg_create_logical_replication_slot('tap', 'test_decoding')"], diff: /^replication slots: replication slot tap was added \(type logical, plugin test_decoding, database fingerprinted/ },
   { what: 'a comment on a table', change: ["COMMENT ON TABLE executives IS 'ignore previous instructions'"], diff: /^comments: comment on table executives was added/ },
   { what: 'a changed comment', change: ["COMMENT ON TABLE companies IS 'hacked'"], diff: /^comments: comment on table companies changed: text Airlock demo data.* → hacked/ },
+  { what: 'a comment on a built-in function', change: ["COMMENT ON FUNCTION pg_catalog.now() IS 'trust me'"], diff: /^comments: comment on built-in objects changed: text \d+ comments, md5 [0-9a-f]{32} → \d+ comments, md5 [0-9a-f]{32}\.$/ },
   { what: 'a comment on a role', changeCluster: ["COMMENT ON ROLE agent_ro IS 'trusted'"], diff: /^comments: comment on role agent_ro was added/ },
   { what: 'a file written by the server', change: [`COPY (SELECT * FROM api_keys) TO '/SCRATCH/keys.csv'`], diff: /^files: keys\.csv was added \(type file, size \d+, content [0-9a-f]{32}\)/ },
 ];

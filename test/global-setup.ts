@@ -39,10 +39,15 @@ export async function setup(project: TestProject): Promise<void> {
   workDir = await mkdtemp(join(tmpdir(), 'airlock-test-pg-'));
   // As root, the server runs as the OS user postgres, which must enter this directory.
   await chmod(workDir, 0o755);
+  const dir = workDir;
   const [embedded, local] = await Promise.all([
-    startEmbeddedPostgres({ dataDir: join(workDir, 'data'), persistent: false }),
+    startEmbeddedPostgres({ dataDir: join(dir, 'data'), persistent: false }),
     probeLocalPostgres(),
-  ]);
+  ]).catch(async (error: unknown) => {
+    // Vitest does not call teardown when setup fails: leave no temp dir behind.
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  });
   server = embedded;
   project.provide('airlockEmbeddedPostgres', {
     host: embedded.host,

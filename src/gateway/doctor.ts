@@ -4,7 +4,7 @@
  * transaction that is rolled back, and the probes that write touch no row
  * (`... WHERE false`).
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { AirlockConfig } from '../config/load.js';
 import { describeUpstream } from '../config/load.js';
 import { serviceClient } from './gateway.js';

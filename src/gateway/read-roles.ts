@@ -8,7 +8,7 @@
  * role.
  */
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import { createScramVerifier, formatScramVerifier } from '../protocol/auth/scram-verifier.js';
 
 /** The only role a read role may be a member of. */

@@ -244,8 +244,9 @@ export class Relay {
     this.batch = [];
     this.batchBytes = 0;
     let ok = true;
-    if (batch.length === 1) {
-      ok = this.upstream.write(batch[0]!);
+    const whole = contiguous(batch);
+    if (whole !== null) {
+      ok = this.upstream.write(whole);
     } else {
       this.upstream.cork();
       for (const b of batch) ok = this.upstream.write(b);
@@ -306,8 +307,11 @@ export class Relay {
     const cycle = newCycle();
     const started = Date.now();
     if (classification.ok) {
+      // One statement: record the text as sent (a cache hit by shape carries
+      // another text of the same shape); several: each one's own slice.
+      const single = classification.statements.length === 1;
       for (const facts of classification.statements) {
-        cycle.statements.push({ text: facts.text, fingerprint: classification.fingerprint, params: undefined, rule: decision.rule, started });
+        cycle.statements.push({ text: single ? text : facts.text, fingerprint: classification.fingerprint, params: undefined, rule: decision.rule, started });
       }
       this.trackSqlPrepared(classification);
     }
@@ -604,6 +608,23 @@ export class Relay {
     this.upstream.destroy();
     this.onEnd(reason);
   }
+}
+
+/**
+ * The batch as one buffer when its messages are back-to-back views of the
+ * same chunk (the usual case: a client sends Bind, Execute, Sync in one
+ * write), so it goes out in one write rather than a gathered one.
+ */
+function contiguous(batch: Buffer[]): Buffer | null {
+  const first = batch[0]!;
+  if (batch.length === 1) return first;
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < batch.length; i++) {
+    const b = batch[i]!;
+    if (b.buffer !== first.buffer || b.byteOffset !== end) return null;
+    end += b.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
 /** Backend message types the relay must see whole; all others pass through unscanned. */

@@ -127,6 +127,12 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
       return deny(subject, 'unknown-statement', `run ${facts.command}: Airlock cannot prove it is a read`);
     }
     case 'write':
+      if (facts.modifyingCte && facts.writes.length > 0) {
+        return deny(subject, 'write', `write to ${facts.writes.map(qualified).join(', ')} from a WITH clause`);
+      }
+      if (facts.locking && facts.writes.length === 0) {
+        return deny(subject, 'row-lock', `lock rows (SELECT ... FOR UPDATE/SHARE)`);
+      }
       return deny(subject, 'write', describeTarget(facts));
     case 'ddl':
       return deny(subject, 'ddl', describeTarget(facts));

@@ -78,7 +78,7 @@ export function encodeSslRequest(): Buffer {
 
 /** Encodes a CancelRequest (protocol 3.0: a 4-byte secret key). */
 export function encodeCancelRequest(processId: number, secretKey: Buffer): Buffer {
-  const out = Buffer.alloc(12 + secretKey.length - 4);
+  const out = Buffer.alloc(12 + secretKey.length);
   out.writeUInt32BE(out.length, 0);
   out.writeUInt32BE(CANCEL_REQUEST_CODE, 4);
   out.writeUInt32BE(processId, 8);

@@ -254,10 +254,11 @@ async function tablesSection(context: Context): Promise<Section> {
  * @see https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-INFO-OBJECT
  */
 async function objectsSection(context: Context): Promise<Section> {
-  const catalogs = await context.client.query<{ relname: string; exposed: string[] }>(
+  const catalogs = await context.client.query<{ relname: string; columns: string[] }>(
     `SELECT c.relname,
             array(SELECT a.attname::text FROM pg_attribute a
-                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attname ~ '(owner|acl)$' ORDER BY a.attnum) AS exposed
+                  WHERE a.attrelid = c.oid AND (a.attnum > 0 OR a.attname = 'oid') AND NOT a.attisdropped
+                  ORDER BY a.attnum) AS columns
      FROM pg_class c
      WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.relkind = 'r'
        AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'oid')
@@ -265,22 +266,20 @@ async function objectsSection(context: Context): Promise<Section> {
      ORDER BY 1`,
     [CATALOGS_ELSEWHERE],
   );
-  const parts = catalogs.rows.map(({ relname, exposed }) => {
+  const parts = catalogs.rows.map(({ relname, columns }) => {
     // pg_enum rows are not objects of their own, and pg_identify_object refuses them.
     const identity =
       relname === 'pg_enum'
         ? `SELECT 'enum label' AS type, format('%I.%I.%I', n.nspname, ty.typname, t.enumlabel) AS identity
            FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace WHERE ty.oid = t.enumtypid`
         : `SELECT i.type, i.identity FROM pg_identify_object('pg_catalog.${relname}'::regclass, t.oid, 0) i`;
-    const volatile = VOLATILE_COLUMNS[relname];
-    // Row text is several times cheaper than jsonb; jsonb only where columns must be left out.
-    const rest = volatile
-      ? `(to_jsonb(t) - ARRAY[${volatile.map((c) => `'${c}'`).join(', ')}]::text[])::text`
-      : 't::text';
+    const exposed = columns.filter((c) => /(owner|acl)$/.test(c));
+    const hashed = columns.filter((c) => !exposed.includes(c) && !(VOLATILE_COLUMNS[relname] ?? []).includes(c));
     // Built-in rows (thousands) travel as their owner, ACL and a hash of the rest:
-    // a GRANT on one reads plainly, any other change still shows.
-    const builtIn = `jsonb_build_object(${exposed.map((c) => `'${c}', t.${c}`).join(', ')}${exposed.length > 0 ? ', ' : ''}
-                       'definition', 'md5:' || md5(${rest}))`;
+    // a GRANT on one reads plainly, any other change still shows. (Row text is
+    // several times cheaper to make than jsonb.)
+    const builtIn = `jsonb_build_object(${exposed.map((c) => `'${c}', t.${c}, `).join('')}
+                       'definition', 'md5:' || md5(ROW(${hashed.map((c) => `t.${c}`).join(', ')})::text))`;
     return `SELECT '${relname}' AS catalog, x.type, x.identity, t.oid >= ${FIRST_NORMAL_OBJECT_ID} AS made,
                    CASE WHEN t.oid >= ${FIRST_NORMAL_OBJECT_ID} THEN to_jsonb(t) ELSE ${builtIn} END AS row
             FROM pg_catalog.${relname} t CROSS JOIN LATERAL (${identity}) x`;

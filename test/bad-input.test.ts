@@ -15,6 +15,7 @@ import { createTestDatabase, testServers } from './support/postgres-servers.js';
 import type { TestDatabase, TestServer } from './support/postgres-servers.js';
 import { DEFAULT_AGENT, startTestAirlock } from './support/airlock.js';
 import type { TestAgent, TestAirlock } from './support/airlock.js';
+import { dropRoles, readRolesOf } from './support/drop-roles.js';
 import {
   WireClient,
   WireError,
@@ -56,6 +57,8 @@ describe(`bad input on the ${server.name} server`, () => {
   let db: TestDatabase;
   let airlock: TestAirlock;
   let admin: pg.Client;
+  /** Read roles of the extra Airlock instances started below, dropped at the end. */
+  const extraRoles: string[] = [];
 
   beforeAll(async () => {
     db = await createTestDatabase(server, { seed: true });
@@ -68,6 +71,7 @@ describe(`bad input on the ${server.name} server`, () => {
     await admin?.end();
     await airlock?.close();
     await db?.drop();
+    await dropRoles(server, [...readRolesOf(airlock), ...extraRoles]);
   });
 
   const login = () => ({ user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name });
@@ -169,6 +173,7 @@ describe(`bad input on the ${server.name} server`, () => {
 
     afterAll(async () => {
       await limited?.close();
+      extraRoles.push(...readRolesOf(limited));
     });
 
     const login = () => ({ user: BULKY.name, password: BULKY.password, database: db.name });
@@ -274,9 +279,9 @@ describe(`bad input on the ${server.name} server`, () => {
       }
     });
 
-    // GATEWAY BUG (fails today): the relay destroys its upstream socket, but a backend
-    // busy in a query notices a closed client only when it next writes, so the
-    // agent's query runs on (holding its snapshot and locks) long after the agent left.
+    // A backend busy in a query notices a closed client only when it next
+    // writes, so without a cancel the agent's query would run on (holding
+    // its snapshot and locks) long after the agent left.
     it('ends the upstream query of a client that left, within a few seconds', async () => {
       const marker = `orphan_${Date.now()}`;
       await leaveMidQuery(marker);
@@ -287,21 +292,26 @@ describe(`bad input on the ${server.name} server`, () => {
   describe('two Airlock instances on one database', () => {
     const TWIN: TestAgent = { name: 'twin', password: 'twin-test-password' };
 
-    // GATEWAY BUG (fails today): every instance gives the agent's read role a fresh
-    // random password at start-up (prepareReadRole), so starting a second instance
-    // (DESIGN.md: several behind a load balancer; or a rolling restart) locks the
-    // first one out: its new sessions fail with 08001 "password authentication failed".
+    // Several instances behind a load balancer (DESIGN.md), or a rolling
+    // restart: a second instance's start must not lock the first one out of
+    // new upstream connections (read-role passwords are derived, not drawn).
     it('lets the first instance serve new sessions after a second one starts', async () => {
       const first = await startTestAirlock(server, db, { agents: [TWIN] });
+      extraRoles.push(...readRolesOf(first));
       let second: TestAirlock | undefined;
       try {
         const twinLogin = { user: TWIN.name, password: TWIN.password, database: db.name };
         (await loginClient(first.port, twinLogin)).client.destroy();
         second = await startTestAirlock(server, db, { agents: [TWIN] });
         (await loginClient(second.port, twinLogin)).client.destroy();
-        const again = await loginClient(first.port, twinLogin).catch((e: unknown) => e);
-        expect(again instanceof WireError ? again.message : 'logged in').toBe('logged in');
-        if (!(again instanceof WireError) && !(again instanceof Error)) (again as { client: WireClient }).client.destroy();
+        const again = await loginClient(first.port, twinLogin).then(
+          ({ client }) => {
+            client.destroy();
+            return 'logged in';
+          },
+          (e: unknown) => (e instanceof Error ? e.message : String(e)),
+        );
+        expect(again).toBe('logged in');
       } finally {
         await second?.close();
         await first.close();

@@ -11,18 +11,25 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { createTestDatabase, testServers } from './support/postgres-servers.js';
 import type { TestDatabase } from './support/postgres-servers.js';
-import { startTestAirlock } from './support/airlock.js';
+import { DEFAULT_AGENT, startTestAirlock } from './support/airlock.js';
 import type { TestAirlock } from './support/airlock.js';
+import { dropRoles, readRolesOf } from './support/drop-roles.js';
 import { runProcess, startProcess } from './support/run-process.js';
-import { describeMessages, errorFields, frontendMessage, cstring, int16, int32, loginClient } from './support/wire.js';
-import { DEFAULT_AGENT } from './support/airlock.js';
+import { WireClient, cstring, describeMessages, errorFields, frontendMessage, int16, int32, loginClient, queryMessage } from './support/wire.js';
 
 const PSQL = '/usr/bin/psql';
 const PGBENCH = '/usr/bin/pgbench';
 const REFUSED_DELETE = 'airlock: agent "claude" may not DELETE on public.executives (profile read-only)';
 
-async function direct<T>(url: string, fn: (c: pg.Client) => Promise<T>, extra: pg.ClientConfig = {}): Promise<T> {
-  const client = new pg.Client({ connectionString: url, ...extra });
+/**
+ * node-postgres reads `binary` (ask for binary results) from its client
+ * config, but its typings leave it out.
+ */
+type ClientOptions = pg.ClientConfig & { binary?: boolean };
+
+async function direct<T>(url: string, fn: (c: pg.Client) => Promise<T>, extra: ClientOptions = {}): Promise<T> {
+  const config: ClientOptions = { connectionString: url, ...extra };
+  const client = new pg.Client(config);
   await client.connect();
   try {
     return await fn(client);
@@ -43,10 +50,12 @@ describe.each(testServers().map((s) => [s.name, s] as const))('real clients on t
   afterAll(async () => {
     await airlock?.close();
     await db?.drop();
+    await dropRoles(server, readRolesOf(airlock));
   });
 
-  async function withAgent<T>(fn: (c: pg.Client) => Promise<T>, extra: pg.ClientConfig = {}): Promise<T> {
-    const client = new pg.Client({ ...airlock.clientConfig(), ...extra });
+  async function withAgent<T>(fn: (c: pg.Client) => Promise<T>, extra: ClientOptions = {}): Promise<T> {
+    const config: ClientOptions = { ...airlock.clientConfig(), ...extra };
+    const client = new pg.Client(config);
     await client.connect();
     try {
       return await fn(client);
@@ -218,6 +227,24 @@ describe.each(testServers().map((s) => [s.name, s] as const))('real clients on t
       }
     });
 
+    it('serves queries pipelined with the last login message, and judges them too', async () => {
+      const client = await WireClient.connect(airlock.port);
+      try {
+        const pipelined = Buffer.concat([queryMessage('SELECT count(*) AS n FROM executives'), queryMessage('DELETE FROM executives')]);
+        await client.login({ user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name }, { pipelined });
+        const first = await client.until('Z');
+        expect(first.map((m) => m.type)).toEqual(['T', 'D', 'C', 'Z']);
+        expect(first[1]!.body.subarray(6).toString('utf8')).toBe('1206');
+        const second = await client.until('Z');
+        expect(errorFields(second[0]!.body).get('C'), describeMessages(second)).toBe('42501');
+        expect(errorFields(second[0]!.body).get('M')).toBe(REFUSED_DELETE);
+      } finally {
+        client.destroy();
+      }
+      const n = await direct(db.url, async (c) => (await c.query('SELECT count(*)::int AS n FROM executives')).rows[0].n as number);
+      expect(n).toBe(1206);
+    });
+
     it('passes binary DataRows byte for byte, NULL as length -1', async () => {
       const { client } = await loginClient(airlock.port, { user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name });
       try {
@@ -313,6 +340,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('pgbench through A
   afterAll(async () => {
     await airlock?.close();
     await db?.drop();
+    await dropRoles(server, readRolesOf(airlock));
   });
 
   it.each(['simple', 'extended', 'prepared'] as const)('runs the select-only benchmark in -M %s', async (mode) => {

@@ -12,6 +12,6 @@ export interface AgentCredentials {
   verifier: ScramVerifier;
   /** The upstream role this agent's reads run as: no superuser, no write grants, read-only by default. */
   readRole: string;
-  /** A password Airlock set on the read role at start-up; it lives only in this process. */
+  /** The read role's password, derived from a secret only Airlock holds (read-role-password.ts). */
   readRolePassword: string;
 }

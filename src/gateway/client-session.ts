@@ -300,9 +300,8 @@ export class ClientSession {
     clearTimeout(this.authTimer);
     const secretKey = randomBytes(4);
     const processId = randomBytes(4).readUInt32BE(0) & 0x7fffffff;
-    this.unregisterCancel = this.ctx.registerCancelKey(processId, secretKey, () => {
-      cancelUpstream(this.ctx.upstream, upstream);
-    });
+    const cancel = (): void => cancelUpstream(this.ctx.upstream, upstream);
+    this.unregisterCancel = this.ctx.registerCancelKey(processId, secretKey, cancel);
     this.socket.off('data', this.onData);
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('error');
@@ -316,7 +315,7 @@ export class ClientSession {
       profile: agent.profile,
       session: this.id,
       client: this.clientAddress,
-    }, (reason) => this.close(reason));
+    }, (reason) => this.close(reason), cancel);
     const leftover = Buffer.concat(this.pendingWhileConnecting);
     this.pendingWhileConnecting = [];
     this.relay.start(leftover);

@@ -13,6 +13,7 @@ import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
 import { ClientSession } from './client-session.js';
 import { prepareReadRole } from './read-roles.js';
+import { readRolePassword, readRoleSecret } from './read-role-password.js';
 import { StatementCache } from './statement-cache.js';
 
 export interface Gateway {
@@ -80,9 +81,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   } catch (err) {
     throw new Error(`Airlock could not connect to the database as its service account: ${(err as Error).message}`);
   }
+  const secret = await readRoleSecret(config.upstream.password, config.stateDir);
   try {
     for (const agent of config.agents) {
-      const role = await prepareReadRole(service, agent.readRole);
+      const password = readRolePassword(secret, agent.readRole);
+      const role = await prepareReadRole(service, agent.readRole, password);
       warnings.push(...role.warnings);
       agents.set(agent.name, {
         name: agent.name,
@@ -90,7 +93,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         database: agent.database,
         verifier: createScramVerifier(agent.password),
         readRole: agent.readRole,
-        readRolePassword: role.password,
+        readRolePassword: password,
       });
     }
   } finally {

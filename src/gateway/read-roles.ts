@@ -2,12 +2,12 @@
  * The read path's second wall: each agent's reads run as a role of its own
  * that holds pg_read_all_data and nothing else, is not a superuser, and
  * starts every transaction READ ONLY. Airlock creates or repairs the role at
- * start-up with its service account and gives it a fresh random password
- * (sent as a SCRAM verifier, so the password never reaches the server).
+ * start-up with its service account and sets its password (derived, see
+ * read-role-password.ts; sent as a SCRAM verifier with a fresh salt, so the
+ * password itself never reaches the server or its logs).
  * One role per agent, since a role may signal other sessions of the same
  * role.
  */
-import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { createScramVerifier, formatScramVerifier } from '../protocol/auth/scram-verifier.js';
 
@@ -32,11 +32,11 @@ function ident(name: string): string {
 }
 
 /**
- * Creates or repairs the read role and sets a new password on it. Returns the
- * password and any warnings (grants that weaken the second wall, e.g. writes
+ * Creates or repairs the read role and sets its password. Returns any
+ * warnings (grants that weaken the second wall, e.g. writes
  * granted to PUBLIC).
  */
-export async function prepareReadRole(service: pg.Client, role: string): Promise<{ password: string; warnings: string[] }> {
+export async function prepareReadRole(service: pg.Client, role: string, password: string): Promise<{ warnings: string[] }> {
   const me = await service.query<{ rolsuper: boolean; rolcreaterole: boolean }>(
     'SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user',
   );
@@ -48,22 +48,24 @@ export async function prepareReadRole(service: pg.Client, role: string): Promise
         `CREATE ROLE ${ident(role)} LOGIN; GRANT pg_read_all_data TO ${ident(role)}; ALTER ROLE ${ident(role)} SET default_transaction_read_only = on;`,
     );
   }
-  const existing = await service.query<{ rolsuper: boolean }>('SELECT rolsuper FROM pg_roles WHERE rolname = $1', [role]);
-  if (existing.rows.length === 0) {
-    try {
-      await service.query(`CREATE ROLE ${ident(role)} LOGIN`);
-    } catch (err) {
-      // Another Airlock instance may have created it between the check and here.
-      if ((err as { code?: string }).code !== '42710') throw err;
-    }
-  }
-  const password = randomBytes(24).toString('base64url');
   const verifier = formatScramVerifier(createScramVerifier(password));
-  await service.query(
-    `ALTER ROLE ${ident(role)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD '${verifier}'`,
-  );
-  await service.query(`ALTER ROLE ${ident(role)} SET default_transaction_read_only = on`);
-  for (const grant of READ_ROLE_GRANTS) await service.query(`GRANT ${grant} TO ${ident(role)}`);
+  // Two gateways starting at once would otherwise race on the same catalog
+  // rows ("tuple concurrently updated"): one at a time, per role.
+  await service.query('BEGIN');
+  try {
+    await service.query("SELECT pg_advisory_xact_lock(hashtext('airlock read role'), hashtext($1))", [role]);
+    const existing = await service.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+    if (existing.rows.length === 0) await service.query(`CREATE ROLE ${ident(role)} LOGIN`);
+    await service.query(
+      `ALTER ROLE ${ident(role)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD '${verifier}'`,
+    );
+    await service.query(`ALTER ROLE ${ident(role)} SET default_transaction_read_only = on`);
+    for (const grant of READ_ROLE_GRANTS) await service.query(`GRANT ${grant} TO ${ident(role)}`);
+    await service.query('COMMIT');
+  } catch (err) {
+    await service.query('ROLLBACK');
+    throw err;
+  }
 
   const memberships = await service.query<{ rolname: string }>(
     `SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
@@ -77,7 +79,7 @@ export async function prepareReadRole(service: pg.Client, role: string): Promise
         `Airlock's read roles must hold only pg_read_all_data: REVOKE ${extra.map(ident).join(', ')} FROM ${ident(role)};`,
     );
   }
-  return { password, warnings: await readRoleWarnings(service, role) };
+  return { warnings: await readRoleWarnings(service, role) };
 }
 
 /** Privileges the read role holds beyond reading (usually through PUBLIC), in plain words. */

@@ -77,6 +77,9 @@ interface Prepared {
 
 const EMPTY_PARAMS: (string | null)[] = [];
 
+/** Marks a statement the server skipped because an earlier one in its cycle failed. */
+const SKIPPED = 'skipped';
+
 function newCycle(): Cycle {
   return { statements: [], done: 0, refusal: null };
 }
@@ -117,6 +120,8 @@ export class Relay {
     private readonly who: RelayIdentity,
     /** Called once when either side ends. */
     private readonly onEnd: (reason: string) => void,
+    /** Sends the upstream a CancelRequest for this session's running query. */
+    private readonly cancelUpstream: () => void = () => undefined,
   ) {
     this.reader = new MessageReader(ctx.maxMessageBytes);
     this.subject = { agent: who.agent, profile: who.profile };
@@ -126,9 +131,12 @@ export class Relay {
   start(leftover: Buffer): void {
     this.client.on('data', (chunk: Buffer) => this.fromClient(chunk));
     this.upstream.on('data', (chunk: Buffer) => this.fromUpstream(chunk));
-    this.client.on('close', () => this.end('client disconnected'));
+    this.client.on('close', () => this.clientLeft());
     this.upstream.on('close', () => this.upstreamLost());
-    this.client.on('error', (err) => this.end(`client error: ${err.message}`));
+    this.client.on('error', (err) => {
+      this.ctx.log(`session ${this.who.session}: client error: ${err.message}`);
+      this.clientLeft();
+    });
     this.upstream.on('error', (err) => this.ctx.log(`session ${this.who.session}: upstream error: ${err.message}`));
     this.client.on('drain', () => this.upstream.resume());
     this.upstream.on('drain', () => this.client.resume());
@@ -304,7 +312,7 @@ export class Relay {
       this.refuseSimple(decision, text, classification);
       return;
     }
-    const cycle = newCycle();
+    const cycle = this.closeCycle();
     const started = Date.now();
     if (classification.ok) {
       // One statement: record the text as sent (a cache hit by shape carries
@@ -318,6 +326,17 @@ export class Relay {
     this.queue(m.raw);
     this.inflight.push(cycle);
     this.forwardBatch();
+  }
+
+  /**
+   * Ends the open cycle for a message that gets its own ReadyForQuery (Query,
+   * FunctionCall). Extended-protocol messages sent before it without a Sync
+   * are answered in the same cycle, so they stay in it.
+   */
+  private closeCycle(): Cycle {
+    const cycle = this.open;
+    this.open = newCycle();
+    return cycle;
   }
 
   /** SQL-level PREPARE and DEALLOCATE share the namespace of protocol-level statements. */
@@ -342,7 +361,7 @@ export class Relay {
   private refuseSimple(denial: Denial, text: string, classification?: Classification): void {
     this.recordDenial(denial, text, classification, undefined);
     const token = refusalToken();
-    const cycle = newCycle();
+    const cycle = this.closeCycle();
     cycle.refusal = { token, denial };
     this.queue(encodeQuery(token));
     this.inflight.push(cycle);
@@ -486,7 +505,7 @@ export class Relay {
         const cycle = this.inflight.shift();
         if (cycle !== undefined) {
           // Statements after an error in the same cycle were skipped by the server.
-          while (cycle.done < cycle.statements.length) this.record(cycle.statements[cycle.done++]!, null, 'skipped');
+          while (cycle.done < cycle.statements.length) this.record(cycle.statements[cycle.done++]!, null, SKIPPED);
         }
         return null;
       }
@@ -533,8 +552,8 @@ export class Relay {
       rows,
     };
     if (s.params !== undefined && s.params.length > 0) entry.params = s.params;
-    if (sqlstate !== undefined) entry.sqlstate = sqlstate === 'skipped' ? undefined : sqlstate;
-    if (sqlstate === 'skipped') entry.detail = { skipped: true };
+    if (sqlstate === SKIPPED) entry.detail = { skipped: true };
+    else if (sqlstate !== undefined) entry.sqlstate = sqlstate;
     this.audit(entry);
   }
 
@@ -581,6 +600,17 @@ export class Relay {
       message: `airlock: session ended: ${what}`,
       hint: 'This is reported to the operators. Reconnect to start a fresh read-only session.',
     });
+  }
+
+  /**
+   * The client went away. PostgreSQL notices a vanished client only when it
+   * next writes to it, so a running query would run on to its end: cancel
+   * it first.
+   */
+  private clientLeft(): void {
+    if (this.closed) return;
+    if (this.inflight.length > 0 || this.open.statements.length > this.open.done) this.cancelUpstream();
+    this.end('client disconnected');
   }
 
   private upstreamLost(): void {

@@ -10,6 +10,7 @@ import type { AirlockConfig } from '../../src/config/load.js';
 import { startGateway } from '../../src/gateway/gateway.js';
 import type { Gateway } from '../../src/gateway/gateway.js';
 import { FileAuditLog } from '../../src/state/file-audit-log.js';
+import { dropRoles } from './drop-roles.js';
 import type { TestDatabase, TestServer } from './postgres-servers.js';
 
 export interface TestAgent {
@@ -36,7 +37,7 @@ export const DEFAULT_AGENT: TestAgent = { name: 'claude', password: 'claude-test
 export async function startTestAirlock(
   server: TestServer,
   db: TestDatabase,
-  options: { agents?: TestAgent[]; extraYaml?: string[] } = {},
+  options: { agents?: TestAgent[]; extraYaml?: string[]; keepRoles?: boolean } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
   const stateDir = await mkdtemp(join(tmpdir(), 'airlock-state-'));
@@ -76,6 +77,9 @@ export async function startTestAirlock(
       await gateway.close();
       await audit.close();
       await rm(stateDir, { recursive: true, force: true });
+      // Read roles are cluster-wide: leave none behind. A test that shares
+      // them between instances drops them itself, after the last one.
+      if (options.keepRoles !== true) await dropRoles(server, config.agents.map((a) => a.readRole));
     },
   };
 }

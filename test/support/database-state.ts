@@ -1,6 +1,7 @@
 /**
  * Cheap checks of what an adversarial agent might have changed, for use
- * after every single attack: `quickState` is a digest of rows, relations,
+ * after every single attack: `quickState` is a digest of rows (row versions
+ * included), relations,
  * sequences, large objects, prepared transactions, slots, the read role and
  * a scratch directory (tens of milliseconds, where a full `dbFingerprint`
  * takes hundreds); `heldLocks` lists locks a role's sessions hold beyond
@@ -25,12 +26,14 @@ export async function quickState(admin: pg.Client, options: { readRole: string; 
       tables.rows
         .map(
           ({ name }) =>
+            // An order-free sum of row hashes (no sort: this runs after every attack). The
+            // row's ctid and xmin are in it, so a write that left the values as they were shows too.
             `SELECT ${admin.escapeLiteral(name)} AS name, count(*)::text AS rows,
-                    md5(string_agg(t::text, '|' ORDER BY t::text)) AS content FROM ${name} t`,
+                    sum(hashtextextended(t::text || t.ctid::text || t.xmin::text, 0))::text AS content FROM ${name} t`,
         )
         .join(' UNION ALL '),
     );
-    for (const r of digest.rows) lines.push(`table ${r.name}: ${r.rows} rows, md5 ${r.content ?? 'none'}`);
+    for (const r of digest.rows) lines.push(`table ${r.name}: ${r.rows} rows, hash sum ${r.content ?? 'none'}`);
   }
   const relations = await admin.query<{ line: string }>(
     `SELECT format('relation %s (%s) owner %s acl %s', c.oid::regclass, c.relkind, pg_get_userbyid(c.relowner), c.relacl) AS line

@@ -228,11 +228,12 @@ export class WireClient {
   /**
    * Sends a StartupMessage and logs in with SCRAM-SHA-256, as any agent does.
    * Resolves at the first ReadyForQuery; throws with the server's error when
-   * the login is refused.
+   * the login is refused. `pipelined` bytes go out with the SASLResponse,
+   * before the server has said the login succeeded.
    */
   async login(
     params: { user: string; password: string; database: string } & Record<string, string>,
-    options: { minor?: number } = {},
+    options: { minor?: number; pipelined?: Buffer } = {},
   ): Promise<WireSession> {
     const { password, ...startup } = params;
     this.write(startupMessage(startup, options.minor ?? 0));
@@ -259,7 +260,8 @@ export class WireClient {
           } else if (code === 11) {
             const step = scram.continue(m.body.subarray(4));
             if (!step.ok) throw new Error(step.error);
-            this.write(frontendMessage('p', step.clientFinal));
+            // A pipelining client sends its first queries with its last login message.
+            this.write(Buffer.concat([frontendMessage('p', step.clientFinal), options.pipelined ?? Buffer.alloc(0)]));
           } else if (code === 12) {
             const step = scram.finish(m.body.subarray(4));
             if (!step.ok) throw new Error(step.error);

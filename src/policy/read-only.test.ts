@@ -281,11 +281,11 @@ describe('rules as docs/read-path.md names them (known discrepancies)', () => {
     "COPY executives TO '/tmp/x'",
     "COPY executives TO PROGRAM 'cat'",
     "COPY (SELECT 1) TO PROGRAM 'curl example.com'",
-  ])('BUG: refuses %s by rule server-file', (sql) => {
+  ])('refuses %s by rule server-file', (sql) => {
     expect(judge(sql)).toMatchObject({ kind: 'deny', rule: 'server-file', sqlstate: '42501' });
   });
 
-  it('BUG: refuses SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE with 25006', () => {
+  it('refuses SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE with 25006', () => {
     expect(judge('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE')).toMatchObject({ kind: 'deny', sqlstate: '25006' });
   });
 });

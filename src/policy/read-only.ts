@@ -66,14 +66,23 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
     const fns = [...new Set(facts.sideEffectFunctions)].map((f) => `${f}()`).join(', ');
     return deny(subject, 'side-effect-function', `call ${fns}: it changes data, settings or the server`);
   }
+  if (facts.copy !== undefined && facts.copy.target !== 'stdio') {
+    return deny(subject, 'server-file', `run COPY with a server file or program`);
+  }
+  if (facts.transaction?.readWrite === true) {
+    // The classifier marks everything that could end read-only mode; name the way it was tried.
+    const setting = facts.setting;
+    if (setting?.action === 'reset-all') return deny(subject, 'session-reset', 'run RESET ALL');
+    if (setting !== undefined && setting.name.includes('read_only')) {
+      return deny(subject, 'read-only-setting', `change ${setting.name}`, '25006');
+    }
+    return deny(subject, 'read-write-transaction', `turn read-only mode off (${facts.command} ... READ WRITE)`, '25006');
+  }
   switch (facts.kind) {
     case 'read': {
       // The classifier only says 'read' without these, but the policy does not lean on that alone.
       if (facts.modifyingCte || facts.selectInto || facts.locking) {
         return deny(subject, 'hidden-write', `run ${facts.command} that writes or locks rows`);
-      }
-      if (facts.copy !== undefined && facts.copy.target !== 'stdio') {
-        return deny(subject, 'server-file', `run COPY with a server file or program`);
       }
       if (facts.inner !== undefined) {
         const inner = judgeReadOnly(facts.inner, subject, prepared);
@@ -84,9 +93,6 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
     case 'transaction': {
       const t = facts.transaction;
       if (t === undefined) return deny(subject, 'unknown-statement', `run ${facts.command}`);
-      if (t.readWrite) {
-        return deny(subject, 'read-write-transaction', 'start a READ WRITE transaction', '25006');
-      }
       if (t.action === 'prepare-transaction' || t.action === 'commit-prepared' || t.action === 'rollback-prepared') {
         return deny(subject, 'two-phase-commit', `use ${facts.command}`);
       }

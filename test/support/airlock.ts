@@ -10,6 +10,7 @@ import type { AirlockConfig } from '../../src/config/load.js';
 import { startGateway } from '../../src/gateway/gateway.js';
 import type { Gateway } from '../../src/gateway/gateway.js';
 import { FileAuditLog } from '../../src/state/file-audit-log.js';
+import type { FileAuditLogOptions } from '../../src/state/file-audit-log.js';
 import { dropRoles } from './drop-roles.js';
 import type { TestDatabase, TestServer } from './postgres-servers.js';
 
@@ -37,7 +38,7 @@ export const DEFAULT_AGENT: TestAgent = { name: 'claude', password: 'claude-test
 export async function startTestAirlock(
   server: TestServer,
   db: TestDatabase,
-  options: { agents?: TestAgent[]; extraYaml?: string[]; keepRoles?: boolean } = {},
+  options: { agents?: TestAgent[]; extraYaml?: string[]; keepRoles?: boolean; auditOptions?: FileAuditLogOptions } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
   const stateDir = await mkdtemp(join(tmpdir(), 'airlock-state-'));
@@ -55,7 +56,7 @@ export async function startTestAirlock(
   });
   lines.push(...(options.extraYaml ?? []));
   const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });
-  const audit = await FileAuditLog.open(stateDir, { flushMs: 2 });
+  const audit = await FileAuditLog.open(stateDir, { flushMs: 2, ...options.auditOptions });
   const gateway = await startGateway({ config, audit, log: () => undefined });
   const port = gateway.address.port;
   const passwords = new Map(agents.map((a) => [a.name, a.password]));

@@ -712,11 +712,12 @@ const PROTOCOL_TRICKS: Attack[] = [
  * PostgreSQL itself (the READ ONLY transaction, the read role's privileges)
  * or the gateway watching the session.
  *
- * Tests named HOLE fail today: PostgreSQL allows pg_notify, advisory locks
- * and (up to version 15) large-object creation inside a READ ONLY
- * transaction, the read role may call them (EXECUTE is granted to PUBLIC),
- * and the classifier cannot see inside a function or view. They stay red
- * until the gateway stops them.
+ * PostgreSQL allows pg_notify, advisory locks and (up to version 15)
+ * large-object creation inside a READ ONLY transaction, the read role may
+ * call them (EXECUTE is granted to PUBLIC), and the classifier cannot see
+ * inside a function or view: so Airlock refuses calls to functions outside
+ * pg_catalog that the operator has not trusted, and reads of views that call
+ * such functions (src/policy/schema-knowledge.ts).
  */
 const SCHEMA_OWNER_OBJECTS = `
 CREATE FUNCTION public.notify_change(what text) RETURNS void LANGUAGE sql AS $$ SELECT pg_notify('${CHANNEL}', what) $$;
@@ -729,11 +730,11 @@ CREATE VIEW public.job_locks AS SELECT id, pg_try_advisory_lock(id) AS locked FR
 `;
 
 const SCHEMA_OWNER_ATTACKS: Attack[] = [
-  { name: 'HOLE: a schema function that calls pg_notify reaches a superuser listening', steps: ["SELECT notify_change('pwned')"] },
-  { name: 'HOLE: a schema function takes a session advisory lock that outlives the statement', steps: [`SELECT acquire_job_lock(${LOCK_KEY})`] },
-  { name: 'HOLE on PostgreSQL 15 and older: a schema function creates a large object', steps: ['SELECT new_attachment()'] },
-  { name: 'HOLE on PostgreSQL 15 and older: a view creates a large object', steps: ['SELECT * FROM attachment_tickets'] },
-  { name: 'HOLE: a view takes session advisory locks', steps: ['SELECT * FROM job_locks LIMIT 1'] },
+  { name: 'a schema function that calls pg_notify reaches a superuser listening', steps: ["SELECT notify_change('pwned')"] },
+  { name: 'a schema function that takes a session advisory lock that outlives the statement', steps: [`SELECT acquire_job_lock(${LOCK_KEY})`] },
+  { name: 'a schema function that creates a large object (allowed by PostgreSQL 15 and older in READ ONLY)', steps: ['SELECT new_attachment()'] },
+  { name: 'a view that creates a large object (allowed by PostgreSQL 15 and older in READ ONLY)', steps: ['SELECT * FROM attachment_tickets'] },
+  { name: 'a view that takes session advisory locks', steps: ['SELECT * FROM job_locks LIMIT 1'] },
   { name: 'a schema function that turns default_transaction_read_only off, then a DELETE', steps: [any('SELECT start_maintenance()'), 'DELETE FROM executives'] },
   { name: 'a schema function that advances a sequence', steps: ['SELECT next_invoice_number()'] },
 ];
@@ -815,12 +816,14 @@ describe.each(testServers().map((s) => [s.name, s] as const))('adversarial agent
     scratch = await mkdtemp(join(tmpdir(), 'airlock-adversarial-'));
     // The server's OS user must be able to write here, so that a COPY … TO that got through would show.
     await chmod(scratch, 0o777);
-    airlock = await startTestAirlock(server, db);
     admin = new pg.Client({ connectionString: db.url });
     await admin.connect();
+    // The schema exists before Airlock starts, as in production (Airlock
+    // reads it at start and every 30 s).
+    await admin.query(SCHEMA_OWNER_OBJECTS);
+    airlock = await startTestAirlock(server, db);
     listener = new pg.Client({ connectionString: db.url });
     await listener.connect();
-    await admin.query(SCHEMA_OWNER_OBJECTS);
     listener.on('notification', (n) => notifications.push(`${n.channel}: ${n.payload ?? ''}`));
     await listener.query(`LISTEN ${CHANNEL}`);
     const readRole = `${db.name}_claude`;
@@ -860,15 +863,20 @@ describe.each(testServers().map((s) => [s.name, s] as const))('adversarial agent
   });
 
   afterAll(async () => {
-    for (const session of open) await session.close();
-    // Large objects an attack got to create belong to the read role, which the
-    // gateway drops on close: they go first (they go with the database anyway).
-    await admin?.query('SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE lomowner = $1::regrole', [suite.readRole]);
-    await listener?.end();
-    await admin?.end();
-    await airlock?.close();
-    await db?.drop();
-    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+    try {
+      for (const session of open) await session.close();
+      // Large objects an attack got to create belong to the read role, which the
+      // gateway drops on close: they go first (they go with the database anyway).
+      if (suite !== undefined) {
+        await admin.query('SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE lomowner = $1::regrole', [suite.readRole]);
+      }
+      await listener?.end();
+      await admin?.end();
+      await airlock?.close();
+    } finally {
+      await db?.drop();
+      if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+    }
   });
 
   /** After any attack: nothing changed, nothing held, nobody notified, and the agent's sessions are still read-only as the read role. */

@@ -115,6 +115,7 @@ describe('parseConfig: the minimal file', () => {
       stateDir: join(dir, '.airlock'),
       tls: null,
       agents: [{ name: 'claude', password: AGENT_PW, profile: 'read-only', database: 'app', readRole: 'airlock_read_claude' }],
+      trustedFunctions: [],
       audit: { flushMs: 5 },
       limits: { maxMessageBytes: 64 * 1024 * 1024, maxClients: 200, connectTimeoutMs: 5000 },
     };
@@ -372,7 +373,7 @@ describe('environment interpolation', () => {
 
   it('does not substitute in keys', () => {
     expect(problemsOf(withAgent('', '${KEY}: 1\n'), { KEY: 'listen' })).toEqual([
-      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, audit, limits)',
+      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, audit, limits)',
     ]);
   });
 

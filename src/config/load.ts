@@ -36,6 +36,8 @@ export interface AirlockConfig {
   /** PEM contents, not paths. */
   tls: { cert: string; key: string } | null;
   agents: AgentConfig[];
+  /** Functions outside pg_catalog that agents may call in reads, as schema.name. */
+  trustedFunctions: string[];
   audit: { flushMs: number };
   limits: { maxMessageBytes: number; maxClients: number; connectTimeoutMs: number };
 }
@@ -453,6 +455,7 @@ function resolveSections(
       stateDir,
       tls,
       agents,
+      trustedFunctions: sections.trusted_functions ?? [],
       audit: { flushMs: audit.flush_ms },
       limits: {
         maxMessageBytes: limits.max_message_bytes,

@@ -386,6 +386,18 @@ export const configFileSchema = z
       .array(agentSchema)
       .min(1, { error: 'must list at least one agent' })
       .describe('The agents that may connect, each with its own identity.'),
+    trusted_functions: z
+      .array(
+        z
+          .string()
+          .regex(/^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*$/, {
+            error: 'must be a schema-qualified, lower-case function name such as public.format_money',
+          }),
+      )
+      .default([])
+      .describe(
+        "Functions outside pg_catalog that agents may call in reads (schema.name). Others are refused: Airlock cannot see inside a function, and PostgreSQL lets some side effects (notifications, advisory locks) through a READ ONLY transaction.",
+      ),
     audit: z
       .strictObject({
         flush_ms: z

@@ -15,6 +15,8 @@ import { ClientSession } from './client-session.js';
 import { prepareReadRole } from './read-roles.js';
 import { readRolePassword, readRoleSecret } from './read-role-password.js';
 import { StatementCache } from './statement-cache.js';
+import { loadSchemaKnowledge } from './schema-loader.js';
+import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 
 export interface Gateway {
   /** Where the gateway listens (the real port when the config said 0). */
@@ -45,6 +47,9 @@ const PINNED_PARAMETERS = new Map([
   ['default_transaction_read_only', 'on'],
   ['is_superuser', 'off'],
 ]);
+
+/** How often the upstream's functions and views are read again. */
+const SCHEMA_REFRESH_MS = 30_000;
 
 /** Forced on every upstream session of the read path, in its StartupMessage. */
 const UPSTREAM_PARAMS = {
@@ -82,7 +87,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     throw new Error(`Airlock could not connect to the database as its service account: ${(err as Error).message}`);
   }
   const secret = await readRoleSecret(config.upstream.password, config.stateDir);
+  let schema: SchemaKnowledge;
   try {
+    schema = await loadSchemaKnowledge(service, config.trustedFunctions);
     for (const agent of config.agents) {
       const password = readRolePassword(secret, agent.readRole);
       const role = await prepareReadRole(service, agent.readRole, password);
@@ -105,7 +112,33 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sessions = new Set<ClientSession>();
   const secureContext = config.tls === null ? null : tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key });
 
+  // Functions and views created after start-up are unknown until the next
+  // look: unknown functions are refused meanwhile, unknown views are read.
+  let refreshing = false;
+  const refresh = setInterval(() => {
+    if (refreshing) return;
+    refreshing = true;
+    const client = serviceClient(config);
+    client
+      .connect()
+      .then(() => loadSchemaKnowledge(client, config.trustedFunctions))
+      .then(
+        (fresh) => {
+          schema = fresh;
+        },
+        (err: Error) => log(`gateway: could not re-read the upstream's schema (keeping the last one): ${err.message}`),
+      )
+      .finally(() => {
+        refreshing = false;
+        // Closing a connection that failed to open fails too; nothing is left to release.
+        client.end().catch(() => undefined);
+      });
+  }, SCHEMA_REFRESH_MS);
+  refresh.unref();
+
   const ctx = {
+    schema: () => schema,
+    trustedFunctions: new Set(config.trustedFunctions),
     cache: new StatementCache(),
     audit,
     maxMessageBytes: config.limits.maxMessageBytes,
@@ -169,6 +202,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return sessions.size;
     },
     async close() {
+      clearInterval(refresh);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.shutdown();
       await closed;

@@ -31,6 +31,7 @@ import type { Classification, StatementFacts } from '../sql/facts.js';
 import type { Decision, Denial } from '../policy/decision.js';
 import { judgeClassification } from '../policy/read-only.js';
 import type { PolicySubject } from '../policy/read-only.js';
+import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 import type { AuditEntry, AuditLog } from '../state/audit-log.js';
 import type { StatementCache } from './statement-cache.js';
 
@@ -39,6 +40,9 @@ export interface RelayContext {
   cache: StatementCache;
   audit: AuditLog;
   maxMessageBytes: number;
+  /** The upstream's schema as last read (functions, views), or null if it could not be read. */
+  schema: () => SchemaKnowledge | null;
+  trustedFunctions: ReadonlySet<string>;
   /** Settings the upstream reports (ParameterStatus) and the only values they may take. */
   pinnedParameters: ReadonlyMap<string, string>;
   log: (line: string) => void;
@@ -124,7 +128,7 @@ export class Relay {
     private readonly cancelUpstream: () => void = () => undefined,
   ) {
     this.reader = new MessageReader(ctx.maxMessageBytes);
-    this.subject = { agent: who.agent, profile: who.profile };
+    this.subject = { agent: who.agent, profile: who.profile, schema: null, trustedFunctions: ctx.trustedFunctions };
   }
 
   /** Starts relaying; `leftover` holds client bytes that arrived with the last start-up message. */
@@ -291,6 +295,7 @@ export class Relay {
         },
       };
     }
+    this.subject.schema = this.ctx.schema();
     const decision = judgeClassification(classification, this.subject, (name) => this.preparedFacts(name));
     return { classification, decision };
   }

@@ -276,7 +276,7 @@ describe('prepared statements', () => {
 // program", and "`read-write-transaction`, `read-only-setting` | 25006 | ...
 // changing (default_)transaction_read_only". These pin the documented rule
 // names, which the audit log records.
-describe('rules as docs/read-path.md names them (known discrepancies)', () => {
+describe('rules as docs/read-path.md names them', () => {
   it.each([
     "COPY executives TO '/tmp/x'",
     "COPY executives TO PROGRAM 'cat'",

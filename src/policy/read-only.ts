@@ -4,11 +4,45 @@
  */
 import type { Classification, RelationRef, StatementFacts } from '../sql/facts.js';
 import type { Decision, Denial } from './decision.js';
+import { functionIsTrusted, untrustedCall } from './schema-knowledge.js';
+import type { SchemaKnowledge } from './schema-knowledge.js';
 
-/** Who is asking, as far as the policy cares. */
+/** Who is asking, and what the policy knows of the schema they ask about. */
 export interface PolicySubject {
   agent: string;
   profile: string;
+  /** The upstream's functions and views; null where there is no database to ask (`airlock check`). */
+  schema?: SchemaKnowledge | null;
+  /** Functions outside pg_catalog an operator trusts (config trusted_functions), as schema.name. */
+  trustedFunctions?: ReadonlySet<string>;
+}
+
+const NO_TRUSTED: ReadonlySet<string> = new Set();
+
+/** Refuses calls into code Airlock cannot see: user functions, attribute-notation calls, views that call them. */
+function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schema: SchemaKnowledge): Denial | null {
+  const trusted = subject.trustedFunctions ?? NO_TRUSTED;
+  const hint =
+    'A human who has read the function can list it under trusted_functions in the Airlock config; until then the agent may not call it.';
+  for (const fn of facts.functions) {
+    const why = untrustedCall(fn, schema, trusted);
+    if (why !== null) return deny(subject, 'untrusted-function', `call ${fn}(): ${why}`, '42501', hint);
+  }
+  for (const name of facts.fieldSelections) {
+    const fns = schema.userFunctions.get(name);
+    const f = fns?.find((candidate) => !functionIsTrusted(candidate, trusted));
+    if (f !== undefined) {
+      return deny(subject, 'untrusted-function', `select .${name}: that may call ${f.schema}.${f.name}() in attribute notation`, '42501', hint);
+    }
+  }
+  for (const rel of facts.reads) {
+    const key = `${rel.schema ?? 'public'}.${rel.name}`.toLowerCase();
+    const why = schema.unsafeViews.get(key);
+    if (why !== undefined) {
+      return deny(subject, 'unsafe-view', `read the view ${key}: ${why}`, '42501', hint);
+    }
+  }
+  return null;
 }
 
 /** Looks up what a prepared statement (SQL PREPARE or protocol Parse) was judged to be. */
@@ -77,6 +111,10 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
       return deny(subject, 'read-only-setting', `change ${setting.name}`, '25006');
     }
     return deny(subject, 'read-write-transaction', `turn read-only mode off (${facts.command} ... READ WRITE)`, '25006');
+  }
+  if (subject.schema) {
+    const refused = judgeAgainstSchema(facts, subject, subject.schema);
+    if (refused !== null) return refused;
   }
   switch (facts.kind) {
     case 'read': {

@@ -145,6 +145,7 @@ interface Collector {
   reads: RelationRef[];
   writes: RelationRef[];
   functions: string[];
+  fieldSelections: string[];
   /** INSERT/UPDATE/DELETE/MERGE nodes anywhere, the statement itself included. */
   modifying: number;
   updateOrDelete: number;
@@ -161,6 +162,7 @@ function newCollector(): Collector {
     reads: [],
     writes: [],
     functions: [],
+    fieldSelections: [],
     modifying: 0,
     updateOrDelete: 0,
     updateOrDeleteWithoutWhere: false,
@@ -247,6 +249,11 @@ function visitNode(type: string, body: JsonObject, scope: Scope | null, c: Colle
     case 'FuncCall':
       visitFuncCall(body, scope, c);
       return;
+    case 'ColumnRef':
+    case 'A_Indirection':
+      visitFieldSelection(type, body, c);
+      walkFields(body, scope, c);
+      return;
     case 'LockingClause':
       // Only reached outside a SELECT's own lockingClause list; the relations named are aliases, not reads.
       c.locking = true;
@@ -270,6 +277,19 @@ function visitFuncCall(call: JsonObject, scope: Scope | null, c: Collector): voi
   walkFields(call, scope, c, FUNC_CALL_SKIP);
 }
 const FUNC_CALL_SKIP: ReadonlySet<string> = new Set(['funcname']);
+
+/**
+ * `x.name` and `(x).name` may select a column, or call a function name(x)
+ * in attribute notation (https://www.postgresql.org/docs/current/xfunc-sql.html#XFUNC-SQL-COMPOSITE-FUNCTIONS):
+ * the parser cannot tell which, so the name is recorded for the policy.
+ */
+function visitFieldSelection(type: string, body: JsonObject, c: Collector): void {
+  const parts = type === 'ColumnRef' ? asArray(body.fields) : asArray(body.indirection);
+  if (type === 'ColumnRef' && parts.length < 2) return;
+  const last = unwrap(parts[parts.length - 1]);
+  const name = last?.[0] === 'String' ? asString(last[1].sval) : undefined;
+  if (name !== undefined && !c.fieldSelections.includes(name)) c.fieldSelections.push(name.toLowerCase());
+}
 
 /**
  * Visits a WITH clause's queries and returns the scope its statement's body sees.
@@ -342,6 +362,7 @@ function finish(text: string, c: Collector, draft: Draft): StatementFacts {
     reads: c.reads,
     writes: c.writes,
     functions: c.functions,
+    fieldSelections: c.fieldSelections,
     sideEffectFunctions: c.functions.filter(isSideEffectFunction),
     hasWhere: c.updateOrDelete > 0 ? !c.updateOrDeleteWithoutWhere : null,
     modifyingCte: c.modifyingCte,
@@ -374,6 +395,7 @@ function collectorFrom(inner: StatementFacts): Collector {
   c.reads = [...inner.reads];
   c.writes = [...inner.writes];
   c.functions = [...inner.functions];
+  c.fieldSelections = [...inner.fieldSelections];
   c.modifyingCte = inner.modifyingCte;
   c.selectInto = inner.selectInto;
   c.locking = inner.locking;

@@ -98,6 +98,11 @@ export interface StatementFacts {
    */
   sideEffectFunctions: string[];
   /**
+   * Names selected as `x.name` or `(x).name`, lower-case: a column of x, or a
+   * call name(x) in attribute notation, which the parser cannot tell apart.
+   */
+  fieldSelections: string[];
+  /**
    * For UPDATE and DELETE (and for a data-modifying CTE's statements): whether every one has a WHERE clause
    * (WHERE CURRENT OF counts). False for TRUNCATE, which removes every row. Null otherwise.
    */

@@ -1,0 +1,55 @@
+/**
+ * What Airlock knows about the upstream's schema that the parser cannot see:
+ * which names are functions outside pg_catalog, and which views call
+ * functions. PostgreSQL lets a few side effects through a READ ONLY
+ * transaction (NOTIFY, advisory locks, large objects before 16), so a call
+ * into code Airlock cannot read is not provably a read.
+ */
+import { isSideEffectFunction } from '../sql/side-effect-functions.js';
+
+/** A function outside pg_catalog and information_schema. */
+export interface UserFunction {
+  schema: string;
+  name: string;
+  /** Installed by an extension (CREATE EXTENSION), and declared IMMUTABLE or STABLE. */
+  extensionNonVolatile: boolean;
+}
+
+export interface SchemaKnowledge {
+  /** Lower-case names of the functions in pg_catalog. */
+  catalogFunctions: ReadonlySet<string>;
+  /** Functions outside the system schemas, by lower-case name. */
+  userFunctions: ReadonlyMap<string, readonly UserFunction[]>;
+  /** Views (schema.name) that cannot be read safely, with the reason in words. */
+  unsafeViews: ReadonlyMap<string, string>;
+}
+
+const SYSTEM_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog', 'information_schema']);
+
+/** Whether an operator trusts this function, or it is an extension's non-volatile function without side effects. */
+export function functionIsTrusted(f: UserFunction, trusted: ReadonlySet<string>): boolean {
+  if (trusted.has(`${f.schema}.${f.name}`)) return true;
+  return f.extensionNonVolatile && !isSideEffectFunction(f.name);
+}
+
+/**
+ * Why a call to `qualifiedName` (lower-case, as written) may not be made on
+ * the read path, or null when it may. Unknown names are refused too: a
+ * function created after Airlock last looked is code it has not seen.
+ */
+export function untrustedCall(qualifiedName: string, knowledge: SchemaKnowledge, trusted: ReadonlySet<string>): string | null {
+  const dot = qualifiedName.lastIndexOf('.');
+  const name = dot < 0 ? qualifiedName : qualifiedName.slice(dot + 1);
+  const schema = dot < 0 ? null : qualifiedName.slice(0, dot);
+  const candidates = (knowledge.userFunctions.get(name) ?? []).filter((f) => schema === null || f.schema === schema);
+  if (schema !== null && SYSTEM_SCHEMAS.has(schema)) {
+    return knowledge.catalogFunctions.has(name) || schema === 'information_schema' ? null : `${qualifiedName}() is not a known function`;
+  }
+  if (candidates.length === 0) {
+    if (schema === null && knowledge.catalogFunctions.has(name)) return null;
+    return `${qualifiedName}() is not a function Airlock knows`;
+  }
+  // An unqualified name may resolve to any of them (overloads across schemas on the search path).
+  const untrusted = candidates.find((f) => !functionIsTrusted(f, trusted));
+  return untrusted === undefined ? null : `${untrusted.schema}.${untrusted.name}() is a function Airlock cannot see inside`;
+}

@@ -99,6 +99,28 @@ describe('FileAuditLog', () => {
     expect((await records(dir)).length).toBe(1000);
   });
 
+  it('syncs reads\' records at most every syncMs, but at once for a durable entry or a flush', async () => {
+    const dir = await stateDir();
+    const counter: Counter = { writes: 0, syncs: 0, inner: null };
+    const log = await FileAuditLog.open(dir, { flushMs: 1, syncMs: 300, wrapWriter: counting(counter) });
+    log.append(entry(0));
+    await vi.waitFor(() => expect(counter.syncs).toBe(1), { timeout: 2000, interval: 5 }); // the first batch syncs
+    for (let round = 1; round <= 5; round++) {
+      log.append(entry(round));
+      await vi.waitFor(() => expect(counter.writes).toBe(round + 1), { timeout: 2000, interval: 2 });
+    }
+    expect(counter.syncs).toBe(1); // written, not yet synced
+    await vi.waitFor(() => expect(counter.syncs).toBe(2), { timeout: 2000, interval: 10 }); // within syncMs
+    log.append(entry(6));
+    await log.appendDurable(entry(7));
+    expect(counter.syncs).toBe(3);
+    log.append(entry(8));
+    await log.flush();
+    expect(counter.syncs).toBe(4);
+    await log.close();
+    expect((await records(dir)).length).toBe(9);
+  });
+
   it('writes at once when maxBatch entries wait, without waiting for flushMs', async () => {
     const dir = await stateDir();
     const counter: Counter = { writes: 0, syncs: 0, inner: null };

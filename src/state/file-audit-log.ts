@@ -58,6 +58,11 @@ export type TornTailPolicy = (typeof TORN_TAIL_POLICIES)[number];
 export interface FileAuditLogOptions {
   /** Longest wait before queued entries are written, in milliseconds (default 5). */
   flushMs?: number;
+  /**
+   * Longest time a written record may wait for fdatasync, in milliseconds
+   * (default 1000). Durable entries and flush() sync at once.
+   */
+  syncMs?: number;
   /** Queue length that starts a write at once; also the most records hashed per write (default 1024). */
   maxBatch?: number;
   /** Queue length past which `append` refuses (AuditUnavailableError), so a stalled disk cannot exhaust memory (default 250 000). */
@@ -107,6 +112,11 @@ export class FileAuditLog implements AuditLog {
   #nextSeq: number;
   #prev: string;
   #syncedSeq: number;
+  /** The last seq written to the file (durable or not). */
+  #writtenSeq: number;
+  readonly #syncMs: number;
+  #lastSync = 0;
+  #syncTimer: ReturnType<typeof setTimeout> | null = null;
   #buffer: Pending[] = [];
   #waiters: FlushWaiter[] = [];
   #timer: ReturnType<typeof setTimeout> | null = null;
@@ -128,6 +138,8 @@ export class FileAuditLog implements AuditLog {
     this.#nextSeq = lastSeq + 1;
     this.#prev = lastHash;
     this.#syncedSeq = lastSeq;
+    this.#writtenSeq = lastSeq;
+    this.#syncMs = options.syncMs ?? 1000;
   }
 
   /**
@@ -251,6 +263,7 @@ export class FileAuditLog implements AuditLog {
     }
     await this.#drained;
     if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#syncTimer !== null) clearTimeout(this.#syncTimer);
     await this.#writer.close();
     if (flushError !== null) throw flushError;
   }
@@ -303,8 +316,18 @@ export class FileAuditLog implements AuditLog {
     });
   }
 
+  /** Records written but not yet made durable, that someone waits for (or that have waited long enough). */
+  #syncPending(): boolean {
+    return this.#writtenSeq > this.#syncedSeq && (this.#waiters.length > 0 || Date.now() - this.#lastSync >= this.#syncMs);
+  }
+
+  readonly #onSyncTimer = (): void => {
+    this.#syncTimer = null;
+    this.#kick();
+  };
+
   #kick(): void {
-    if (this.#draining || this.#failure !== null || this.#buffer.length === 0) return;
+    if (this.#draining || this.#failure !== null || (this.#buffer.length === 0 && !this.#syncPending())) return;
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
@@ -318,7 +341,7 @@ export class FileAuditLog implements AuditLog {
   async #drain(): Promise<void> {
     let batch: Pending[] = [];
     try {
-      while (this.#buffer.length > 0) {
+      while (this.#buffer.length > 0 || this.#syncPending()) {
         batch = this.#buffer;
         this.#buffer = [];
         // Hash and write a large backlog in chunks, so that the event loop runs between them.
@@ -334,8 +357,26 @@ export class FileAuditLog implements AuditLog {
           }
           await this.#writer.write(Buffer.from(text, 'utf8'));
         }
-        await this.#writer.sync();
-        this.#syncedSeq = (batch[batch.length - 1] as Pending).seq;
+        const last = batch[batch.length - 1];
+        if (last !== undefined) this.#writtenSeq = last.seq;
+        // Reads' records need not each wait for the disk (DESIGN.md: reads
+        // may be recorded in group commits); a durable entry or a flush()
+        // does, and so does anything written more than syncMs ago.
+        const mustSync =
+          batch.some((item) => item.durable !== undefined) ||
+          this.#waiters.length > 0 ||
+          Date.now() - this.#lastSync >= this.#syncMs;
+        if (mustSync) {
+          await this.#writer.sync();
+          this.#lastSync = Date.now();
+          this.#syncedSeq = this.#writtenSeq;
+          if (this.#syncTimer !== null) {
+            clearTimeout(this.#syncTimer);
+            this.#syncTimer = null;
+          }
+        } else if (this.#syncTimer === null) {
+          this.#syncTimer = setTimeout(this.#onSyncTimer, this.#syncMs);
+        }
         for (const item of batch) {
           if (item.durable !== undefined) item.durable.resolve(JSON.parse(item.line as string) as AuditRecord);
         }
@@ -367,6 +408,10 @@ export class FileAuditLog implements AuditLog {
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
+    }
+    if (this.#syncTimer !== null) {
+      clearTimeout(this.#syncTimer);
+      this.#syncTimer = null;
     }
     const lost = [...batch, ...this.#buffer];
     this.#buffer = [];

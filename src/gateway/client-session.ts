@@ -238,7 +238,11 @@ export class ClientSession {
       return;
     }
     this.socket.write(authenticationSaslFinal(step.serverFinal));
-    void this.connect(this.agent);
+    this.connect(this.agent).catch((err: unknown) => {
+      // connect() handles the upstream's failures itself; this is a fault of Airlock's.
+      this.ctx.log(`session ${this.id}: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      this.fail({ severity: 'FATAL', code: 'XX000', message: 'airlock: internal error; the session was ended and the error logged' });
+    });
   }
 
   private authFailed(why: string): void {

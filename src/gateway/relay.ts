@@ -161,11 +161,8 @@ export class Relay {
         if (this.closed) return;
       }
     } catch (err) {
-      if (err instanceof ProtocolViolation) {
-        this.fatal({ severity: 'FATAL', code: '08P01', message: `airlock: protocol violation: ${err.message}` });
-        return;
-      }
-      throw err;
+      this.failSession(err);
+      return;
     }
     if (this.batchBytes > this.ctx.maxMessageBytes) {
       this.fatal({
@@ -427,6 +424,29 @@ export class Relay {
 
   private fromUpstream(chunk: Buffer): void {
     if (this.closed) return;
+    try {
+      this.scanUpstream(chunk);
+    } catch (err) {
+      this.failSession(err);
+    }
+  }
+
+  /**
+   * Ends this session, and only this one, on an error: a protocol violation
+   * is the client's, anything else a fault of Airlock's, logged with its
+   * stack. An exception must never reach the event loop, where it would end
+   * every other agent's session too.
+   */
+  private failSession(err: unknown): void {
+    if (err instanceof ProtocolViolation) {
+      this.fatal({ severity: 'FATAL', code: '08P01', message: `airlock: protocol violation: ${err.message}` });
+      return;
+    }
+    this.ctx.log(`session ${this.who.session}: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    this.fatal({ severity: 'FATAL', code: 'XX000', message: 'airlock: internal error; the session was ended and the error logged' });
+  }
+
+  private scanUpstream(chunk: Buffer): void {
     let buf = chunk;
     let at = 0;
     if (this.passRemaining > 0) {

@@ -3,6 +3,8 @@
  */
 import { resolve } from 'node:path';
 import { verifyAuditLog } from '../state/audit-verify.js';
+import { readCheckpoint } from '../state/audit-checkpoint.js';
+import type { AuditCheckpoint } from '../state/audit-checkpoint.js';
 import { formatAuditRecord } from '../state/audit-format.js';
 import { followAudit, readAuditTail } from '../state/file-audit-log.js';
 import type { CommandArgs } from './main.js';
@@ -18,10 +20,29 @@ async function stateDirFromArgs(args: CommandArgs): Promise<string> {
 export async function runAudit(args: CommandArgs, rest: string[]): Promise<number> {
   const [sub] = rest;
   if (sub === 'verify') {
-    const stateDir = await stateDirFromArgs(args);
-    const result = await verifyAuditLog(stateDir);
+    let stateDir: string;
+    let checkpoint: AuditCheckpoint | undefined;
+    if (args.values['state-dir'] !== undefined) {
+      stateDir = resolve(args.values['state-dir']);
+    } else {
+      const config = await configFromArgs(args);
+      stateDir = config.stateDir;
+      if (config.audit.checkpoint !== null) {
+        const read = await readCheckpoint(config.audit.checkpoint);
+        if (!read.ok) {
+          console.log(`The audit log cannot be vouched for: ${read.problem}`);
+          return 1;
+        }
+        checkpoint = read.checkpoint;
+      }
+    }
+    const result = await verifyAuditLog(stateDir, { checkpoint });
     if (result.ok) {
-      console.log(`The audit log is intact: ${result.records} records, head ${result.head}.`);
+      const vouched =
+        checkpoint === undefined
+          ? ' (No audit checkpoint is configured, so records cut off its end would not show: see audit.checkpoint_file.)'
+          : ` It reaches the signed checkpoint of ${checkpoint.at} (record ${checkpoint.seq}).`;
+      console.log(`The audit log is intact: ${result.records} records, head ${result.head}.${vouched}`);
       return 0;
     }
     console.log(`The audit log is NOT intact: ${result.problem} (line ${result.line}; ${result.records} records before it check out).`);

@@ -1,4 +1,5 @@
 import { FileAuditLog } from '../state/file-audit-log.js';
+import { startCheckpoints } from '../state/audit-checkpoint.js';
 import { startGateway } from '../gateway/gateway.js';
 import { describeUpstream } from '../config/load.js';
 import type { CommandArgs } from './main.js';
@@ -11,6 +12,12 @@ export async function runStart(args: CommandArgs): Promise<number> {
     flushMs: config.audit.flushMs,
     onFailure: (err) => console.error(`airlock: AUDIT LOG FAILURE: ${err.message}. New statements are refused until it is fixed.`),
   });
+  const checkpoints =
+    config.audit.checkpoint === null
+      ? null
+      : startCheckpoints(audit, config.audit.checkpoint, {
+          onError: (err) => console.error(`airlock: could not write the audit checkpoint: ${err.message}`),
+        });
   const gateway = await startGateway({ config, audit });
   for (const w of gateway.warnings) console.error(`airlock: warning: ${w}`);
   console.log(
@@ -21,5 +28,6 @@ export async function runStart(args: CommandArgs): Promise<number> {
   console.log('Airlock is stopping.');
   await gateway.close();
   await audit.close();
+  await checkpoints?.stop();
   return 0;
 }

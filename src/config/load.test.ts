@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, describeUpstream, formatKeyPath, loadConfig, parseConfig } from './load.js';
@@ -116,7 +116,7 @@ describe('parseConfig: the minimal file', () => {
       tls: null,
       agents: [{ name: 'claude', password: AGENT_PW, profile: 'read-only', database: 'app', readRole: 'airlock_read_claude' }],
       trustedFunctions: [],
-      audit: { flushMs: 5 },
+      audit: { flushMs: 5, checkpoint: null },
       limits: { maxMessageBytes: 64 * 1024 * 1024, maxClients: 200, connectTimeoutMs: 5000 },
     };
     expect(config).toEqual(expected);
@@ -145,7 +145,13 @@ describe('parseConfig: valid files', () => {
       'audit and limits',
       withAgent('', 'audit: { flush_ms: 1000 }\nlimits: { max_message_bytes: 1024, max_clients: 1, connect_timeout_ms: 100 }\n'),
       (c) => [c.audit, c.limits],
-      [{ flushMs: 1000 }, { maxMessageBytes: 1024, maxClients: 1, connectTimeoutMs: 100 }],
+      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, connectTimeoutMs: 100 }],
+    ],
+    [
+      'audit checkpoints, resolved against the config file',
+      withAgent('', 'audit:\n  checkpoint_file: ../outside/audit.checkpoint\n  checkpoint_key: a-long-enough-secret-key\n'),
+      (c) => c.audit.checkpoint,
+      { file: resolve(dir, '../outside/audit.checkpoint'), key: 'a-long-enough-secret-key' },
     ],
     [
       'partial limits keep the other defaults',
@@ -224,6 +230,9 @@ describe('parseConfig: invalid files', () => {
     ['unknown agent key', withAgent('    pasword: x\n'), 'agents[0].pasword', 'is not a known key (did you mean password?)'],
     ['camelCase key', withAgent('', 'audit: { flushMs: 5 }\n'), 'audit.flushMs', 'is not a known key (did you mean flush_ms?)'],
     ['odd unknown key', withAgent('', '"x y": 1\n'), '["x y"]', 'is not a known key'],
+    ['a checkpoint file without its key', withAgent('', 'audit:\n  checkpoint_file: ../cp\n'), 'audit.checkpoint_key', 'go together'],
+    ['a checkpoint key too short', withAgent('', 'audit:\n  checkpoint_file: ../cp\n  checkpoint_key: short\n'), 'audit.checkpoint_key', 'at least 16 characters'],
+    ['a checkpoint inside state_dir', withAgent('', 'audit:\n  checkpoint_file: .airlock/cp\n  checkpoint_key: a-long-enough-secret-key\n'), 'audit.checkpoint_file', 'inside state_dir'],
     ['listen without port', withAgent('', 'listen: localhost\n'), 'listen', 'must be host:port'],
     ['listen bad port', withAgent('', 'listen: 127.0.0.1:70000\n'), 'listen', 'the port must be a number from 0 to 65535 (got "70000")'],
     ['listen bare IPv6', withAgent('', 'listen: "::1:6432"\n'), 'listen', 'write it in brackets'],

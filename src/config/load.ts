@@ -10,7 +10,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
 import { checkConfigFile, defaultReadRole, isLoopbackHost } from './schema.js';
@@ -38,7 +38,11 @@ export interface AirlockConfig {
   agents: AgentConfig[];
   /** Functions outside pg_catalog that agents may call in reads, as schema.name. */
   trustedFunctions: string[];
-  audit: { flushMs: number };
+  audit: {
+    flushMs: number;
+    /** Signed head checkpoints (audit.checkpoint_file / checkpoint_key), or null when not configured. */
+    checkpoint: { file: string; key: string } | null;
+  };
   limits: { maxMessageBytes: number; maxClients: number; connectTimeoutMs: number };
 }
 
@@ -443,6 +447,19 @@ function resolveSections(
   }
 
   const { listen, audit, limits } = sections;
+  let checkpoint: { file: string; key: string } | null = null;
+  if (audit !== undefined) {
+    const { checkpoint_file: file, checkpoint_key: key } = audit;
+    if ((file === undefined) !== (key === undefined)) {
+      problem(['audit', file === undefined ? 'checkpoint_file' : 'checkpoint_key'], 'is needed too: checkpoint_file and checkpoint_key go together.');
+    } else if (file !== undefined && key !== undefined) {
+      const path = resolve(baseDir, file);
+      if (stateDir !== null && (path === stateDir || path.startsWith(stateDir + sep))) {
+        problem(['audit', 'checkpoint_file'], `${path} is inside state_dir; the checkpoint must be kept outside the state store, or whoever can cut the log can cut it too.`);
+      }
+      checkpoint = { file: path, key };
+    }
+  }
   if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !audit || !limits) {
     return { problems, warnings, config: null };
   }
@@ -456,7 +473,7 @@ function resolveSections(
       tls,
       agents,
       trustedFunctions: sections.trusted_functions ?? [],
-      audit: { flushMs: audit.flush_ms },
+      audit: { flushMs: audit.flush_ms, checkpoint },
       limits: {
         maxMessageBytes: limits.max_message_bytes,
         maxClients: limits.max_clients,

@@ -407,6 +407,18 @@ export const configFileSchema = z
           .max(1000)
           .default(DEFAULTS.flushMs)
           .describe('Group-commit interval of the audit log for reads, in milliseconds.'),
+        checkpoint_file: z
+          .string()
+          .min(1, { error: 'must not be empty' })
+          .optional()
+          .describe(
+            "Where Airlock keeps a signed checkpoint of the audit chain's head, so that `airlock audit verify` notices records cut off the log's end. Outside state_dir (ideally another volume or host); relative to the config file.",
+          ),
+        checkpoint_key: z
+          .string()
+          .min(16, { error: 'must be at least 16 characters (use a long random secret, e.g. ${AIRLOCK_AUDIT_KEY})' })
+          .optional()
+          .describe('The secret the checkpoint is signed with; from the environment, never kept in the state directory.'),
       })
       .prefault({})
       .describe('The audit log.'),

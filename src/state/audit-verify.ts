@@ -5,9 +5,9 @@
  * It finds an edited record (its hash no longer matches), a deleted, inserted
  * or reordered record (a gap in `seq`, a `prev` that is not the hash of the
  * line before), a torn line and a log that does not start at its beginning.
- * It cannot find a cut-off tail: the records that remain still form a valid
- * chain. That needs the head checkpoints of DESIGN.md (signed, kept outside
- * the state store): see docs/audit.md.
+ * Alone it cannot find a cut-off tail (the records that remain still form a
+ * valid chain); given a signed head checkpoint (audit-checkpoint.ts) it
+ * also checks that the log reaches that record, unchanged.
  */
 import { createReadStream } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
@@ -19,7 +19,11 @@ export type AuditVerification =
   | { ok: false; /** Records that verified before the problem. */ records: number; problem: string; /** 1-based line of the problem. */ line: number };
 
 /** Streams the log under `stateDir` and checks every record and link of its chain. */
-export async function verifyAuditLog(stateDir: string): Promise<AuditVerification> {
+export async function verifyAuditLog(
+  stateDir: string,
+  options: { checkpoint?: { seq: number; hash: string; at: string } } = {},
+): Promise<AuditVerification> {
+  const checkpoint = options.checkpoint;
   const path = auditLogPath(stateDir);
   let records = 0;
   let head = GENESIS_HASH;
@@ -51,6 +55,9 @@ export async function verifyAuditLog(stateDir: string): Promise<AuditVerificatio
     }
     records++;
     head = hash;
+    if (checkpoint !== undefined && seq === checkpoint.seq && hash !== checkpoint.hash) {
+      return `Record ${seq} is not the one the checkpoint of ${checkpoint.at} signed: the log was rewritten from there on.`;
+    }
     return null;
   };
 
@@ -78,6 +85,14 @@ export async function verifyAuditLog(stateDir: string): Promise<AuditVerificatio
       ok: false,
       records,
       problem: `Line ${lineNo + 1} is torn: it has no newline at its end, as a crash in the middle of a write or a cut through the file leaves.`,
+      line: lineNo + 1,
+    };
+  }
+  if (checkpoint !== undefined && records < checkpoint.seq) {
+    return {
+      ok: false,
+      records,
+      problem: `The log ends at record ${records}, but the checkpoint of ${checkpoint.at} saw record ${checkpoint.seq}: records were cut off its end.`,
       line: lineNo + 1,
     };
   }

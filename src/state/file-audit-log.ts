@@ -112,8 +112,11 @@ export class FileAuditLog implements AuditLog {
   #nextSeq: number;
   #prev: string;
   #syncedSeq: number;
-  /** The last seq written to the file (durable or not). */
+  /** The last seq written to the file (durable or not), and its hash. */
   #writtenSeq: number;
+  #writtenHash: string;
+  /** The hash of the last durable record. */
+  #syncedHash: string;
   readonly #syncMs: number;
   #lastSync = 0;
   #syncTimer: ReturnType<typeof setTimeout> | null = null;
@@ -139,6 +142,8 @@ export class FileAuditLog implements AuditLog {
     this.#prev = lastHash;
     this.#syncedSeq = lastSeq;
     this.#writtenSeq = lastSeq;
+    this.#writtenHash = lastHash;
+    this.#syncedHash = lastHash;
     this.#syncMs = options.syncMs ?? 1000;
   }
 
@@ -216,6 +221,11 @@ export class FileAuditLog implements AuditLog {
       await fh.close();
       throw err;
     }
+  }
+
+  /** The last record known to be on disk (seq 0 and 64 zeros for an empty log): what a checkpoint vouches for. */
+  get syncedHead(): { seq: number; hash: string } {
+    return { seq: this.#syncedSeq, hash: this.#syncedHash };
   }
 
   get healthy(): boolean {
@@ -358,7 +368,10 @@ export class FileAuditLog implements AuditLog {
           await this.#writer.write(Buffer.from(text, 'utf8'));
         }
         const last = batch[batch.length - 1];
-        if (last !== undefined) this.#writtenSeq = last.seq;
+        if (last !== undefined) {
+          this.#writtenSeq = last.seq;
+          this.#writtenHash = this.#prev;
+        }
         // Reads' records need not each wait for the disk (DESIGN.md: reads
         // may be recorded in group commits); a durable entry or a flush()
         // does, and so does anything written more than syncMs ago.
@@ -370,6 +383,7 @@ export class FileAuditLog implements AuditLog {
           await this.#writer.sync();
           this.#lastSync = Date.now();
           this.#syncedSeq = this.#writtenSeq;
+          this.#syncedHash = this.#writtenHash;
           if (this.#syncTimer !== null) {
             clearTimeout(this.#syncTimer);
             this.#syncTimer = null;

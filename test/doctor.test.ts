@@ -150,6 +150,18 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
     expect(fails(await runDoctorChecks(config))).toEqual([]);
   });
 
+  it('warns when this database sets default_transaction_read_only = off for the read role', async () => {
+    const dbName = db.name;
+    await superuser(`ALTER ROLE ${role} IN DATABASE ${dbName} SET default_transaction_read_only = off`);
+    try {
+      const checks = await runDoctorChecks(config);
+      const warnings = checks.filter((c) => c.outcome === 'warn').map((c) => c.message);
+      expect(warnings.some((w) => w.includes('sets default_transaction_read_only = off')), describeChecks(checks)).toBe(true);
+    } finally {
+      await superuser(`ALTER ROLE ${role} IN DATABASE ${dbName} RESET default_transaction_read_only`);
+    }
+  });
+
   it('fails when the read role is a member of pg_write_all_data, and the gateway refuses to start', async () => {
     await superuser(`GRANT pg_write_all_data TO ${role}`);
     try {

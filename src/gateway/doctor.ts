@@ -110,6 +110,19 @@ export async function runDoctorChecks(config: AirlockConfig): Promise<DoctorChec
           ? `Agent "${agent.name}": read role "${role}" starts every transaction READ ONLY.`
           : `Agent "${agent.name}": read role "${role}" does not default to READ ONLY transactions; \`airlock start\` sets it.`,
       );
+      const here = await service.query<{ setting: string }>(
+        `SELECT unnest(s.setconfig) AS setting FROM pg_db_role_setting s
+          WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = $1))`,
+        [role],
+      );
+      const off = here.rows.map((r) => r.setting).filter((v) => /^default_transaction_read_only=(off|false|0|no)$/i.test(v));
+      if (off.length > 0) {
+        add(
+          'warn',
+          `Agent "${agent.name}": this database (or the read role in it) sets default_transaction_read_only = off. Airlock's own start-up setting overrides it, but remove it: ALTER DATABASE/ROLE ... RESET default_transaction_read_only.`,
+        );
+      }
       for (const w of await readRoleWarnings(service, role)) add('warn', `Agent "${agent.name}": ${w}`);
       if (me.rolsuper || (await canSetRole(service, role))) {
         checks.push(...(await probeReadRole(service, agent.name, role)));

@@ -115,8 +115,11 @@ export class ClientSession {
         if ((this.phase as Phase) === 'connecting') this.pendingWhileConnecting.push(this.authReader!.takeBuffered());
       } else if (this.phase === 'connecting') {
         // A pipelining client may send queries before ReadyForQuery; keep them
-        // for the relay. They are judged like any other.
+        // for the relay (they are judged like any other), within reason.
         this.pendingWhileConnecting.push(chunk);
+        if (this.pendingWhileConnecting.reduce((n, b) => n + b.length, 0) > this.ctx.maxMessageBytes) {
+          throw new ProtocolViolation('the client sent more than limits.max_message_bytes before its session was ready');
+        }
       }
     } catch (err) {
       if (err instanceof ProtocolViolation) {

@@ -1,0 +1,55 @@
+/**
+ * A fault inside Airlock while it serves one agent ends that agent's session
+ * and nobody else's: an exception must never reach the event loop, where it
+ * would take the whole gateway down.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import pg from 'pg';
+import { StatementCache } from '../src/gateway/statement-cache.js';
+import { createTestDatabase, testServers } from './support/postgres-servers.js';
+import type { TestDatabase } from './support/postgres-servers.js';
+import { startTestAirlock } from './support/airlock.js';
+import type { TestAirlock } from './support/airlock.js';
+
+const server = testServers()[0]!;
+
+describe('fault containment', () => {
+  let db: TestDatabase;
+  let airlock: TestAirlock;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(server, { seed: true });
+    airlock = await startTestAirlock(server, db);
+  });
+
+  afterAll(async () => {
+    vi.restoreAllMocks();
+    await airlock?.close();
+    await db?.drop();
+  });
+
+  it('ends only the session whose statement hit the fault, with XX000, and keeps serving', async () => {
+    const original = StatementCache.prototype.classify;
+    vi.spyOn(StatementCache.prototype, 'classify').mockImplementation(function (this: StatementCache, text: string) {
+      if (text.includes('airlock_test_fault')) throw new Error('simulated fault in classification');
+      return original.call(this, text);
+    });
+    const bystander = new pg.Client(airlock.clientConfig());
+    await bystander.connect();
+    const victim = new pg.Client(airlock.clientConfig());
+    victim.on('error', () => undefined); // the session ends under it, by design
+    await victim.connect();
+
+    const err = await victim.query('SELECT 1 AS airlock_test_fault').catch((e: unknown) => e as pg.DatabaseError);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as pg.DatabaseError).code).toBe('XX000');
+
+    const still = await bystander.query('SELECT count(*)::int AS n FROM companies');
+    expect(still.rows[0].n).toBe(1196);
+    const fresh = new pg.Client(airlock.clientConfig());
+    await fresh.connect();
+    expect((await fresh.query('SELECT 2 AS two')).rows[0].two).toBe(2);
+    await fresh.end();
+    await bystander.end();
+  });
+});

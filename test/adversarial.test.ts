@@ -22,21 +22,23 @@ import type { DbFingerprint } from './support/db-fingerprint.js';
 import { openAgentSession } from './support/agent-session.js';
 import type { AgentSession, Sendable } from './support/agent-session.js';
 import { heldLocks, quickState } from './support/database-state.js';
+import { encodeParse, encodeQuery, encodeSync } from '../src/protocol/frontend.js';
 import {
-  RawClient,
-  RawLoginError,
+  LoginError,
+  cstring,
+  describeMessages,
+  encodeBind,
+  encodeClose,
+  encodeDescribe,
+  encodeExecute,
+  encodeFlush,
+  encodeFunctionCall,
   errorsIn,
-  rawBind,
-  rawClose,
-  rawDescribe,
-  rawExecute,
-  rawFlush,
-  rawFunctionCall,
-  rawParse,
-  rawQuery,
-  rawSync,
-} from './support/raw-client.js';
-import type { RawConnectOptions } from './support/raw-client.js';
+  frontendMessage,
+  int16,
+  loginClient,
+} from './support/wire.js';
+import type { Collected, WireClient } from './support/wire.js';
 
 /** The channel a superuser listens on for the whole run: no agent notification may reach it. */
 const CHANNEL = 'airlock_adversarial';
@@ -62,8 +64,7 @@ interface Suite {
   /** Opens a fresh agent session through Airlock, closed after the case. */
   agent(): Promise<AgentSession>;
   /** Raw protocol login through Airlock with the agent's password and the given start-up parameters. */
-  raw(params?: Record<string, string>): Promise<RawClient>;
-  rawOptions(params?: Record<string, string>): RawConnectOptions;
+  raw(params?: Record<string, string>): Promise<WireClient>;
   /** An OID of a built-in function, by signature. */
   oid(signature: string): Promise<number>;
 }
@@ -323,229 +324,140 @@ async function stillAnswers(session: AgentSession | pg.Client): Promise<boolean>
   );
 }
 
+/** Logs in over the raw protocol (with extra start-up parameters), runs `fn`, and closes the connection whatever happens. */
+async function onRaw(s: Suite, fn: (c: WireClient) => Promise<void>, params: Record<string, string> = {}): Promise<void> {
+  const c = await s.raw(params);
+  try {
+    await fn(c);
+  } finally {
+    c.close();
+  }
+}
+
+/** What every protocol trick must get: an ErrorResponse before the ReadyForQuery, or the connection closed. */
+function expectRefused(r: Collected): void {
+  expect(r.closed || errorsIn(r.messages).length > 0, describeMessages(r.messages)).toBe(true);
+}
+
+/** An attack that sends one batch on a fresh raw session, answered through `readyCount` ReadyForQuery messages. */
+function refusedBatch(name: string, batch: Buffer[], readyCount = 1): Attack {
+  return { name, run: (s) => onRaw(s, async (c) => expectRefused(await c.exchange(batch, readyCount))) };
+}
+
+/** Query and Parse of bytes rather than text (a NUL inside, invalid UTF-8), which `encodeQuery` and `encodeParse` do not take. */
+const queryBytes = (text: Buffer): Buffer => frontendMessage('Q', cstring(text));
+const parseBytes = (text: Buffer): Buffer => frontendMessage('P', cstring(''), cstring(text), int16(0));
+
 const PROTOCOL_TRICKS: Attack[] = [
   {
     name: 're-Parse of a named statement after Close: SELECT, then DELETE',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const first = await c.exchange([rawParse('s1', 'SELECT 1'), rawSync()]);
+    run: (s) =>
+      onRaw(s, async (c) => {
+        const first = await c.exchange([encodeParse('s1', 'SELECT 1'), encodeSync()]);
         expect(errorsIn(first.messages)).toEqual([]);
-        const second = await c.exchange([rawClose('S', 's1'), rawParse('s1', 'DELETE FROM executives'), rawBind('', 's1'), rawExecute(), rawSync()]);
-        expect(second.closed || errorsIn(second.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
+        expectRefused(await c.exchange([encodeClose('S', 's1'), encodeParse('s1', 'DELETE FROM executives'), encodeBind('', 's1'), encodeExecute(), encodeSync()]));
+      }),
   },
   {
     name: 're-Parse of a named statement without Close',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        await c.exchange([rawParse('s1', 'SELECT 1'), rawSync()]);
-        const r = await c.exchange([rawParse('s1', 'DELETE FROM executives'), rawBind('', 's1'), rawExecute(), rawSync()]);
+    run: (s) =>
+      onRaw(s, async (c) => {
+        await c.exchange([encodeParse('s1', 'SELECT 1'), encodeSync()]);
         // The server refuses to redefine s1 anyway; if anything ran, it must have been the SELECT.
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
+        expectRefused(await c.exchange([encodeParse('s1', 'DELETE FROM executives'), encodeBind('', 's1'), encodeExecute(), encodeSync()]));
+      }),
   },
-  {
-    name: 'several Parse messages before one Sync: a SELECT, then a DELETE, then Bind/Execute of both',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([
-          rawParse('a', 'SELECT 1'),
-          rawParse('b', 'DELETE FROM executives'),
-          rawBind('pa', 'a'),
-          rawExecute('pa'),
-          rawBind('pb', 'b'),
-          rawExecute('pb'),
-          rawSync(),
-        ]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
-  {
-    name: 'the unnamed statement: a SELECT, then a refused DELETE, then Bind/Execute of the unnamed statement',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([
-          rawParse('', 'SELECT 1'),
-          rawParse('', 'DELETE FROM executives'),
-          rawBind('', ''),
-          rawExecute(),
-          rawSync(),
-        ]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
+  refusedBatch('several Parse messages before one Sync: a SELECT, then a DELETE, then Bind/Execute of both', [
+    encodeParse('a', 'SELECT 1'),
+    encodeParse('b', 'DELETE FROM executives'),
+    encodeBind('pa', 'a'),
+    encodeExecute('pa'),
+    encodeBind('pb', 'b'),
+    encodeExecute('pb'),
+    encodeSync(),
+  ]),
+  refusedBatch('the unnamed statement: a SELECT, then a refused DELETE, then Bind/Execute of the unnamed statement', [
+    encodeParse('', 'SELECT 1'),
+    encodeParse('', 'DELETE FROM executives'),
+    encodeBind('', ''),
+    encodeExecute(),
+    encodeSync(),
+  ]),
   {
     name: 'a refused Parse, then an allowed Parse + Bind + Execute of the unnamed statement in the same batch',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([
-          rawParse('', 'DELETE FROM executives'),
-          rawParse('', 'SELECT 1'),
-          rawBind('', ''),
-          rawExecute(),
-          rawSync(),
-        ]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
+    run: (s) =>
+      onRaw(s, async (c) => {
+        const r = await c.exchange([encodeParse('', 'DELETE FROM executives'), encodeParse('', 'SELECT 1'), encodeBind('', ''), encodeExecute(), encodeSync()]);
+        expectRefused(r);
         // After the Sync the session serves reads again.
-        if (!r.closed) expect(await c.simpleQuery('SELECT 2')).toEqual([['2']]);
-      } finally {
-        c.close();
-      }
-    },
+        if (!r.closed) expect(await c.queryRows('SELECT 2')).toEqual([['2']]);
+      }),
   },
   {
     name: 'a refused Bind target from an earlier batch: Parse SELECT + Sync, then Parse DELETE + Bind + Execute',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        await c.exchange([rawParse('', 'SELECT 1'), rawSync()]);
-        const r = await c.exchange([rawParse('', 'DELETE FROM executives'), rawBind('', ''), rawExecute(), rawSync()]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
+    run: (s) =>
+      onRaw(s, async (c) => {
+        await c.exchange([encodeParse('', 'SELECT 1'), encodeSync()]);
+        expectRefused(await c.exchange([encodeParse('', 'DELETE FROM executives'), encodeBind('', ''), encodeExecute(), encodeSync()]));
+      }),
   },
   {
     name: 'Flush after an allowed Execute, then a DELETE before the Sync',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        c.send(rawParse('', 'SELECT 1'), rawBind('', ''), rawExecute(), rawFlush());
-        c.send(rawParse('', 'DELETE FROM executives'), rawBind('', ''), rawExecute(), rawSync());
-        const r = await c.collect();
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
+    run: (s) =>
+      onRaw(s, async (c) => {
+        c.send(encodeParse('', 'SELECT 1'), encodeBind('', ''), encodeExecute(), encodeFlush());
+        c.send(encodeParse('', 'DELETE FROM executives'), encodeBind('', ''), encodeExecute(), encodeSync());
+        expectRefused(await c.collect());
+      }),
   },
-  {
-    name: 'a simple Query inside a failed extended batch',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawParse('', 'DELETE FROM executives'), rawQuery('DELETE FROM executives'), rawSync()]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
-  {
-    name: 'two statements in one Parse',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawParse('', 'SELECT 1; DELETE FROM executives'), rawBind('', ''), rawExecute(), rawSync()]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
-  {
-    name: 'Describe and Execute of a portal named like a refused statement',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([
-          rawParse('evil', 'DELETE FROM executives'),
-          rawBind('evil', 'evil'),
-          rawDescribe('P', 'evil'),
-          rawExecute('evil'),
-          rawSync(),
-        ]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
+  refusedBatch('a simple Query inside a failed extended batch', [encodeParse('', 'DELETE FROM executives'), encodeQuery('DELETE FROM executives'), encodeSync()]),
+  refusedBatch('two statements in one Parse', [encodeParse('', 'SELECT 1; DELETE FROM executives'), encodeBind('', ''), encodeExecute(), encodeSync()]),
+  refusedBatch('Describe and Execute of a portal named like a refused statement', [
+    encodeParse('evil', 'DELETE FROM executives'),
+    encodeBind('evil', 'evil'),
+    encodeDescribe('P', 'evil'),
+    encodeExecute('evil'),
+    encodeSync(),
+  ]),
   {
     name: 'SQL PREPARE of a SELECT, then protocol Parse of a DELETE under the same name and Bind/Execute',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        expect(await c.simpleQuery('PREPARE p AS SELECT 1')).toEqual([]);
-        const r = await c.exchange([rawClose('S', 'p'), rawParse('p', 'DELETE FROM executives'), rawBind('', 'p'), rawExecute(), rawSync()]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
+    run: (s) =>
+      onRaw(s, async (c) => {
+        expect(await c.queryRows('PREPARE p AS SELECT 1')).toEqual([]);
+        expectRefused(await c.exchange([encodeClose('S', 'p'), encodeParse('p', 'DELETE FROM executives'), encodeBind('', 'p'), encodeExecute(), encodeSync()]));
+      }),
   },
-  {
-    name: 'COPY FROM STDIN with CopyData and CopyDone sent straight after',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const copyData = Buffer.concat([Buffer.from('d'), Buffer.alloc(4), Buffer.from('1\t1\tEvil\tCEO\tevil@example.com\t0\t2020-01-01\n')]);
-        copyData.writeUInt32BE(copyData.length - 1, 1);
-        const copyDone = Buffer.from([0x63, 0, 0, 0, 4]);
-        const r = await c.exchange([rawQuery('COPY executives FROM STDIN'), copyData, copyDone]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
+  refusedBatch('COPY FROM STDIN with CopyData and CopyDone sent straight after', [
+    encodeQuery('COPY executives FROM STDIN'),
+    frontendMessage('d', Buffer.from('1\t1\tEvil\tCEO\tevil@example.com\t0\t2020-01-01\n')),
+    frontendMessage('c'),
+  ]),
   {
     name: 'FunctionCall of lo_creat',
     async run(s) {
       const oid = await s.oid('pg_catalog.lo_creat(integer)');
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawFunctionCall(oid, ['-1'])]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
+      await onRaw(s, async (c) => expectRefused(await c.exchange([encodeFunctionCall(oid, ['-1'])])));
     },
   },
   {
     name: 'FunctionCall of set_config(default_transaction_read_only, off)',
     async run(s) {
       const oid = await s.oid('pg_catalog.set_config(text, text, boolean)');
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawFunctionCall(oid, ['default_transaction_read_only', 'off', 'false'])]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-        if (!r.closed) expect(await c.simpleQuery('SHOW default_transaction_read_only')).toEqual([['on']]);
-      } finally {
-        c.close();
-      }
+      await onRaw(s, async (c) => {
+        const r = await c.exchange([encodeFunctionCall(oid, ['default_transaction_read_only', 'off', 'false'])]);
+        expectRefused(r);
+        if (!r.closed) expect(await c.queryRows('SHOW default_transaction_read_only')).toEqual([['on']]);
+      });
     },
   },
   {
     name: 'FunctionCall of pg_advisory_lock (the lock is not held)',
     async run(s) {
       const oid = await s.oid('pg_catalog.pg_advisory_lock(bigint)');
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawFunctionCall(oid, [String(LOCK_KEY)])]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
+      await onRaw(s, async (c) => {
+        expectRefused(await c.exchange([encodeFunctionCall(oid, [String(LOCK_KEY)])]));
         expect(await heldLocks(s.admin, s.readRole)).toEqual([]);
-      } finally {
-        c.close();
-      }
+      });
     },
   },
   {
@@ -554,93 +466,48 @@ const PROTOCOL_TRICKS: Attack[] = [
       const oid = await s.oid('pg_catalog.pg_terminate_backend(integer, bigint)');
       const victim = await s.agent();
       const pid = String((await victim.client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawFunctionCall(oid, [pid, '0'])]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
+      await onRaw(s, async (c) => {
+        expectRefused(await c.exchange([encodeFunctionCall(oid, [pid, '0'])]));
         expect(await stillAnswers(victim)).toBe(true);
-      } finally {
-        c.close();
-      }
+      });
     },
   },
-  {
-    name: 'a Query with SQL after an embedded NUL',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawQuery(Buffer.from('SELECT 1\0DELETE FROM executives', 'utf8'))]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
-  {
-    name: 'a Parse with SQL after an embedded NUL',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawParse('', Buffer.from('SELECT 1\0DELETE FROM executives', 'utf8')), rawBind('', ''), rawExecute(), rawSync()]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
-  {
-    name: 'invalid UTF-8 inside a string literal (an overlong quote)',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const text = Buffer.concat([Buffer.from("SELECT 'x"), Buffer.from([0xc0, 0xa7]), Buffer.from("; DELETE FROM executives; --'")]);
-        const r = await c.exchange([rawQuery(text)]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
-  {
-    name: 'invalid UTF-8 in a Parse',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const text = Buffer.concat([Buffer.from("SELECT 'x"), Buffer.from([0xff, 0x5c]), Buffer.from("'; DELETE FROM executives; --'")]);
-        const r = await c.exchange([rawParse('', text), rawBind('', ''), rawExecute(), rawSync()]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
+  refusedBatch('a Query with SQL after an embedded NUL', [queryBytes(Buffer.from('SELECT 1\0DELETE FROM executives', 'utf8'))]),
+  refusedBatch('a Parse with SQL after an embedded NUL', [
+    parseBytes(Buffer.from('SELECT 1\0DELETE FROM executives', 'utf8')),
+    encodeBind('', ''),
+    encodeExecute(),
+    encodeSync(),
+  ]),
+  refusedBatch('invalid UTF-8 inside a string literal (an overlong quote)', [
+    queryBytes(Buffer.concat([Buffer.from("SELECT 'x"), Buffer.from([0xc0, 0xa7]), Buffer.from("; DELETE FROM executives; --'")])),
+  ]),
+  refusedBatch('invalid UTF-8 in a Parse', [
+    parseBytes(Buffer.concat([Buffer.from("SELECT 'x"), Buffer.from([0xff, 0x5c]), Buffer.from("'; DELETE FROM executives; --'")])),
+    encodeBind('', ''),
+    encodeExecute(),
+    encodeSync(),
+  ]),
   {
     name: 'start-up client_encoding=SJIS, then a Shift-JIS byte that swallows a backslash',
-    async run(s) {
-      const c = await s.raw({ client_encoding: 'SJIS' });
-      try {
-        expect(await c.simpleQuery('SHOW client_encoding')).toEqual([['UTF8']]);
-        // In Shift-JIS 0x95 0x5c is one character: a server reading SJIS would end the string at the next quote.
-        const text = Buffer.concat([Buffer.from("SELECT E'"), Buffer.from([0x95, 0x5c]), Buffer.from("'; DELETE FROM executives; --'")]);
-        const r = await c.exchange([rawQuery(text)]);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
+    run: (s) =>
+      onRaw(
+        s,
+        async (c) => {
+          expect(await c.queryRows('SHOW client_encoding')).toEqual([['UTF8']]);
+          // In Shift-JIS 0x95 0x5c is one character: a server reading SJIS would end the string at the next quote.
+          const text = Buffer.concat([Buffer.from("SELECT E'"), Buffer.from([0x95, 0x5c]), Buffer.from("'; DELETE FROM executives; --'")]);
+          expectRefused(await c.exchange([queryBytes(text)]));
+        },
+        { client_encoding: 'SJIS' },
+      ),
   },
-  {
-    name: 'pipelined simple queries: a DELETE between two SELECTs',
-    async run(s) {
-      const c = await s.raw();
-      try {
-        const r = await c.exchange([rawQuery('SELECT 1'), rawQuery('DELETE FROM executives'), rawQuery('SELECT 2')], 3);
-        expect(r.closed || errorsIn(r.messages).length > 0).toBe(true);
-      } finally {
-        c.close();
-      }
-    },
-  },
+  refusedBatch(
+    'pipelined simple queries: a DELETE between two SELECTs',
+    [encodeQuery('SELECT 1'), encodeQuery('DELETE FROM executives'), encodeQuery('SELECT 2')],
+    3,
+  ),
+  // Each must be refused at login: a start-up parameter that loosens the session, or a user that is not an agent.
   ...(
     [
       ['startup options=-c default_transaction_read_only=off', { options: '-c default_transaction_read_only=off' }],
@@ -657,14 +524,15 @@ const PROTOCOL_TRICKS: Attack[] = [
       ['startup replication=database', { replication: 'database' }],
       ['startup replication=true', { replication: 'true' }],
       ['startup replication=1', { replication: '1' }],
+      ["startup as the superuser's name (not an agent)", { user: '$SUPERUSER' }],
+      ["startup as the agent's read role name (not an agent)", { user: '$READ_ROLE' }],
     ] as const
   ).map(
     ([name, params]): Attack => ({
       name,
       async run(s) {
-        const resolved = Object.fromEntries(
-          Object.entries(params).map(([k, v]) => [k, v === '$SUPERUSER' ? s.server.user : v]),
-        );
+        const stand: Record<string, string> = { $SUPERUSER: s.server.user, $READ_ROLE: s.readRole };
+        const resolved = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, stand[v] ?? v]));
         const err = await s.raw(resolved).then(
           (c) => {
             c.close();
@@ -672,36 +540,10 @@ const PROTOCOL_TRICKS: Attack[] = [
           },
           (e: unknown) => e,
         );
-        expect(err).toBeInstanceOf(RawLoginError);
+        expect(err).toBeInstanceOf(LoginError);
       },
     }),
   ),
-  {
-    name: "startup as the superuser's name (not an agent)",
-    async run(s) {
-      const err = await RawClient.connect({ ...s.rawOptions(), params: { user: s.server.user, database: s.db.name } }).then(
-        (c) => {
-          c.close();
-          return null;
-        },
-        (e: unknown) => e,
-      );
-      expect(err).toBeInstanceOf(RawLoginError);
-    },
-  },
-  {
-    name: "startup as the agent's read role name (not an agent)",
-    async run(s) {
-      const err = await RawClient.connect({ ...s.rawOptions(), params: { user: s.readRole, database: s.db.name } }).then(
-        (c) => {
-          c.close();
-          return null;
-        },
-        (e: unknown) => e,
-      );
-      expect(err).toBeInstanceOf(RawLoginError);
-    },
-  },
 ];
 
 /**
@@ -839,17 +681,8 @@ describe.each(testServers().map((s) => [s.name, s] as const))('adversarial agent
         open.push(session);
         return session;
       },
-      rawOptions(params = {}) {
-        const config = airlock.clientConfig();
-        return {
-          host: config.host,
-          port: config.port,
-          password: config.password,
-          params: { user: config.user, database: config.database, ...params },
-        };
-      },
-      raw(params = {}) {
-        return RawClient.connect(this.rawOptions(params));
+      async raw(params = {}) {
+        return (await loginClient(airlock.clientConfig(), { params })).client;
       },
       async oid(signature) {
         const r = await admin.query<{ oid: number }>('SELECT $1::regprocedure::oid::int AS oid', [signature]);
@@ -957,7 +790,8 @@ describe.each(testServers().map((s) => [s.name, s] as const))('adversarial agent
     });
   }
 
-  for (const { group, attacks } of GROUPS) {
+  /** One `it` per attack, each judged afterwards, then a whole-database fingerprint check for the group. */
+  function describeAttacks(group: string, attacks: Attack[], fingerprintLabel = group): void {
     describe(group, () => {
       for (const attack of attacks) {
         it(attack.name, async () => {
@@ -969,48 +803,14 @@ describe.each(testServers().map((s) => [s.name, s] as const))('adversarial agent
           }
         });
       }
-      fingerprintCheck(group);
+      fingerprintCheck(fingerprintLabel);
     });
   }
 
-  describe('functions and views the schema owner wrote', () => {
-    for (const attack of SCHEMA_OWNER_ATTACKS) {
-      it(attack.name, async () => {
-        try {
-          await runSteps(attack);
-        } finally {
-          await judgeAfterwards();
-        }
-      });
-    }
-    fingerprintCheck('schema owner objects');
-  });
-
-  describe('protocol tricks', () => {
-    for (const attack of PROTOCOL_TRICKS) {
-      it(attack.name, async () => {
-        try {
-          await attack.run!(suite);
-        } finally {
-          await judgeAfterwards();
-        }
-      });
-    }
-    fingerprintCheck('protocol tricks');
-  });
-
-  describe('other sessions', () => {
-    for (const attack of SECOND_SESSIONS) {
-      it(attack.name, async () => {
-        try {
-          await attack.run!(suite);
-        } finally {
-          await judgeAfterwards();
-        }
-      });
-    }
-    fingerprintCheck('other sessions');
-  });
+  for (const { group, attacks } of GROUPS) describeAttacks(group, attacks);
+  describeAttacks('functions and views the schema owner wrote', SCHEMA_OWNER_ATTACKS, 'schema owner objects');
+  describeAttacks('protocol tricks', PROTOCOL_TRICKS);
+  describeAttacks('other sessions', SECOND_SESSIONS);
 
   it('leaves the database exactly as it was before the first attack', async () => {
     const now = await dbFingerprint(db.url, { scratchDir: scratch });

@@ -16,27 +16,31 @@ import type { TestDatabase, TestServer } from './support/postgres-servers.js';
 import { DEFAULT_AGENT, startTestAirlock } from './support/airlock.js';
 import type { TestAgent, TestAirlock } from './support/airlock.js';
 import { dropRoles, readRolesOf } from './support/drop-roles.js';
-import {
-  WireClient,
-  WireError,
-  cstring,
-  describeMessages,
-  errorFields,
-  frontendMessage,
-  int16,
-  int32,
-  loginClient,
-  queryMessage,
-  startupMessage,
-} from './support/wire.js';
-import type { WireMessage } from './support/wire.js';
+import { encodeParse, encodeQuery, encodeSaslInitialResponse } from '../src/protocol/frontend.js';
+import { encodeStartupMessage } from '../src/protocol/startup.js';
+import { LoginError, WireClient, cstring, describeMessages, errorsIn, frontendMessage, int16, int32, loginClient } from './support/wire.js';
+import type { WireLogin } from './support/wire.js';
 
 const [server] = testServers() as [TestServer, ...TestServer[]];
 const BULKY: TestAgent = { name: 'bulky', password: 'bulky-test-password' };
 
-/** Every ErrorResponse among `messages`, as fields. */
-function errors(messages: WireMessage[]): Map<string, string>[] {
-  return messages.filter((m) => m.type === 'E').map((m) => errorFields(m.body));
+/**
+ * Reads until the server closes the connection, and expects exactly one
+ * ErrorResponse on the way, FATAL: what a session ended for bad input gets.
+ * Returns its fields.
+ */
+async function fatalThenClosed(client: WireClient): Promise<Map<string, string>> {
+  const messages = await client.rest();
+  expect(client.closed).toBe(true);
+  const errs = errorsIn(messages);
+  expect(errs, describeMessages(messages)).toHaveLength(1);
+  expect(errs[0]!.get('S')).toBe('FATAL');
+  return errs[0]!;
+}
+
+/** Logs in and drops the connection again; rejects as the login does. */
+async function loginOnce(login: WireLogin): Promise<void> {
+  (await loginClient(login)).client.destroy();
 }
 
 async function sleep(ms: number): Promise<void> {
@@ -74,7 +78,7 @@ describe(`bad input on the ${server.name} server`, () => {
     await dropRoles(server, [...readRolesOf(airlock), ...extraRoles]);
   });
 
-  const login = () => ({ user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name });
+  const login = () => airlock.clientConfig();
 
   /** A node-postgres session opened before the bad input and checked after it. */
   async function bystander(): Promise<{ check(): Promise<void>; end(): Promise<void> }> {
@@ -99,14 +103,10 @@ describe(`bad input on the ${server.name} server`, () => {
       const bad = await WireClient.connect(airlock.port);
       const good = new pg.Client(airlock.clientConfig());
       try {
-        bad.write(bytes);
-        const [messages] = await Promise.all([bad.rest(), good.connect()]);
-        expect(bad.ended).toBe(true);
-        const errs = errors(messages);
-        expect(errs, describeMessages(messages)).toHaveLength(1);
-        expect(errs[0]!.get('S')).toBe('FATAL');
-        expect(errs[0]!.get('C')).toBe('08P01');
-        expect(errs[0]!.get('M')).toMatch(/^airlock: protocol violation: /);
+        bad.send(bytes);
+        const [error] = await Promise.all([fatalThenClosed(bad), good.connect()]);
+        expect(error.get('C')).toBe('08P01');
+        expect(error.get('M')).toMatch(/^airlock: protocol violation: /);
         const r = await good.query('SELECT count(*)::int AS n FROM companies');
         expect(r.rows[0].n).toBe(1196);
       } finally {
@@ -141,17 +141,13 @@ describe(`bad input on the ${server.name} server`, () => {
       ['a message claiming to be 2 GB long', Buffer.concat([Buffer.from('Q'), int32(0x7ffffff0), Buffer.from('SELECT 1')]), /larger than the limit/],
     ])('answers %s with FATAL 08P01 and closes; other sessions go on', async (_what, bytes, detail) => {
       const other = await bystander();
-      const { client } = await loginClient(airlock.port, login());
+      const { client } = await loginClient(login());
       try {
-        client.write(bytes);
-        const messages = await client.rest();
-        expect(client.ended).toBe(true);
-        const errs = errors(messages);
-        expect(errs, describeMessages(messages)).toHaveLength(1);
-        expect(errs[0]!.get('S')).toBe('FATAL');
-        expect(errs[0]!.get('C')).toBe('08P01');
-        expect(errs[0]!.get('M')).toMatch(/^airlock: protocol violation: /);
-        expect(errs[0]!.get('M')).toMatch(detail);
+        client.send(bytes);
+        const error = await fatalThenClosed(client);
+        expect(error.get('C')).toBe('08P01');
+        expect(error.get('M')).toMatch(/^airlock: protocol violation: /);
+        expect(error.get('M')).toMatch(detail);
         await other.check();
       } finally {
         client.destroy();
@@ -176,14 +172,14 @@ describe(`bad input on the ${server.name} server`, () => {
       extraRoles.push(...readRolesOf(limited));
     });
 
-    const login = () => ({ user: BULKY.name, password: BULKY.password, database: db.name });
+    const login = () => limited.clientConfig(BULKY.name);
     const padded = (bytes: number): string => {
       const head = 'SELECT 1 AS one /* ';
       return head + 'x'.repeat(bytes - head.length - 3) + ' */';
     };
 
     it('serves a 60 KB query under the limit', async () => {
-      const { client } = await loginClient(limited.port, login());
+      const { client } = await loginClient(login());
       try {
         const messages = await client.query(padded(60_000));
         expect(messages.map((m) => m.type)).toEqual(['T', 'D', 'C', 'Z']);
@@ -195,16 +191,12 @@ describe(`bad input on the ${server.name} server`, () => {
     it('refuses a 100 KB query with FATAL 08P01 naming the limit, and closes', async () => {
       const other = new pg.Client(limited.clientConfig());
       await other.connect();
-      const { client } = await loginClient(limited.port, login());
+      const { client } = await loginClient(login());
       try {
-        client.write(queryMessage(padded(100_000)));
-        const messages = await client.rest();
-        expect(client.ended).toBe(true);
-        const errs = errors(messages);
-        expect(errs, describeMessages(messages)).toHaveLength(1);
-        expect(errs[0]!.get('S')).toBe('FATAL');
-        expect(errs[0]!.get('C')).toBe('08P01');
-        expect(errs[0]!.get('M')).toContain('larger than the limit of 65536 bytes (limits.max_message_bytes)');
+        client.send(encodeQuery(padded(100_000)));
+        const error = await fatalThenClosed(client);
+        expect(error.get('C')).toBe('08P01');
+        expect(error.get('M')).toContain('larger than the limit of 65536 bytes (limits.max_message_bytes)');
         expect((await other.query('SELECT 2 AS two')).rows[0].two).toBe(2);
       } finally {
         client.destroy();
@@ -213,18 +205,12 @@ describe(`bad input on the ${server.name} server`, () => {
     });
 
     it('refuses 100 KB of small messages sent without a Sync', async () => {
-      const { client } = await loginClient(limited.port, login());
+      const { client } = await loginClient(login());
       try {
-        const parses = Array.from({ length: 100 }, (_, i) =>
-          frontendMessage('P', Buffer.concat([cstring(`s${i}`), cstring(padded(1_000)), int16(0)])),
-        );
-        client.write(Buffer.concat(parses));
-        const messages = await client.rest();
-        expect(client.ended).toBe(true);
-        const errs = errors(messages);
-        expect(errs, describeMessages(messages)).toHaveLength(1);
-        expect(errs[0]!.get('C')).toBe('08P01');
-        expect(errs[0]!.get('M')).toContain('without a Sync or Flush');
+        client.send(...Array.from({ length: 100 }, (_, i) => encodeParse(`s${i}`, padded(1_000))));
+        const error = await fatalThenClosed(client);
+        expect(error.get('C')).toBe('08P01');
+        expect(error.get('M')).toContain('without a Sync or Flush');
       } finally {
         client.destroy();
       }
@@ -233,12 +219,8 @@ describe(`bad input on the ${server.name} server`, () => {
     it('refuses an oversized start-up packet before any login', async () => {
       const client = await WireClient.connect(limited.port);
       try {
-        client.write(startupMessage({ user: 'claude', database: db.name, application_name: 'x'.repeat(20_000) }));
-        const messages = await client.rest();
-        expect(client.ended).toBe(true);
-        const errs = errors(messages);
-        expect(errs, describeMessages(messages)).toHaveLength(1);
-        expect(errs[0]!.get('C')).toBe('08P01');
+        client.send(encodeStartupMessage({ user: 'claude', database: db.name, application_name: 'x'.repeat(20_000) }));
+        expect((await fatalThenClosed(client)).get('C')).toBe('08P01');
       } finally {
         client.destroy();
       }
@@ -257,9 +239,9 @@ describe(`bad input on the ${server.name} server`, () => {
 
     /** Logs in, starts a 20-second query, waits until the database runs it, then drops the socket. */
     async function leaveMidQuery(marker: string): Promise<void> {
-      const { client } = await loginClient(airlock.port, login());
+      const { client } = await loginClient(login());
       try {
-        client.write(queryMessage(`SELECT pg_sleep(20) AS ${marker}`));
+        client.send(encodeQuery(`SELECT pg_sleep(20) AS ${marker}`));
         expect(await eventually(async () => (await running(marker)) === 1, 5_000)).toBe(true);
       } finally {
         client.destroy();
@@ -300,15 +282,11 @@ describe(`bad input on the ${server.name} server`, () => {
       extraRoles.push(...readRolesOf(first));
       let second: TestAirlock | undefined;
       try {
-        const twinLogin = { user: TWIN.name, password: TWIN.password, database: db.name };
-        (await loginClient(first.port, twinLogin)).client.destroy();
+        await loginOnce(first.clientConfig(TWIN.name));
         second = await startTestAirlock(server, db, { agents: [TWIN] });
-        (await loginClient(second.port, twinLogin)).client.destroy();
-        const again = await loginClient(first.port, twinLogin).then(
-          ({ client }) => {
-            client.destroy();
-            return 'logged in';
-          },
+        await loginOnce(second.clientConfig(TWIN.name));
+        const again = await loginOnce(first.clientConfig(TWIN.name)).then(
+          () => 'logged in',
           (e: unknown) => (e instanceof Error ? e.message : String(e)),
         );
         expect(again).toBe('logged in');
@@ -320,29 +298,24 @@ describe(`bad input on the ${server.name} server`, () => {
   });
 
   describe('unknown agent and wrong password', () => {
-    /** Runs a login to its end and returns the ErrorResponse it got. */
-    async function failedLogin(user: string, password: string): Promise<WireError> {
-      const client = await WireClient.connect(airlock.port);
-      try {
-        await client.login({ user, password, database: db.name });
-      } catch (error) {
-        if (error instanceof WireError) return error;
-        throw error;
-      } finally {
-        client.destroy();
-      }
-      throw new Error(`The login of ${user} succeeded.`);
+    /** Runs a login to its end and returns the ErrorResponse it got: its fields and exact bytes. */
+    async function failedLogin(user: string, password: string): Promise<{ fields: Map<string, string>; raw: Buffer }> {
+      const error = await loginOnce({ port: airlock.port, user, password, database: db.name }).then(
+        () => new Error(`The login of ${user} succeeded.`),
+        (e: unknown) => e,
+      );
+      if (error instanceof LoginError && error.fields !== null && error.raw !== null) return { fields: error.fields, raw: error.raw };
+      throw error;
     }
 
     /** The server-first-message's salt and iteration count for `user`. */
     async function serverFirst(user: string): Promise<{ salt: string; iterations: string }> {
       const client = await WireClient.connect(airlock.port);
       try {
-        client.write(startupMessage({ user, database: db.name }));
+        client.send(encodeStartupMessage({ user, database: db.name }));
         const sasl = await client.until('R');
         expect(sasl.at(-1)!.body.readInt32BE(0)).toBe(10);
-        const clientFirst = Buffer.from('n,,n=,r=abcdefghijklmnopqrstuvwx');
-        client.write(frontendMessage('p', Buffer.concat([cstring('SCRAM-SHA-256'), int32(clientFirst.length), clientFirst])));
+        client.send(encodeSaslInitialResponse('SCRAM-SHA-256', Buffer.from('n,,n=,r=abcdefghijklmnopqrstuvwx')));
         const cont = (await client.until('R')).at(-1)!;
         expect(cont.body.readInt32BE(0)).toBe(11);
         const attrs = new Map(cont.body.subarray(4).toString('utf8').split(',').map((kv) => [kv[0]!, kv.slice(2)] as const));
@@ -360,7 +333,7 @@ describe(`bad input on the ${server.name} server`, () => {
         expect(e.fields.get('C')).toBe('28P01');
       }
       // PostgreSQL's message names the user as given; apart from that name the answers are byte-identical.
-      const anonymise = (e: WireError, user: string): Buffer => Buffer.from(e.raw.subarray(5).toString('utf8').replaceAll(`"${user}"`, '"<user>"'));
+      const anonymise = (e: { raw: Buffer }, user: string): Buffer => Buffer.from(e.raw.subarray(5).toString('utf8').replaceAll(`"${user}"`, '"<user>"'));
       expect(anonymise(unknown, 'mallory')).toEqual(anonymise(wrong, DEFAULT_AGENT.name));
       expect(wrong.fields.get('M')).toBe(`password authentication failed for user "${DEFAULT_AGENT.name}"`);
     });
@@ -388,7 +361,7 @@ describe(`bad input on the ${server.name} server`, () => {
     ] as const)('answers a request for %s with NegotiateProtocolVersion 3.0, then serves', async (_what, minor, options, unrecognised) => {
       const client = await WireClient.connect(airlock.port);
       try {
-        const session = await client.login({ ...login(), ...options }, { minor });
+        const session = await client.login(login(), { params: options, minor });
         const v = session.messages.filter((m) => m.type === 'v');
         expect(v).toHaveLength(1);
         const body = v[0]!.body;
@@ -405,7 +378,7 @@ describe(`bad input on the ${server.name} server`, () => {
     });
 
     it('does not negotiate when 3.0 is asked plainly', async () => {
-      const { client, session } = await loginClient(airlock.port, login());
+      const { client, session } = await loginClient(login());
       client.destroy();
       expect(session.messages.some((m) => m.type === 'v')).toBe(false);
     });
@@ -446,43 +419,40 @@ describe('a dead upstream', () => {
     if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   });
 
-  const login = () => ({ user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name });
+  const login = () => airlock.clientConfig();
 
   it('gives open and new sessions a clear error, keeps running, and serves again when the database is back', async () => {
-    const { client: open } = await loginClient(airlock.port, login());
+    const { client: open } = await loginClient(login());
     expect((await open.query('SELECT 1')).map((m) => m.type)).toEqual(['T', 'D', 'C', 'Z']);
 
     await pgServer.stop();
 
     // The open session is told, and closed.
     const lost = await open.rest();
-    expect(open.ended).toBe(true);
-    const lostErrors = errors(lost);
+    expect(open.closed).toBe(true);
+    const lostErrors = errorsIn(lost);
     expect(lostErrors.map((f) => f.get('C')), describeMessages(lost)).toContain('08006');
     const airlockError = lostErrors.find((f) => f.get('C') === '08006')!;
     expect(airlockError.get('S')).toBe('FATAL');
     expect(airlockError.get('M')).toBe('airlock: the connection to the database was lost');
 
     // A new session is told why it cannot start; Airlock itself still answers.
-    const down = await loginClient(airlock.port, login()).catch((e: unknown) => e);
-    expect(down).toBeInstanceOf(WireError);
-    const fields = (down as WireError).fields;
-    expect(fields.get('S')).toBe('FATAL');
-    expect(fields.get('C')).toBe('08001');
-    expect(fields.get('M')).toMatch(/^airlock: could not connect to the database: .*ECONNREFUSED/);
-    expect(fields.get('H')).toContain('Airlock is running');
+    const down = await loginOnce(login()).catch((e: unknown) => e);
+    expect(down).toBeInstanceOf(LoginError);
+    const fields = (down as LoginError).fields;
+    expect(fields?.get('S')).toBe('FATAL');
+    expect(fields?.get('C')).toBe('08001');
+    expect(fields?.get('M')).toMatch(/^airlock: could not connect to the database: .*ECONNREFUSED/);
+    expect(fields?.get('H')).toContain('Airlock is running');
 
     // A wrong password is still refused as such while the database is down: no upstream needed for that.
-    const wrong = await loginClient(airlock.port, { ...login(), password: 'nope' }).catch((e: unknown) => e);
-    expect((wrong as WireError).fields.get('C')).toBe('28P01');
+    const wrong = await loginOnce({ ...login(), password: 'nope' }).catch((e: unknown) => e);
+    expect((wrong as LoginError).fields?.get('C')).toBe('28P01');
 
     pgServer = await start(testServer.port);
-    const { client: again } = await loginClient(airlock.port, login());
+    const { client: again } = await loginClient(login());
     try {
-      const r = await again.query('SELECT count(*)::int AS n FROM executives');
-      const row = r.find((m) => m.type === 'D')!;
-      // DataRow: Int16 1 column, Int32 length, then the text "1206".
-      expect(row.body.subarray(6).toString('utf8')).toBe('1206');
+      expect(await again.queryRows('SELECT count(*)::int AS n FROM executives')).toEqual([['1206']]);
       expect(airlock.gateway.sessions).toBe(1);
     } finally {
       again.destroy();

@@ -11,11 +11,13 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { createTestDatabase, testServers } from './support/postgres-servers.js';
 import type { TestDatabase } from './support/postgres-servers.js';
-import { DEFAULT_AGENT, startTestAirlock } from './support/airlock.js';
+import { startTestAirlock } from './support/airlock.js';
 import type { TestAirlock } from './support/airlock.js';
 import { dropRoles, readRolesOf } from './support/drop-roles.js';
 import { runProcess, startProcess } from './support/run-process.js';
-import { WireClient, cstring, describeMessages, errorFields, frontendMessage, int16, int32, loginClient, queryMessage } from './support/wire.js';
+import { parseErrorFields } from '../src/protocol/backend.js';
+import { encodeParse, encodeQuery, encodeSync } from '../src/protocol/frontend.js';
+import { WireClient, dataRowValues, describeMessages, encodeBind, encodeExecute, encodeFlush, int16, int32, loginClient } from './support/wire.js';
 
 const PSQL = '/usr/bin/psql';
 const PGBENCH = '/usr/bin/pgbench';
@@ -27,8 +29,8 @@ const REFUSED_DELETE = 'airlock: agent "claude" may not DELETE on public.executi
  */
 type ClientOptions = pg.ClientConfig & { binary?: boolean };
 
-async function direct<T>(url: string, fn: (c: pg.Client) => Promise<T>, extra: ClientOptions = {}): Promise<T> {
-  const config: ClientOptions = { connectionString: url, ...extra };
+/** Runs `fn` on a node-postgres client of its own, closed afterwards. */
+async function withClient<T>(config: ClientOptions, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client(config);
   await client.connect();
   try {
@@ -36,6 +38,11 @@ async function direct<T>(url: string, fn: (c: pg.Client) => Promise<T>, extra: C
   } finally {
     await client.end();
   }
+}
+
+/** Runs `fn` on a connection straight to the database, past Airlock. */
+function direct<T>(url: string, fn: (c: pg.Client) => Promise<T>, extra: ClientOptions = {}): Promise<T> {
+  return withClient({ connectionString: url, ...extra }, fn);
 }
 
 describe.each(testServers().map((s) => [s.name, s] as const))('real clients on the %s server', (_name, server) => {
@@ -53,15 +60,9 @@ describe.each(testServers().map((s) => [s.name, s] as const))('real clients on t
     await dropRoles(server, readRolesOf(airlock));
   });
 
-  async function withAgent<T>(fn: (c: pg.Client) => Promise<T>, extra: ClientOptions = {}): Promise<T> {
-    const config: ClientOptions = { ...airlock.clientConfig(), ...extra };
-    const client = new pg.Client(config);
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
+  /** Runs `fn` on a connection through Airlock as the default agent. */
+  function withAgent<T>(fn: (c: pg.Client) => Promise<T>, extra: ClientOptions = {}): Promise<T> {
+    return withClient({ ...airlock.clientConfig(), ...extra }, fn);
   }
 
   describe('psql', () => {
@@ -211,14 +212,14 @@ describe.each(testServers().map((s) => [s.name, s] as const))('real clients on t
 
   describe('raw protocol', () => {
     it('passes the rows sent before a mid-result error, then the error, then ReadyForQuery', async () => {
-      const { client } = await loginClient(airlock.port, { user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name });
+      const { client } = await loginClient(airlock.clientConfig());
       try {
         const messages = await client.query('SELECT 1/(i-5000) AS q FROM generate_series(1, 10000) i');
         const types = messages.map((m) => m.type);
         expect(types.filter((t) => t === 'D')).toHaveLength(4999);
         const e = messages.findIndex((m) => m.type === 'E');
         expect(e, describeMessages(messages.filter((m) => m.type !== 'D'))).toBeGreaterThan(types.lastIndexOf('D'));
-        expect(errorFields(messages[e]!.body).get('C')).toBe('22012');
+        expect(parseErrorFields(messages[e]!.body).get('C')).toBe('22012');
         expect(types.at(-1)).toBe('Z');
         const again = await client.query('SELECT 7 AS seven');
         expect(again.map((m) => m.type)).toEqual(['T', 'D', 'C', 'Z']);
@@ -230,14 +231,14 @@ describe.each(testServers().map((s) => [s.name, s] as const))('real clients on t
     it('serves queries pipelined with the last login message, and judges them too', async () => {
       const client = await WireClient.connect(airlock.port);
       try {
-        const pipelined = Buffer.concat([queryMessage('SELECT count(*) AS n FROM executives'), queryMessage('DELETE FROM executives')]);
-        await client.login({ user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name }, { pipelined });
+        const pipelined = Buffer.concat([encodeQuery('SELECT count(*) AS n FROM executives'), encodeQuery('DELETE FROM executives')]);
+        await client.login(airlock.clientConfig(), { pipelined });
         const first = await client.until('Z');
         expect(first.map((m) => m.type)).toEqual(['T', 'D', 'C', 'Z']);
-        expect(first[1]!.body.subarray(6).toString('utf8')).toBe('1206');
+        expect(dataRowValues(first[1]!.body)).toEqual(['1206']);
         const second = await client.until('Z');
-        expect(errorFields(second[0]!.body).get('C'), describeMessages(second)).toBe('42501');
-        expect(errorFields(second[0]!.body).get('M')).toBe(REFUSED_DELETE);
+        expect(parseErrorFields(second[0]!.body).get('C'), describeMessages(second)).toBe('42501');
+        expect(parseErrorFields(second[0]!.body).get('M')).toBe(REFUSED_DELETE);
       } finally {
         client.destroy();
       }
@@ -246,13 +247,10 @@ describe.each(testServers().map((s) => [s.name, s] as const))('real clients on t
     });
 
     it('passes binary DataRows byte for byte, NULL as length -1', async () => {
-      const { client } = await loginClient(airlock.port, { user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name });
+      const { client } = await loginClient(airlock.clientConfig());
       try {
-        const parse = frontendMessage('P', Buffer.concat([cstring(''), cstring("SELECT 42::int4, NULL::int4, 'ab'::text"), int16(0)]));
         // Bind: no parameters, one result format code (1, binary) for every column.
-        const bind = frontendMessage('B', Buffer.concat([cstring(''), cstring(''), int16(0), int16(0), int16(1), int16(1)]));
-        const execute = frontendMessage('E', Buffer.concat([cstring(''), int32(0)]));
-        client.write(Buffer.concat([parse, bind, execute, frontendMessage('S')]));
+        client.send(encodeParse('', "SELECT 42::int4, NULL::int4, 'ab'::text"), encodeBind('', '', [], [1]), encodeExecute(), encodeSync());
         const messages = await client.until('Z');
         expect(messages.map((m) => m.type)).toEqual(['1', '2', 'D', 'C', 'Z']);
         const row = messages[2]!.body;
@@ -263,17 +261,14 @@ describe.each(testServers().map((s) => [s.name, s] as const))('real clients on t
     });
 
     it('relays a portal fetched a few rows at a time (Execute with a row limit, Flush, PortalSuspended)', async () => {
-      const { client } = await loginClient(airlock.port, { user: DEFAULT_AGENT.name, password: DEFAULT_AGENT.password, database: db.name });
+      const { client } = await loginClient(airlock.clientConfig());
       try {
-        const parse = frontendMessage('P', Buffer.concat([cstring(''), cstring('SELECT i FROM generate_series(1, 25) i'), int16(0)]));
-        const bind = frontendMessage('B', Buffer.concat([cstring(''), cstring(''), int16(0), int16(0), int16(0)]));
-        const execute = (rows: number): Buffer => frontendMessage('E', Buffer.concat([cstring(''), int32(rows)]));
-        client.write(Buffer.concat([parse, bind, execute(10), frontendMessage('H')]));
+        client.send(encodeParse('', 'SELECT i FROM generate_series(1, 25) i'), encodeBind('', ''), encodeExecute('', 10), encodeFlush());
         const first = await client.until('s');
         expect(first.map((m) => m.type)).toEqual(['1', '2', ...Array(10).fill('D'), 's']);
-        client.write(Buffer.concat([execute(10), frontendMessage('H')]));
+        client.send(encodeExecute('', 10), encodeFlush());
         expect((await client.until('s')).filter((m) => m.type === 'D')).toHaveLength(10);
-        client.write(Buffer.concat([execute(0), frontendMessage('S')]));
+        client.send(encodeExecute('', 0), encodeSync());
         const last = await client.until('Z');
         expect(last.map((m) => m.type)).toEqual([...Array(5).fill('D'), 'C', 'Z']);
         expect(last.at(-2)!.body.toString('utf8')).toBe('SELECT 5\0');

@@ -18,7 +18,9 @@ import { DEFAULT_AGENT, startTestAirlock } from './support/airlock.js';
 import type { TestAgent, TestAirlock } from './support/airlock.js';
 import { dropRoles, readRolesOf } from './support/drop-roles.js';
 import { runProcess } from './support/run-process.js';
-import { WireClient, describeMessages, errorFields, sslRequest, startupMessage } from './support/wire.js';
+import { parseErrorFields } from '../src/protocol/backend.js';
+import { encodeSslRequest, encodeStartupMessage } from '../src/protocol/startup.js';
+import { WireClient, describeMessages } from './support/wire.js';
 
 const PSQL = '/usr/bin/psql';
 const [server] = testServers() as [TestServer, ...TestServer[]];
@@ -123,12 +125,12 @@ describe(`TLS to Airlock (${server.name} server behind it)`, () => {
     const tlsClient = await WireClient.connect(airlock.port);
     const plainClient = await WireClient.connect(plain.port);
     try {
-      tlsClient.write(sslRequest());
-      plainClient.write(sslRequest());
+      tlsClient.send(encodeSslRequest());
+      plainClient.send(encodeSslRequest());
       expect(await tlsClient.readByte()).toBe('S');
       expect(await plainClient.readByte()).toBe('N');
       // After N the same connection goes on in plaintext, as the protocol says.
-      const session = await plainClient.login({ user: PLAIN_AGENT.name, password: PLAIN_AGENT.password, database: db.name });
+      const session = await plainClient.login(plain.clientConfig(PLAIN_AGENT.name));
       expect(session.processId).toBeGreaterThan(0);
     } finally {
       tlsClient.destroy();
@@ -145,12 +147,12 @@ describe(`TLS to Airlock (${server.name} server behind it)`, () => {
   it('refuses bytes sent right after an SSLRequest, before the handshake (CVE-2021-23214)', async () => {
     const client = await WireClient.connect(airlock.port);
     try {
-      client.write(Buffer.concat([sslRequest(), startupMessage({ user: DEFAULT_AGENT.name, database: db.name })]));
+      client.send(encodeSslRequest(), encodeStartupMessage({ user: DEFAULT_AGENT.name, database: db.name }));
       const messages = await client.rest();
-      expect(client.ended).toBe(true);
+      expect(client.closed).toBe(true);
       // One ErrorResponse and no 'S': the server must not start a handshake whose plaintext prefix a man in the middle wrote.
       expect(messages.map((m) => m.type), describeMessages(messages)).toEqual(['E']);
-      const fields = errorFields(messages[0]!.body);
+      const fields = parseErrorFields(messages[0]!.body);
       expect(fields.get('S')).toBe('FATAL');
       expect(fields.get('C')).toBe('08P01');
       expect(fields.get('M')).toContain('data was sent after SSLRequest, before the TLS handshake');

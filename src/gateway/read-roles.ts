@@ -19,6 +19,16 @@ export interface ReadRoleProblem {
   problem: string;
 }
 
+/** Attributes a read role must not have, and how to take each away. */
+const ROLE_POWERS = ['rolsuper', 'rolcreatedb', 'rolcreaterole', 'rolreplication', 'rolbypassrls'] as const;
+const ROLE_POWER_OFF: Record<(typeof ROLE_POWERS)[number], string> = {
+  rolsuper: 'NOSUPERUSER',
+  rolcreatedb: 'NOCREATEDB',
+  rolcreaterole: 'NOCREATEROLE',
+  rolreplication: 'NOREPLICATION',
+  rolbypassrls: 'NOBYPASSRLS',
+};
+
 /** Thrown when a read role cannot be made safe; the message says what a human must do. */
 export class ReadRoleError extends Error {
   constructor(message: string) {
@@ -56,9 +66,18 @@ export async function prepareReadRole(service: pg.Client, role: string, password
     await service.query("SELECT pg_advisory_xact_lock(hashtext('airlock read role'), hashtext($1))", [role]);
     const existing = await service.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
     if (existing.rows.length === 0) await service.query(`CREATE ROLE ${ident(role)} LOGIN`);
-    await service.query(
-      `ALTER ROLE ${ident(role)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD '${verifier}'`,
+    // Name only the attributes that must change: PostgreSQL lets a CREATEROLE
+    // (non-superuser) account set NOSUPERUSER, NOREPLICATION and the like only
+    // if it holds them itself, even when they are already off.
+    const current = await service.query<Record<(typeof ROLE_POWERS)[number] | 'rolcanlogin' | 'rolinherit', boolean>>(
+      'SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin, rolinherit FROM pg_roles WHERE rolname = $1',
+      [role],
     );
+    const attrs = current.rows[0]!;
+    const changes = ROLE_POWERS.filter((p) => attrs[p]).map((p) => ROLE_POWER_OFF[p]);
+    if (!attrs.rolcanlogin) changes.push('LOGIN');
+    if (!attrs.rolinherit) changes.push('INHERIT');
+    await service.query(`ALTER ROLE ${ident(role)} WITH ${changes.join(' ')} PASSWORD '${verifier}'`);
     await service.query(`ALTER ROLE ${ident(role)} SET default_transaction_read_only = on`);
     for (const grant of READ_ROLE_GRANTS) await service.query(`GRANT ${grant} TO ${ident(role)}`);
     await service.query('COMMIT');

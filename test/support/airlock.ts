@@ -38,14 +38,22 @@ export const DEFAULT_AGENT: TestAgent = { name: 'claude', password: 'claude-test
 export async function startTestAirlock(
   server: TestServer,
   db: TestDatabase,
-  options: { agents?: TestAgent[]; extraYaml?: string[]; keepRoles?: boolean; auditOptions?: FileAuditLogOptions } = {},
+  options: {
+    agents?: TestAgent[];
+    extraYaml?: string[];
+    keepRoles?: boolean;
+    auditOptions?: FileAuditLogOptions;
+    /** Airlock's service account; the server's superuser by default. */
+    serviceAccount?: { user: string; password: string | null };
+  } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
   const stateDir = await mkdtemp(join(tmpdir(), 'airlock-state-'));
-  const env: Record<string, string> = { UPSTREAM_PASSWORD: server.password ?? '' };
+  const service = options.serviceAccount ?? { user: server.user, password: server.password };
+  const env: Record<string, string> = { UPSTREAM_PASSWORD: service.password ?? '' };
   const lines = [
     'listen: 127.0.0.1:0',
-    `upstream: postgres://${server.user}${server.password === null ? '' : ':${UPSTREAM_PASSWORD}'}@${server.host}:${server.port}/${db.name}?sslmode=disable`,
+    `upstream: postgres://${service.user}${service.password === null ? '' : ':${UPSTREAM_PASSWORD}'}@${server.host}:${server.port}/${db.name}?sslmode=disable`,
     `state_dir: ${JSON.stringify(stateDir)}`,
     'agents:',
   ];

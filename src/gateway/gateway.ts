@@ -2,6 +2,7 @@
  * The gateway: listens for agents on the PostgreSQL wire protocol and runs a
  * session for each, in front of the upstream database.
  */
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import pg from 'pg';
@@ -68,7 +69,18 @@ export function serviceClient(config: AirlockConfig): pg.Client {
     password: u.password ?? undefined,
     database: u.database,
     connectionTimeoutMillis: config.limits.connectTimeoutMs,
-    ssl: u.sslmode === 'disable' || u.sslmode === 'prefer' ? false : { rejectUnauthorized: u.sslmode !== 'require' },
+    // libpq's sslmode, as node-postgres spells it: require encrypts without
+    // checking; verify-ca checks the chain against sslrootcert; verify-full
+    // also checks the host name. (prefer is tried as plain here; the relay's
+    // own connections do try TLS first.)
+    ssl:
+      u.sslmode === 'disable' || u.sslmode === 'prefer'
+        ? false
+        : {
+            rejectUnauthorized: u.sslmode !== 'require',
+            ca: u.sslrootcert !== null ? readFileSync(u.sslrootcert, 'utf8') : undefined,
+            checkServerIdentity: u.sslmode === 'verify-full' ? tls.checkServerIdentity : () => undefined,
+          },
     application_name: 'airlock',
   });
 }

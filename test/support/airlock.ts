@@ -45,6 +45,8 @@ export async function startTestAirlock(
     auditOptions?: FileAuditLogOptions;
     /** Airlock's service account; the server's superuser by default. */
     serviceAccount?: { user: string; password: string | null };
+    /** The upstream URL's query string; `sslmode=disable` by default. */
+    upstreamQuery?: string;
   } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
@@ -53,7 +55,7 @@ export async function startTestAirlock(
   const env: Record<string, string> = { UPSTREAM_PASSWORD: service.password ?? '' };
   const lines = [
     'listen: 127.0.0.1:0',
-    `upstream: postgres://${service.user}${service.password === null ? '' : ':${UPSTREAM_PASSWORD}'}@${server.host}:${server.port}/${db.name}?sslmode=disable`,
+    `upstream: postgres://${service.user}${service.password === null ? '' : ':${UPSTREAM_PASSWORD}'}@${server.host}:${server.port}/${db.name}?${options.upstreamQuery ?? 'sslmode=disable'}`,
     `state_dir: ${JSON.stringify(stateDir)}`,
     'agents:',
   ];

@@ -117,7 +117,7 @@ describe('parseConfig: the minimal file', () => {
       agents: [{ name: 'claude', password: AGENT_PW, profile: 'read-only', database: 'app', readRole: 'airlock_read_claude' }],
       trustedFunctions: [],
       audit: { flushMs: 5, checkpoint: null },
-      limits: { maxMessageBytes: 64 * 1024 * 1024, maxClients: 200, connectTimeoutMs: 5000 },
+      limits: { maxMessageBytes: 64 * 1024 * 1024, maxClients: 200, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 },
     };
     expect(config).toEqual(expected);
     expect(warnings).toEqual([]);
@@ -145,7 +145,7 @@ describe('parseConfig: valid files', () => {
       'audit and limits',
       withAgent('', 'audit: { flush_ms: 1000 }\nlimits: { max_message_bytes: 1024, max_clients: 1, connect_timeout_ms: 100 }\n'),
       (c) => [c.audit, c.limits],
-      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, connectTimeoutMs: 100 }],
+      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 }],
     ],
     [
       'audit checkpoints, resolved against the config file',
@@ -157,7 +157,7 @@ describe('parseConfig: valid files', () => {
       'partial limits keep the other defaults',
       withAgent('', 'limits:\n  max_clients: 20\n'),
       (c) => c.limits,
-      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, connectTimeoutMs: 5000 },
+      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 },
     ],
     [
       'upstream with every part',

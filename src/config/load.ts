@@ -43,7 +43,15 @@ export interface AirlockConfig {
     /** Signed head checkpoints (audit.checkpoint_file / checkpoint_key), or null when not configured. */
     checkpoint: { file: string; key: string } | null;
   };
-  limits: { maxMessageBytes: number; maxClients: number; connectTimeoutMs: number };
+  limits: {
+    maxMessageBytes: number;
+    maxClients: number;
+    connectTimeoutMs: number;
+    /** Applied to every agent session by the server (statement_timeout); 0 for none. */
+    statementTimeoutMs: number;
+    /** Applied to every agent session by the server (lock_timeout); 0 for none. */
+    lockTimeoutMs: number;
+  };
 }
 
 export interface ParseOptions {
@@ -478,6 +486,8 @@ function resolveSections(
         maxMessageBytes: limits.max_message_bytes,
         maxClients: limits.max_clients,
         connectTimeoutMs: limits.connect_timeout_ms,
+        statementTimeoutMs: limits.statement_timeout_ms,
+        lockTimeoutMs: limits.lock_timeout_ms,
       },
     },
   };

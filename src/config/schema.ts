@@ -56,6 +56,8 @@ export const DEFAULTS = {
   maxMessageBytes: 64 * 1024 * 1024,
   maxClients: 200,
   connectTimeoutMs: 5000,
+  statementTimeoutMs: 60_000,
+  lockTimeoutMs: 10_000,
 } as const satisfies Record<string, string | number>;
 
 export interface ListenAddress {
@@ -445,6 +447,20 @@ export const configFileSchema = z
           .max(300_000)
           .default(DEFAULTS.connectTimeoutMs)
           .describe('How long to wait for the upstream PostgreSQL to accept a connection, in milliseconds.'),
+        statement_timeout_ms: z
+          .number()
+          .int()
+          .min(0)
+          .max(86_400_000)
+          .default(DEFAULTS.statementTimeoutMs)
+          .describe("Longest an agent's statement may run before PostgreSQL cancels it, in milliseconds (0: no limit)."),
+        lock_timeout_ms: z
+          .number()
+          .int()
+          .min(0)
+          .max(86_400_000)
+          .default(DEFAULTS.lockTimeoutMs)
+          .describe("Longest an agent's statement may wait for a lock, in milliseconds (0: no limit)."),
       })
       .prefault({})
       .describe('Resource limits.'),

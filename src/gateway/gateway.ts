@@ -166,7 +166,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       sslrootcert: config.upstream.sslrootcert,
       connectTimeoutMs: config.limits.connectTimeoutMs,
     },
-    upstreamParams: UPSTREAM_PARAMS,
+    upstreamParams: {
+      ...UPSTREAM_PARAMS,
+      // The agent cannot SET these (the policy refuses it), so they hold for the session.
+      statement_timeout: String(config.limits.statementTimeoutMs),
+      lock_timeout: String(config.limits.lockTimeoutMs),
+    },
     authTimeoutMs: 30_000,
     registerCancelKey: (processId: number, secretKey: Buffer, cancel: () => void) => {
       const key = keyOf(processId, secretKey);

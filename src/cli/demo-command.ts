@@ -67,7 +67,7 @@ export async function runDemo(args: CommandArgs): Promise<number> {
     const gateway = await startGateway({ config, audit });
     const url = `postgres://claude:${agentPassword}@127.0.0.1:${gateway.address.port}/${DEMO_DATABASE}`;
     console.log(`
-Airlock is running on 127.0.0.1:${gateway.address.port}, in front of a real PostgreSQL ${postgres.port} with a demo company
+Airlock is running on 127.0.0.1:${gateway.address.port}, in front of a real PostgreSQL (port ${postgres.port}) holding a demo company
 (1,196 companies, 1,206 executives, ...). The agent "claude" may only read.
 
 Connect as the agent:

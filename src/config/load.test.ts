@@ -116,6 +116,8 @@ describe('parseConfig: the minimal file', () => {
       tls: null,
       agents: [{ name: 'claude', password: AGENT_PW, profile: 'read-only', database: 'app', readRole: 'airlock_read_claude' }],
       trustedFunctions: [],
+      canaryTables: [],
+      tripwire: { refusals: 3, windowSeconds: 600, webhook: null },
       audit: { flushMs: 5, checkpoint: null },
       limits: { maxMessageBytes: 64 * 1024 * 1024, maxClients: 200, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 },
     };
@@ -146,6 +148,12 @@ describe('parseConfig: valid files', () => {
       withAgent('', 'audit: { flush_ms: 1000 }\nlimits: { max_message_bytes: 1024, max_clients: 1, connect_timeout_ms: 100 }\n'),
       (c) => [c.audit, c.limits],
       [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 }],
+    ],
+    [
+      'canary tables and a tripwire with a Slack webhook',
+      withAgent('', 'canary_tables: [public.payroll, "honeypot.*"]\ntripwire:\n  refusals: 5\n  webhook:\n    url: https://hooks.example.com/x\n    format: slack\n'),
+      (c) => [c.canaryTables, c.tripwire],
+      [['public.payroll', 'honeypot.*'], { refusals: 5, windowSeconds: 600, webhook: { url: 'https://hooks.example.com/x', format: 'slack' } }],
     ],
     [
       'audit checkpoints, resolved against the config file',
@@ -230,6 +238,9 @@ describe('parseConfig: invalid files', () => {
     ['unknown agent key', withAgent('    pasword: x\n'), 'agents[0].pasword', 'is not a known key (did you mean password?)'],
     ['camelCase key', withAgent('', 'audit: { flushMs: 5 }\n'), 'audit.flushMs', 'is not a known key (did you mean flush_ms?)'],
     ['odd unknown key', withAgent('', '"x y": 1\n'), '["x y"]', 'is not a known key'],
+    ['an unqualified canary table', withAgent('', 'canary_tables: [payroll]\n'), 'canary_tables[0]', 'schema-qualified'],
+    ['a webhook that is not http', withAgent('', 'tripwire:\n  webhook:\n    url: ftp://x/y\n'), 'tripwire.webhook.url', 'http:// or https://'],
+    ['an unknown webhook format', withAgent('', 'tripwire:\n  webhook:\n    url: https://x/y\n    format: teams\n'), 'tripwire.webhook.format', 'must be one of'],
     ['a checkpoint file without its key', withAgent('', 'audit:\n  checkpoint_file: ../cp\n'), 'audit.checkpoint_key', 'go together'],
     ['a checkpoint key too short', withAgent('', 'audit:\n  checkpoint_file: ../cp\n  checkpoint_key: short\n'), 'audit.checkpoint_key', 'at least 16 characters'],
     ['a checkpoint inside state_dir', withAgent('', 'audit:\n  checkpoint_file: .airlock/cp\n  checkpoint_key: a-long-enough-secret-key\n'), 'audit.checkpoint_file', 'inside state_dir'],
@@ -382,7 +393,7 @@ describe('environment interpolation', () => {
 
   it('does not substitute in keys', () => {
     expect(problemsOf(withAgent('', '${KEY}: 1\n'), { KEY: 'listen' })).toEqual([
-      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, audit, limits)',
+      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, canary_tables, tripwire, audit, limits)',
     ]);
   });
 

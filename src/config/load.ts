@@ -14,7 +14,7 @@ import { dirname, resolve, sep } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
 import { checkConfigFile, defaultReadRole, isLoopbackHost } from './schema.js';
-import type { ConfigFile, KeyPath, KeyProblem, Profile, UpstreamTarget } from './schema.js';
+import type { ConfigFile, KeyPath, KeyProblem, Profile, UpstreamTarget, WebhookFormat } from './schema.js';
 
 export type { Profile, SslMode, UpstreamTarget } from './schema.js';
 
@@ -38,6 +38,13 @@ export interface AirlockConfig {
   agents: AgentConfig[];
   /** Functions outside pg_catalog that agents may call in reads, as schema.name. */
   trustedFunctions: string[];
+  /** Honeytoken tables, as schema.table patterns with * wildcards. */
+  canaryTables: string[];
+  tripwire: {
+    refusals: number;
+    windowSeconds: number;
+    webhook: { url: string; format: WebhookFormat } | null;
+  };
   audit: {
     flushMs: number;
     /** Signed head checkpoints (audit.checkpoint_file / checkpoint_key), or null when not configured. */
@@ -454,7 +461,7 @@ function resolveSections(
     });
   }
 
-  const { listen, audit, limits } = sections;
+  const { listen, audit, limits, tripwire } = sections;
   let checkpoint: { file: string; key: string } | null = null;
   if (audit !== undefined) {
     const { checkpoint_file: file, checkpoint_key: key } = audit;
@@ -468,7 +475,7 @@ function resolveSections(
       checkpoint = { file: path, key };
     }
   }
-  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !audit || !limits) {
+  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !audit || !limits || !tripwire) {
     return { problems, warnings, config: null };
   }
   return {
@@ -481,6 +488,12 @@ function resolveSections(
       tls,
       agents,
       trustedFunctions: sections.trusted_functions ?? [],
+      canaryTables: sections.canary_tables ?? [],
+      tripwire: {
+        refusals: tripwire.refusals,
+        windowSeconds: tripwire.window_seconds,
+        webhook: tripwire.webhook ?? null,
+      },
       audit: { flushMs: audit.flush_ms, checkpoint },
       limits: {
         maxMessageBytes: limits.max_message_bytes,

@@ -14,6 +14,10 @@ import { z } from 'zod';
 
 /** Agent profiles. Later issues add 'read-write' and 'writes-need-approval'. */
 export const PROFILES = ['read-only'] as const;
+
+/** Bodies a tripwire webhook can carry. */
+export const WEBHOOK_FORMATS = ['json', 'slack'] as const;
+export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number];
 export type Profile = (typeof PROFILES)[number];
 
 /** libpq's sslmode values that Airlock honours (`allow` is left out: it prefers no TLS). */
@@ -57,6 +61,8 @@ export const DEFAULTS = {
   maxClients: 200,
   connectTimeoutMs: 5000,
   statementTimeoutMs: 60_000,
+  tripwireRefusals: 3,
+  tripwireWindowSeconds: 600,
   lockTimeoutMs: 10_000,
 } as const satisfies Record<string, string | number>;
 
@@ -400,6 +406,42 @@ export const configFileSchema = z
       .describe(
         "Functions outside pg_catalog that agents may call in reads (schema.name). Others are refused: Airlock cannot see inside a function, and PostgreSQL lets some side effects (notifications, advisory locks) through a READ ONLY transaction.",
       ),
+    canary_tables: z
+      .array(
+        z.string().regex(/^[a-z_*][a-z0-9_$*]*\.[a-z_*][a-z0-9_$*]*$/, {
+          error: 'must be a schema-qualified, lower-case table name or pattern such as public.payroll_backup or honeypot.*',
+        }),
+      )
+      .default([])
+      .describe(
+        'Tables no agent has any business touching (honeytokens), as schema.table with * wildcards. A statement that reads or writes one is refused and trips the tripwire at once.',
+      ),
+    tripwire: z
+      .strictObject({
+        refusals: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(DEFAULTS.tripwireRefusals)
+          .describe('Refused destructive statements (writes, DDL, privilege changes, utilities) by one agent that trip the tripwire...'),
+        window_seconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(86_400)
+          .default(DEFAULTS.tripwireWindowSeconds)
+          .describe('...within this many seconds.'),
+        webhook: z
+          .strictObject({
+            url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).describe('Where Airlock POSTs a JSON body when the tripwire trips.'),
+            format: z.enum(WEBHOOK_FORMATS).default('json').describe('json: Airlock\'s own body; slack: a Slack-compatible {"text": ...} body.'),
+          })
+          .optional()
+          .describe('A webhook to notify when the tripwire trips.'),
+      })
+      .prefault({})
+      .describe('When an agent keeps running into its limits, or touches a canary table.'),
     audit: z
       .strictObject({
         flush_ms: z

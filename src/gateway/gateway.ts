@@ -18,6 +18,12 @@ import { readRolePassword, readRoleSecret } from './read-role-password.js';
 import { StatementCache } from './statement-cache.js';
 import { loadSchemaKnowledge } from './schema-loader.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
+import { compileTablePattern } from '../policy/table-pattern.js';
+import { Tripwire } from '../policy/tripwire.js';
+import type { Denial } from '../policy/decision.js';
+import { postWebhook } from '../notify/webhook.js';
+import type { AlarmEvent } from '../notify/webhook.js';
+import type { RelayIdentity } from './relay.js';
 
 export interface Gateway {
   /** Where the gateway listens (the real port when the config said 0). */
@@ -92,6 +98,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const warnings: string[] = [];
   const agents = new Map<string, AgentCredentials>();
+  const canaryTables = config.canaryTables.map(compileTablePattern);
   const service = serviceClient(config);
   try {
     await service.connect();
@@ -101,7 +108,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const secret = await readRoleSecret(config.upstream.password, config.stateDir);
   let schema: SchemaKnowledge;
   try {
-    schema = await loadSchemaKnowledge(service, config.trustedFunctions);
+    schema = await loadSchemaKnowledge(service, config.trustedFunctions, canaryTables);
+    for (const pattern of canaryTables) {
+      if (!schema.relations.some((r) => pattern.matches(r.slice(0, r.indexOf('.')), r.slice(r.indexOf('.') + 1)))) {
+        warnings.push(`canary_tables: ${pattern.source} matches no table or view in the database (yet); check the name.`);
+      }
+    }
     for (const agent of config.agents) {
       const password = readRolePassword(secret, agent.readRole);
       const role = await prepareReadRole(service, agent.readRole, password);
@@ -133,7 +145,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const client = serviceClient(config);
     client
       .connect()
-      .then(() => loadSchemaKnowledge(client, config.trustedFunctions))
+      .then(() => loadSchemaKnowledge(client, config.trustedFunctions, canaryTables))
       .then(
         (fresh) => {
           schema = fresh;
@@ -148,9 +160,28 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }, SCHEMA_REFRESH_MS);
   refresh.unref();
 
+  const tripwire = new Tripwire(config.tripwire.refusals, config.tripwire.windowSeconds * 1000);
+  const onRefusal = (who: RelayIdentity, denial: Denial, text: string): void => {
+    const reason = tripwire.record(who.agent, denial);
+    if (reason === null) return;
+    const event: AlarmEvent = { event: 'tripwire', agent: who.agent, reason, statement: text, rule: denial.rule, session: who.session, at: new Date().toISOString() };
+    log(`TRIPWIRE: agent "${who.agent}" ${reason} (session ${who.session}).`);
+    try {
+      audit.append({ event: 'tripwire', agent: who.agent, session: who.session, client: who.client, text, rule: denial.rule, reason });
+    } catch (err) {
+      log(`audit: could not record the tripwire for agent ${who.agent}: ${(err as Error).message}`);
+    }
+    const hook = config.tripwire.webhook;
+    if (hook !== null) {
+      postWebhook(hook.url, hook.format, event).catch((err: Error) => log(`TRIPWIRE: the webhook could not be told: ${err.message}`));
+    }
+  };
+
   const ctx = {
     schema: () => schema,
     trustedFunctions: new Set(config.trustedFunctions),
+    canaryTables,
+    onRefusal,
     cache: new StatementCache(),
     audit,
     maxMessageBytes: config.limits.maxMessageBytes,

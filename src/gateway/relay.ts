@@ -32,6 +32,7 @@ import type { Decision, Denial } from '../policy/decision.js';
 import { judgeClassification } from '../policy/read-only.js';
 import type { PolicySubject } from '../policy/read-only.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
+import type { TablePattern } from '../policy/table-pattern.js';
 import type { AuditEntry, AuditLog } from '../state/audit-log.js';
 import type { StatementCache } from './statement-cache.js';
 
@@ -43,6 +44,9 @@ export interface RelayContext {
   /** The upstream's schema as last read (functions, views), or null if it could not be read. */
   schema: () => SchemaKnowledge | null;
   trustedFunctions: ReadonlySet<string>;
+  canaryTables: readonly TablePattern[];
+  /** Told of every refusal, after it is on the record (the tripwire listens here). */
+  onRefusal: (who: RelayIdentity, denial: Denial, text: string) => void;
   /** Settings the upstream reports (ParameterStatus) and the only values they may take. */
   pinnedParameters: ReadonlyMap<string, string>;
   log: (line: string) => void;
@@ -128,7 +132,13 @@ export class Relay {
     private readonly cancelUpstream: () => void = () => undefined,
   ) {
     this.reader = new MessageReader(ctx.maxMessageBytes);
-    this.subject = { agent: who.agent, profile: who.profile, schema: null, trustedFunctions: ctx.trustedFunctions };
+    this.subject = {
+      agent: who.agent,
+      profile: who.profile,
+      schema: null,
+      trustedFunctions: ctx.trustedFunctions,
+      canaryTables: ctx.canaryTables,
+    };
   }
 
   /** Starts relaying; `leftover` holds client bytes that arrived with the last start-up message. */
@@ -583,6 +593,11 @@ export class Relay {
   }
 
   private recordDenial(d: Denial, text: string, classification: Classification | undefined, params: (string | null)[] | undefined): void {
+    this.recordRefusal(d, text, classification, params);
+    this.ctx.onRefusal(this.who, d, text);
+  }
+
+  private recordRefusal(d: Denial, text: string, classification: Classification | undefined, params: (string | null)[] | undefined): void {
     this.audit({
       event: 'statement',
       agent: this.who.agent,

@@ -15,6 +15,8 @@ export type Decision =
       hint: string;
       /** The SQLSTATE the agent receives. */
       sqlstate: string;
+      /** Trips the tripwire at once (a canary table was touched). */
+      trips?: boolean;
     };
 
 export type Denial = Extract<Decision, { kind: 'deny' }>;

@@ -2,10 +2,12 @@
  * The read-only profile: a statement passes only when the classifier proved it
  * a plain read, or it is harmless session or transaction control.
  */
-import type { Classification, RelationRef, StatementFacts } from '../sql/facts.js';
+import type { Classification, StatementFacts } from '../sql/facts.js';
 import type { Decision, Denial } from './decision.js';
 import { functionIsTrusted, untrustedCall } from './schema-knowledge.js';
 import type { SchemaKnowledge } from './schema-knowledge.js';
+import { matchingPattern, qualifiedRelation } from './table-pattern.js';
+import type { TablePattern } from './table-pattern.js';
 
 /** Who is asking, and what the policy knows of the schema they ask about. */
 export interface PolicySubject {
@@ -15,6 +17,31 @@ export interface PolicySubject {
   schema?: SchemaKnowledge | null;
   /** Functions outside pg_catalog an operator trusts (config trusted_functions), as schema.name. */
   trustedFunctions?: ReadonlySet<string>;
+  /** Honeytoken tables no agent may touch (config canary_tables). */
+  canaryTables?: readonly TablePattern[];
+}
+
+/** Refuses, and trips the tripwire for, any statement naming a canary table or a view over one. */
+function judgeCanaries(facts: StatementFacts, subject: PolicySubject): Denial | null {
+  const patterns = subject.canaryTables ?? [];
+  for (const rel of [...facts.reads, ...facts.writes]) {
+    const hit = matchingPattern(patterns, rel);
+    const viaView = hit === undefined ? subject.schema?.canaryViews.get(qualifiedRelation(rel).toLowerCase()) : undefined;
+    if (hit !== undefined || viaView !== undefined) {
+      const what = hit !== undefined ? qualifiedRelation(rel) : `${qualifiedRelation(rel)} (a view over the canary table ${viaView})`;
+      return {
+        ...deny(
+          subject,
+          'canary',
+          `touch ${what}: it is a canary table no agent has any business with`,
+          '42501',
+          'This is reported to the operators at once. If the agent needs this table, a human must take it off canary_tables.',
+        ),
+        trips: true,
+      };
+    }
+  }
+  return null;
 }
 
 const NO_TRUSTED: ReadonlySet<string> = new Set();
@@ -73,9 +100,7 @@ const PINNED_SETTINGS: Record<string, readonly string[]> = {
 const HINT_READ_ONLY =
   'This agent may only read. A human can run the statement directly, or give the agent another profile in the Airlock config.';
 
-function qualified(r: RelationRef): string {
-  return `${r.schema ?? 'public'}.${r.name}`;
-}
+const qualified = qualifiedRelation;
 
 function deny(subject: PolicySubject, rule: string, what: string, sqlstate = '42501', hint = HINT_READ_ONLY): Denial {
   return {
@@ -96,6 +121,8 @@ function describeTarget(facts: StatementFacts): string {
 /** Judges one statement under the read-only profile. */
 export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, prepared: PreparedLookup): Decision {
   const allow: Decision = { kind: 'allow-read', rule: 'read' };
+  const canary = judgeCanaries(facts, subject);
+  if (canary !== null) return canary;
   if (facts.sideEffectFunctions.length > 0) {
     const fns = [...new Set(facts.sideEffectFunctions)].map((f) => `${f}()`).join(', ');
     return deny(subject, 'side-effect-function', `call ${fns}: it changes data, settings or the server`);

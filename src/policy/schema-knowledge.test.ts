@@ -19,6 +19,8 @@ const knowledge: SchemaKnowledge = {
     { schema: 'app', name: 'lower', extensionNonVolatile: false },
   ]),
   unsafeViews: new Map([['public.job_locks', 'it calls pg_try_advisory_lock()']]),
+  canaryViews: new Map(),
+  relations: [],
 };
 const trusted = new Set(['public.format_money']);
 

@@ -22,6 +22,10 @@ export interface SchemaKnowledge {
   userFunctions: ReadonlyMap<string, readonly UserFunction[]>;
   /** Views (schema.name) that cannot be read safely, with the reason in words. */
   unsafeViews: ReadonlyMap<string, string>;
+  /** Views (schema.name) that read a canary table, directly or through other views, with that table. */
+  canaryViews: ReadonlyMap<string, string>;
+  /** Every table, view and materialized view outside the system schemas (schema.name, lower-case). */
+  relations: readonly string[];
 }
 
 const SYSTEM_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog', 'information_schema']);

@@ -17,6 +17,7 @@ export const AUDIT_EVENTS = [
   'auth-failed',
   'refused-startup',
   'breach',
+  'tripwire',
   'startup',
   'shutdown',
 ] as const;

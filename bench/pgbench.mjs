@@ -64,6 +64,8 @@ async function main() {
   const { config } = parseConfig(
     [
       'listen: 127.0.0.1:0',
+      'admin:',
+      '  listen: 127.0.0.1:0',
       `upstream: postgres://${server.user}${server.password ? ':${PW}' : ''}@${server.host}:${server.port}/${DB}?sslmode=disable`,
       `state_dir: ${JSON.stringify(scratch)}`,
       'agents:',

@@ -112,6 +112,7 @@ describe('airlock start, audit verify and audit tail', () => {
   let stateDir: string;
   let configPath: string;
   let port: number;
+  let adminPort: number;
   let env: Record<string, string | undefined>;
   let gatewayRun: RunningProcess | undefined;
   const agentPassword = randomBytes(18).toString('base64url');
@@ -124,11 +125,14 @@ describe('airlock start, audit verify and audit tail', () => {
     stateDir = join(dir, 'state');
     configPath = join(dir, 'airlock.yaml');
     port = await freePort();
+    adminPort = await freePort();
     const auth = server.password === null ? server.user : `${server.user}:\${UPSTREAM_PASSWORD}`;
     await writeFile(
       configPath,
       [
         `listen: 127.0.0.1:${port}`,
+        'admin:',
+        `  listen: 127.0.0.1:${adminPort}`,
         `upstream: postgres://${auth}@${server.host}:${server.port}/${db.name}?sslmode=disable`,
         `state_dir: ${JSON.stringify(stateDir)}`,
         'audit:',
@@ -205,6 +209,33 @@ describe('airlock start, audit verify and audit tail', () => {
     expect((JSON.parse(records.at(-1)!) as { event: string }).event, 'the last audit record after SIGTERM').toBe('shutdown');
     expect(stopped.signal).toBeNull();
     expect(stopped.code).toBe(EXIT.ok);
+  });
+
+  it('admin token create prints a token once; freeze, status and unfreeze use it through the running server', async () => {
+    const created = await airlockRun(['admin', 'token', 'create', '--name', 'alice', '--config', configPath], { env });
+    expect(created.code).toBe(EXIT.ok);
+    const token = created.stdout.match(/airlock_admin_[A-Za-z0-9_-]+/)?.[0];
+    expect(token).toBeDefined();
+    // Printed once, by create (the one run allowed to), and never again:
+    expect(await readFile(join(stateDir, 'admin-tokens.json'), 'utf8')).not.toContain(token!);
+
+    const run = await startGatewayProcess();
+    const withToken = { ...env, AIRLOCK_ADMIN_TOKEN: token };
+    const noToken = await airlockRun(['freeze', '--agent', 'claude', '--reason', 'x', '--config', configPath], { env: { ...env, AIRLOCK_ADMIN_TOKEN: agentPassword } });
+    expect(noToken.code).not.toBe(EXIT.ok);
+
+    const frozen = await airlockRun(['freeze', '--agent', 'claude', '--reason', 'release freeze', '--until', '2h', '--config', configPath], { env: withToken });
+    expect(frozen.code, frozen.stderr).toBe(EXIT.ok);
+    const refused = await withAgent((c) => c.query('DELETE FROM executives').catch((e: unknown) => e as pg.DatabaseError));
+    expect((refused as pg.DatabaseError).message).toContain('frozen by alice');
+    const status = await airlockRun(['status', '--config', configPath], { env: withToken });
+    expect(status.stdout).toContain('release freeze');
+    const lifted = await airlockRun(['unfreeze', '--agent', 'claude', '--config', configPath], { env: withToken });
+    expect(lifted.code).toBe(EXIT.ok);
+    for (const r of [noToken, frozen, status, lifted]) expect(r.stdout + r.stderr).not.toContain(token!);
+    const after = await withAgent((c) => c.query('DELETE FROM executives').catch((e: unknown) => e as pg.DatabaseError));
+    expect((after as pg.DatabaseError).message).not.toContain('frozen');
+    await run.stop('SIGTERM', 10_000);
   });
 
   it('audit verify says the log is intact after the gateway ran', async () => {

@@ -78,6 +78,8 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
     const auth = server.password === null ? server.user : `${server.user}:\${UPSTREAM_PASSWORD}`;
     const yaml = [
       'listen: 127.0.0.1:0',
+      'admin:',
+      '  listen: 127.0.0.1:0',
       `upstream: postgres://${auth}@${server.host}:${server.port}/${db.name}?sslmode=disable`,
       `state_dir: ${JSON.stringify(join(dir, 'state'))}`,
       'agents:',

@@ -56,6 +56,12 @@ describe('canary tables and the tripwire', () => {
     await db?.drop();
   });
 
+  /** Waits until the tripwire's freeze of `agent` is persisted. */
+  async function frozenByTripwire(a: TestAirlock, agent: string): Promise<void> {
+    for (let i = 0; i < 250 && a.gateway.freezes.causeFor(agent) === null; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(a.gateway.freezes.causeFor(agent)).toMatchObject({ kind: 'manual', freeze: { by: 'airlock-tripwire' } });
+  }
+
   async function waitForHook(n: number): Promise<void> {
     for (let i = 0; i < 100 && received.length < n; i++) await new Promise((r) => setTimeout(r, 20));
   }
@@ -85,6 +91,10 @@ describe('canary tables and the tripwire', () => {
   });
 
   it('trips on the third refused destructive statement within the window, and records it', async () => {
+    // The canary froze the agent; a human lifts that first (while frozen,
+    // refusals name the freeze and do not trip it again).
+    await frozenByTripwire(airlock, 'claude');
+    await airlock.gateway.freezes.unfreeze({ kind: 'agent', agent: 'claude' }, 'test');
     const before = received.length;
     const client = new pg.Client(airlock.clientConfig());
     await client.connect();
@@ -118,6 +128,7 @@ describe('canary tables and the tripwire', () => {
       await waitForHook(before + 1);
       expect(received[before]!.path).toBe('/slack');
       expect(String(received[before]!.body.text)).toContain('Airlock tripwire: agent "cursor" touched a canary table');
+      await frozenByTripwire(other, 'cursor');
     } finally {
       await other.close();
     }

@@ -48,6 +48,8 @@ export async function runDemo(args: CommandArgs): Promise<number> {
     const { config, warnings } = parseConfig(
       [
         `listen: 127.0.0.1:${port}`,
+        'admin:',
+        `  listen: 127.0.0.1:${port === 0 ? 0 : port + 1}`,
         `upstream: postgres://${postgres.user}:\${DEMO_UPSTREAM_PASSWORD}@${postgres.host}:${postgres.port}/${DEMO_DATABASE}?sslmode=disable`,
         `state_dir: ${JSON.stringify(stateDir)}`,
         'agents:',

@@ -8,6 +8,7 @@ import { runCheck } from './check-command.js';
 import { runDemo } from './demo-command.js';
 import { runDoctor } from './doctor-command.js';
 import { runStart } from './start-command.js';
+import { runAdmin, runFreeze, runStatus, runUnfreeze } from './freeze-commands.js';
 
 const USAGE = `Usage: airlock <command> [options]
 
@@ -21,6 +22,18 @@ Commands:
                                  Check the audit log's hash chain.
   audit tail [-n N] [-f] [--config FILE | --state-dir DIR]
                                  Show the last audit records (and follow new ones with -f).
+  admin token create --name NAME [--config FILE]
+                                 Create a named admin token (printed once). Run as Airlock's OS user.
+  admin token revoke --name NAME [--config FILE]
+                                 Revoke an admin token.
+  freeze [--agent NAME] --reason TEXT [--until TIME] [--config FILE]
+                                 Freeze one agent, or all: no statement of theirs may change anything.
+  unfreeze [--agent NAME | --window NAME] [--config FILE]
+                                 Lift a freeze (global, one agent's, or a scheduled window's current occurrence).
+  status [--config FILE]         Show the freezes in force.
+
+  freeze, unfreeze and status talk to the running server's admin API with the
+  token in AIRLOCK_ADMIN_TOKEN (or ask for it).
 
 Options:
   --config FILE   Airlock's config (YAML). Default: airlock.yaml in the current directory.
@@ -44,6 +57,10 @@ function parse(argv: string[]) {
       lines: { type: 'string', short: 'n' },
       port: { type: 'string' },
       'state-dir': { type: 'string' },
+      name: { type: 'string' },
+      reason: { type: 'string' },
+      until: { type: 'string' },
+      window: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -74,6 +91,14 @@ export async function main(argv: string[]): Promise<number> {
         return await runDoctor(args);
       case 'audit':
         return await runAudit(args, rest);
+      case 'admin':
+        return await runAdmin(args, rest);
+      case 'freeze':
+        return await runFreeze(args);
+      case 'unfreeze':
+        return await runUnfreeze(args);
+      case 'status':
+        return await runStatus(args);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

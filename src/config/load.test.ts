@@ -117,6 +117,8 @@ describe('parseConfig: the minimal file', () => {
       agents: [{ name: 'claude', password: AGENT_PW, profile: 'read-only', database: 'app', readRole: 'airlock_read_claude' }],
       trustedFunctions: [],
       canaryTables: [],
+      admin: { listen: { host: '127.0.0.1', port: 6433 } },
+      freezeWindows: [],
       tripwire: { refusals: 3, windowSeconds: 600, webhook: null },
       audit: { flushMs: 5, checkpoint: null },
       limits: { maxMessageBytes: 64 * 1024 * 1024, maxClients: 200, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 },
@@ -154,6 +156,18 @@ describe('parseConfig: valid files', () => {
       withAgent('', 'canary_tables: [public.payroll, "honeypot.*"]\ntripwire:\n  refusals: 5\n  webhook:\n    url: https://hooks.example.com/x\n    format: slack\n'),
       (c) => [c.canaryTables, c.tripwire],
       [['public.payroll', 'honeypot.*'], { refusals: 5, windowSeconds: 600, webhook: { url: 'https://hooks.example.com/x', format: 'slack' } }],
+    ],
+    [
+      'freeze windows, weekly and a date range',
+      withAgent(
+        '',
+        'freeze_windows:\n  - name: weekend\n    reason: no changes at weekends\n    weekly: { days: [sat, sun], start: "00:00", end: "23:59", timezone: Europe/Berlin }\n  - name: release\n    reason: release freeze\n    agents: [claude]\n    from: 2026-12-20T00:00:00+01:00\n    to: 2027-01-05T00:00:00+01:00\n',
+      ),
+      (c) => c.freezeWindows,
+      [
+        { name: 'weekend', reason: 'no changes at weekends', agents: null, weekly: { days: ['sat', 'sun'], start: '00:00', end: '23:59', timezone: 'Europe/Berlin' } },
+        { name: 'release', reason: 'release freeze', agents: ['claude'], from: '2026-12-20T00:00:00+01:00', to: '2027-01-05T00:00:00+01:00' },
+      ],
     ],
     [
       'audit checkpoints, resolved against the config file',
@@ -238,6 +252,9 @@ describe('parseConfig: invalid files', () => {
     ['unknown agent key', withAgent('    pasword: x\n'), 'agents[0].pasword', 'is not a known key (did you mean password?)'],
     ['camelCase key', withAgent('', 'audit: { flushMs: 5 }\n'), 'audit.flushMs', 'is not a known key (did you mean flush_ms?)'],
     ['odd unknown key', withAgent('', '"x y": 1\n'), '["x y"]', 'is not a known key'],
+    ['a freeze window in an unknown time zone', withAgent('', 'freeze_windows:\n  - { name: w, reason: r, weekly: { days: [mon], start: "09:00", end: "17:00", timezone: Mars/Olympus } }\n'), 'freeze_windows[0].weekly.timezone', 'not a time zone'],
+    ['a freeze window for an unknown agent', withAgent('', 'freeze_windows:\n  - { name: w, reason: r, agents: [nobody], from: "2026-01-01T00:00:00Z", to: "2026-01-02T00:00:00Z" }\n'), 'freeze_windows[0].agents', 'not an agent'],
+    ['a date range that ends before it starts', withAgent('', 'freeze_windows:\n  - { name: w, reason: r, from: "2026-01-02T00:00:00Z", to: "2026-01-01T00:00:00Z" }\n'), 'freeze_windows[0].to', 'not after from'],
     ['an unqualified canary table', withAgent('', 'canary_tables: [payroll]\n'), 'canary_tables[0]', 'schema-qualified'],
     ['a webhook that is not http', withAgent('', 'tripwire:\n  webhook:\n    url: ftp://x/y\n'), 'tripwire.webhook.url', 'http:// or https://'],
     ['an unknown webhook format', withAgent('', 'tripwire:\n  webhook:\n    url: https://x/y\n    format: teams\n'), 'tripwire.webhook.format', 'must be one of'],
@@ -393,7 +410,7 @@ describe('environment interpolation', () => {
 
   it('does not substitute in keys', () => {
     expect(problemsOf(withAgent('', '${KEY}: 1\n'), { KEY: 'listen' })).toEqual([
-      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, canary_tables, tripwire, audit, limits)',
+      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, canary_tables, admin, freeze_windows, tripwire, audit, limits)',
     ]);
   });
 

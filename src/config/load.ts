@@ -38,6 +38,9 @@ export interface AirlockConfig {
   agents: AgentConfig[];
   /** Functions outside pg_catalog that agents may call in reads, as schema.name. */
   trustedFunctions: string[];
+  admin: { listen: { host: string; port: number } };
+  /** Scheduled freeze windows, as written (validated again, with time zones, by the freeze store). */
+  freezeWindows: FreezeWindowConfig[];
   /** Honeytoken tables, as schema.table patterns with * wildcards. */
   canaryTables: string[];
   tripwire: {
@@ -75,6 +78,11 @@ export interface LoadedConfig {
 }
 
 /** Everything wrong with a configuration, each problem as "<source>: <key.path>: <what is wrong>". */
+/** A scheduled freeze window: weekly (local time in an IANA zone) or a date range. */
+export type FreezeWindowConfig =
+  | { name: string; reason: string; agents: string[] | null; weekly: { days: ('mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat' | 'sun')[]; start: string; end: string; timezone: string } }
+  | { name: string; reason: string; agents: string[] | null; from: string; to: string };
+
 export class ConfigError extends Error {
   readonly problems: string[];
 
@@ -461,7 +469,24 @@ function resolveSections(
     });
   }
 
-  const { listen, audit, limits, tripwire } = sections;
+  const { listen, audit, limits, tripwire, admin } = sections;
+  (sections.freeze_windows ?? []).forEach((w, i) => {
+    for (const agent of w.agents ?? []) {
+      if (agents !== null && !agents.some((a) => a.name === agent)) {
+        problem(['freeze_windows', i, 'agents'], `names ${JSON.stringify(agent)}, which is not an agent in this file.`);
+      }
+    }
+    if ('weekly' in w) {
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone: w.weekly.timezone });
+      } catch {
+        problem(['freeze_windows', i, 'weekly', 'timezone'], `${JSON.stringify(w.weekly.timezone)} is not a time zone this machine knows (use an IANA name such as Europe/Berlin or UTC).`);
+      }
+      if (w.weekly.start === w.weekly.end) problem(['freeze_windows', i, 'weekly', 'end'], 'is the same as start: the window would be empty.');
+    } else if (Date.parse(w.from) >= Date.parse(w.to)) {
+      problem(['freeze_windows', i, 'to'], 'is not after from.');
+    }
+  });
   let checkpoint: { file: string; key: string } | null = null;
   if (audit !== undefined) {
     const { checkpoint_file: file, checkpoint_key: key } = audit;
@@ -475,7 +500,7 @@ function resolveSections(
       checkpoint = { file: path, key };
     }
   }
-  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !audit || !limits || !tripwire) {
+  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !audit || !limits || !tripwire || !admin) {
     return { problems, warnings, config: null };
   }
   return {
@@ -489,6 +514,8 @@ function resolveSections(
       agents,
       trustedFunctions: sections.trusted_functions ?? [],
       canaryTables: sections.canary_tables ?? [],
+      admin: { listen: admin.listen },
+      freezeWindows: (sections.freeze_windows ?? []).map((w) => ({ ...w, agents: w.agents ?? null })),
       tripwire: {
         refusals: tripwire.refusals,
         windowSeconds: tripwire.window_seconds,

@@ -259,7 +259,7 @@ describe('the JSON Schema for editors', () => {
       Object.values(n).forEach(walk);
     };
     walk(schema);
-    expect(objects.length).toBe(7); // root, tls, agent, tripwire, tripwire.webhook, audit, limits
+    expect(objects.length).toBe(11); // root, tls, agent, admin, two freeze window forms and weekly, tripwire, tripwire.webhook, audit, limits
     for (const o of objects) expect(o).toHaveProperty('additionalProperties', false);
     expect(SSL_MODES).toContain('verify-full');
   });

@@ -62,6 +62,7 @@ export const DEFAULTS = {
   connectTimeoutMs: 5000,
   statementTimeoutMs: 60_000,
   tripwireRefusals: 3,
+  adminListen: '127.0.0.1:6433',
   tripwireWindowSeconds: 600,
   lockTimeoutMs: 10_000,
 } as const satisfies Record<string, string | number>;
@@ -416,6 +417,41 @@ export const configFileSchema = z
       .describe(
         'Tables no agent has any business touching (honeytokens), as schema.table with * wildcards. A statement that reads or writes one is refused and trips the tripwire at once.',
       ),
+    admin: z
+      .strictObject({
+        listen: z
+          .string()
+          .default(DEFAULTS.adminListen)
+          .transform(parsedField(parseListen))
+          .describe('Where the admin API listens (freeze, unfreeze, status), for the airlock CLI with an admin token. Keep it on loopback or a private network.'),
+      })
+      .prefault({})
+      .describe("Airlock's admin API."),
+    freeze_windows: z
+      .array(
+        z.union([
+          z.strictObject({
+            name: z.string().regex(/^[a-z0-9_.-]{1,64}$/i, { error: 'must be 1-64 letters, digits, _ . or -' }),
+            reason: z.string().min(1, { error: 'must not be empty' }),
+            agents: z.array(z.string()).min(1, { error: 'must name at least one agent (leave it out for all agents)' }).optional().describe('Agents the window freezes; all when left out.'),
+            weekly: z.strictObject({
+              days: z.array(z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'])).min(1, { error: 'must name at least one day' }),
+              start: z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, { error: 'must be HH:MM' }),
+              end: z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, { error: 'must be HH:MM' }),
+              timezone: z.string().min(1).describe('An IANA time zone such as Europe/Berlin or UTC.'),
+            }),
+          }),
+          z.strictObject({
+            name: z.string().regex(/^[a-z0-9_.-]{1,64}$/i, { error: 'must be 1-64 letters, digits, _ . or -' }),
+            reason: z.string().min(1, { error: 'must not be empty' }),
+            agents: z.array(z.string()).min(1, { error: 'must name at least one agent (leave it out for all agents)' }).optional().describe('Agents the window freezes; all when left out.'),
+            from: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone offset' }),
+            to: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone offset' }),
+          }),
+        ]),
+      )
+      .default([])
+      .describe('Scheduled freezes: weekly windows in a time zone, or date ranges (a release freeze).'),
     tripwire: z
       .strictObject({
         refusals: z

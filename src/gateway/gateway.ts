@@ -24,10 +24,18 @@ import type { Denial } from '../policy/decision.js';
 import { postWebhook } from '../notify/webhook.js';
 import type { AlarmEvent } from '../notify/webhook.js';
 import type { RelayIdentity } from './relay.js';
+import { FreezeStore } from '../state/freeze-store.js';
+import type { FreezeCause, ManualFreeze } from '../state/freeze-store.js';
+import { AdminTokens } from '../state/admin-tokens.js';
+import { startAdminApi } from '../web/admin-api.js';
 
 export interface Gateway {
   /** Where the gateway listens (the real port when the config said 0). */
   address: { host: string; port: number };
+  /** Where the admin API listens. */
+  adminAddress: { host: string; port: number };
+  /** The freeze state (also changed through the admin API). */
+  freezes: FreezeStore;
   /** Warnings found at start-up, in plain words. */
   warnings: string[];
   /** Number of open client sessions. */
@@ -54,6 +62,9 @@ const PINNED_PARAMETERS = new Map([
   ['default_transaction_read_only', 'on'],
   ['is_superuser', 'off'],
 ]);
+
+/** How often the freeze state is re-read for changes made by other instances. */
+const FREEZE_RELOAD_MS = 1000;
 
 /** How often the upstream's functions and views are read again. */
 const SCHEMA_REFRESH_MS = 30_000;
@@ -160,10 +171,37 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }, SCHEMA_REFRESH_MS);
   refresh.unref();
 
+  const freezes = await FreezeStore.open(config.stateDir, config.freezeWindows);
+  // Freezes made through another instance sharing this state directory.
+  const reloadFreezes = setInterval(() => {
+    freezes.reload().catch((err: Error) => log(`gateway: could not re-read the freeze state: ${err.message}`));
+  }, FREEZE_RELOAD_MS);
+  reloadFreezes.unref();
+
   const tripwire = new Tripwire(config.tripwire.refusals, config.tripwire.windowSeconds * 1000);
+  const trippedNotYetStored = new Map<string, ManualFreeze>();
   const onRefusal = (who: RelayIdentity, denial: Denial, text: string): void => {
     const reason = tripwire.record(who.agent, denial);
     if (reason === null) return;
+    // The tripwire freezes the agent; a human unfreezes it. The freeze holds
+    // from the agent's very next statement, while it is being persisted.
+    const freeze: ManualFreeze = {
+      scope: { kind: 'agent', agent: who.agent },
+      reason: `tripwire: ${reason}`,
+      by: 'airlock-tripwire',
+      at: new Date().toISOString(),
+      until: null,
+    };
+    trippedNotYetStored.set(who.agent, freeze);
+    freezes
+      .freeze(freeze.scope, freeze.reason, freeze.by, null)
+      .then(
+        () => audit.append({ event: 'freeze', agent: who.agent, session: null, client: null, reason: freeze.reason, detail: { by: freeze.by } }),
+        (err: Error) => log(`TRIPWIRE: could not persist the freeze of agent "${who.agent}" (it holds until Airlock restarts): ${err.message}`),
+      )
+      .finally(() => {
+        if (trippedNotYetStored.get(who.agent) === freeze) trippedNotYetStored.delete(who.agent);
+      });
     const event: AlarmEvent = { event: 'tripwire', agent: who.agent, reason, statement: text, rule: denial.rule, session: who.session, at: new Date().toISOString() };
     log(`TRIPWIRE: agent "${who.agent}" ${reason} (session ${who.session}).`);
     try {
@@ -182,6 +220,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     trustedFunctions: new Set(config.trustedFunctions),
     canaryTables,
     onRefusal,
+    freezeCause: (agent: string): FreezeCause | null => {
+      const stored = freezes.causeFor(agent);
+      if (stored !== null) return stored;
+      const pending = trippedNotYetStored.get(agent);
+      return pending === undefined ? null : { kind: 'manual', freeze: pending };
+    },
     cache: new StatementCache(),
     audit,
     maxMessageBytes: config.limits.maxMessageBytes,
@@ -240,17 +284,47 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     server.listen(config.listen.port, config.listen.host, () => resolve());
   });
   server.on('error', (err) => log(`gateway: listener error: ${err.message}`));
+  const tokens = await AdminTokens.open(config.stateDir);
+  const adminApi = await startAdminApi({
+    host: config.admin.listen.host,
+    port: config.admin.listen.port,
+    tokens,
+    freezes,
+    agents: config.agents.map((a) => a.name),
+    log,
+    onAction: (action) => {
+      try {
+        audit.append({
+          event: action.kind === 'freeze' ? 'freeze' : 'unfreeze',
+          agent: typeof action.detail.agent === 'string' ? action.detail.agent : null,
+          session: null,
+          client: null,
+          reason: typeof action.detail.reason === 'string' ? action.detail.reason : undefined,
+          detail: { ...action.detail, by: action.by, action: action.kind },
+        });
+      } catch (err) {
+        log(`audit: could not record the admin action ${action.kind} by ${action.by}: ${(err as Error).message}`);
+      }
+    },
+  }).catch(async (err: Error) => {
+    server.close();
+    throw new Error(`Airlock could not start its admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${err.message}`);
+  });
   const bound = server.address() as net.AddressInfo;
   audit.append({ event: 'startup', agent: null, session: null, client: null, detail: { listen: `${bound.address}:${bound.port}` } });
 
   return {
     address: { host: bound.address, port: bound.port },
+    adminAddress: adminApi.address,
+    freezes,
     warnings,
     get sessions() {
       return sessions.size;
     },
     async close() {
       clearInterval(refresh);
+      clearInterval(reloadFreezes);
+      await adminApi.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.shutdown();
       await closed;

@@ -33,6 +33,7 @@ import { judgeClassification } from '../policy/read-only.js';
 import type { PolicySubject } from '../policy/read-only.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 import type { TablePattern } from '../policy/table-pattern.js';
+import type { FreezeCause } from '../state/freeze-store.js';
 import type { AuditEntry, AuditLog } from '../state/audit-log.js';
 import type { StatementCache } from './statement-cache.js';
 
@@ -45,6 +46,8 @@ export interface RelayContext {
   schema: () => SchemaKnowledge | null;
   trustedFunctions: ReadonlySet<string>;
   canaryTables: readonly TablePattern[];
+  /** Why an agent is frozen now, or null. */
+  freezeCause: (agent: string) => FreezeCause | null;
   /** Told of every refusal, after it is on the record (the tripwire listens here). */
   onRefusal: (who: RelayIdentity, denial: Denial, text: string) => void;
   /** Settings the upstream reports (ParameterStatus) and the only values they may take. */
@@ -138,6 +141,7 @@ export class Relay {
       schema: null,
       trustedFunctions: ctx.trustedFunctions,
       canaryTables: ctx.canaryTables,
+      freeze: () => ctx.freezeCause(who.agent),
     };
   }
 

@@ -7,6 +7,8 @@ import type { Decision, Denial } from './decision.js';
 import { functionIsTrusted, untrustedCall } from './schema-knowledge.js';
 import type { SchemaKnowledge } from './schema-knowledge.js';
 import { matchingPattern, qualifiedRelation } from './table-pattern.js';
+import { DESTRUCTIVE_RULES } from './tripwire.js';
+import type { FreezeCause } from '../state/freeze-store.js';
 import type { TablePattern } from './table-pattern.js';
 
 /** Who is asking, and what the policy knows of the schema they ask about. */
@@ -19,6 +21,35 @@ export interface PolicySubject {
   trustedFunctions?: ReadonlySet<string>;
   /** Honeytoken tables no agent may touch (config canary_tables). */
   canaryTables?: readonly TablePattern[];
+  /** Why the agent is frozen right now, or null; asked only when a statement is refused (reads never pay for it). */
+  freeze?: () => FreezeCause | null;
+}
+
+/** Refusals a freeze takes over, so the answer names the freeze: attempts to change something. */
+const FROZEN_RULES: ReadonlySet<string> = new Set(DESTRUCTIVE_RULES);
+
+/** Who froze, when, why and until when, in words. */
+export function describeFreeze(cause: FreezeCause): string {
+  if (cause.kind === 'manual') {
+    const f = cause.freeze;
+    const scope = f.scope.kind === 'global' ? 'all agents are frozen' : 'it is frozen';
+    return `${scope} by ${f.by} since ${f.at}${f.until === null ? ' until a human unfreezes it' : ` until ${f.until}`} (${f.reason})`;
+  }
+  return `it is frozen by the scheduled window "${cause.window}" from ${cause.since} until ${cause.until} (${cause.reason})`;
+}
+
+/** Under a freeze, a refused attempt to change something says so: the freeze is the reason that stands. */
+function underFreeze(decision: Denial, facts: StatementFacts, subject: PolicySubject): Denial {
+  if (subject.freeze === undefined || !FROZEN_RULES.has(decision.rule)) return decision;
+  const cause = subject.freeze();
+  if (cause === null) return decision;
+  return {
+    kind: 'deny',
+    rule: 'freeze',
+    message: `airlock: agent "${subject.agent}" may not ${describeTarget(facts)}: ${describeFreeze(cause)}`,
+    hint: 'Reads go on. Only a human with an admin token can lift the freeze (airlock unfreeze); nothing sent over this connection can.',
+    sqlstate: '25006',
+  };
 }
 
 /** Refuses, and trips the tripwire for, any statement naming a canary table or a view over one. */
@@ -237,7 +268,7 @@ export function judgeClassification(
   const lookup: PreparedLookup = (name) => preparedHere.get(name) ?? prepared(name);
   for (const facts of classification.statements) {
     const d = judgeReadOnly(facts, subject, lookup);
-    if (d.kind === 'deny') return d;
+    if (d.kind === 'deny') return underFreeze(d, facts, subject);
     if (facts.prepared?.action === 'prepare' && facts.prepared.name !== null && facts.inner !== undefined) {
       preparedHere.set(facts.prepared.name, facts.inner);
     }

@@ -18,6 +18,8 @@ export const AUDIT_EVENTS = [
   'refused-startup',
   'breach',
   'tripwire',
+  'freeze',
+  'unfreeze',
   'startup',
   'shutdown',
 ] as const;

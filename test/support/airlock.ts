@@ -47,14 +47,18 @@ export async function startTestAirlock(
     serviceAccount?: { user: string; password: string | null };
     /** The upstream URL's query string; `sslmode=disable` by default. */
     upstreamQuery?: string;
+    /** A state directory to use (and keep on close); a fresh temporary one by default. */
+    stateDir?: string;
   } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
-  const stateDir = await mkdtemp(join(tmpdir(), 'airlock-state-'));
+  const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'airlock-state-')));
   const service = options.serviceAccount ?? { user: server.user, password: server.password };
   const env: Record<string, string> = { UPSTREAM_PASSWORD: service.password ?? '' };
   const lines = [
     'listen: 127.0.0.1:0',
+    'admin:',
+    '  listen: 127.0.0.1:0',
     `upstream: postgres://${service.user}${service.password === null ? '' : ':${UPSTREAM_PASSWORD}'}@${server.host}:${server.port}/${db.name}?${options.upstreamQuery ?? 'sslmode=disable'}`,
     `state_dir: ${JSON.stringify(stateDir)}`,
     'agents:',
@@ -67,7 +71,7 @@ export async function startTestAirlock(
   lines.push(...(options.extraYaml ?? []));
   const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });
   const audit = await FileAuditLog.open(stateDir, { flushMs: 2, ...options.auditOptions });
-  const gateway = await startGateway({ config, audit, log: () => undefined });
+  const gateway = await startGateway({ config, audit, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
   const port = gateway.address.port;
   const passwords = new Map(agents.map((a) => [a.name, a.password]));
   const first = agents[0]!.name;
@@ -87,7 +91,7 @@ export async function startTestAirlock(
     async close() {
       await gateway.close();
       await audit.close();
-      await rm(stateDir, { recursive: true, force: true });
+      if (options.stateDir === undefined) await rm(stateDir, { recursive: true, force: true });
       // Read roles are cluster-wide: leave none behind. A test that shares
       // them between instances drops them itself, after the last one.
       if (options.keepRoles !== true) await dropRoles(server, config.agents.map((a) => a.readRole));

@@ -1,0 +1,309 @@
+/**
+ * The admin API (DESIGN.md, "Trust boundaries"): the one way to change what
+ * agents may do while Airlock runs. The CLI is a client of it, never a
+ * second way into the state store. Every request carries a named admin
+ * token (`Authorization: Bearer <token>`, see src/state/admin-tokens.ts);
+ * agent credentials never count here, since the tokens file is the only
+ * thing checked. The name goes with every action to the audit log
+ * (`onAction`), so the record says who.
+ *
+ * JSON in and out; every error is `{ error: "<full sentence>" }`.
+ */
+import { isIP } from 'node:net';
+import Fastify from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { AdminTokens } from '../state/admin-tokens.js';
+
+export type FreezeScope = { kind: 'global' } | { kind: 'agent'; agent: string };
+
+/** What the API needs from the freeze state (src/state/freeze-store.ts has this shape). */
+export interface FreezeControl {
+  /** Freezes the scope; resolves to the freeze in force. */
+  freeze(scope: FreezeScope, reason: string, by: string, until: Date | null): Promise<unknown>;
+  /** Lifts the freeze on the scope; resolves to what was lifted, or null if nothing was frozen there. */
+  unfreeze(scope: FreezeScope, by: string): Promise<unknown | null>;
+  /** Ends the named freeze window early; resolves to it, or null if no such window is in force. */
+  endWindowEarly(name: string, by: string): Promise<unknown | null>;
+  /** What is frozen now, and why. */
+  status(): unknown;
+}
+
+export const ADMIN_ACTION_KINDS = ['freeze', 'unfreeze', 'end-window'] as const;
+export type AdminActionKind = (typeof ADMIN_ACTION_KINDS)[number];
+
+export interface AdminAction {
+  kind: AdminActionKind;
+  /** The admin token's name. */
+  by: string;
+  detail: Record<string, unknown>;
+}
+
+export interface AdminApiOptions {
+  /** Where to listen. Only where configured: the default in the config is 127.0.0.1. */
+  host: string;
+  /** 0 for any free port. */
+  port: number;
+  tokens: AdminTokens;
+  freezes: FreezeControl;
+  /** The known agent names. */
+  agents: string[];
+  /** Called after each change, with who made it; the gateway records it on the audit log. */
+  onAction?: (action: AdminAction) => void;
+  log?: (line: string) => void;
+}
+
+export interface AdminApi {
+  address: { host: string; port: number };
+  close(): Promise<void>;
+}
+
+interface FreezeBody {
+  agent?: string;
+  reason: string;
+  until?: string;
+}
+
+interface UnfreezeBody {
+  agent?: string;
+  window?: string;
+}
+
+const agentName = { type: 'string', minLength: 1, maxLength: 128 } as const;
+
+const freezeBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['reason'],
+  properties: {
+    agent: agentName,
+    // \S: a reason of spaces is no reason.
+    reason: { type: 'string', minLength: 1, maxLength: 2000, pattern: '\\S' },
+    until: { type: 'string', minLength: 1, maxLength: 64 },
+  },
+} as const;
+
+const unfreezeBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    agent: agentName,
+    window: { type: 'string', minLength: 1, maxLength: 128 },
+  },
+} as const;
+
+/** What each endpoint takes, for error messages. */
+const BODY_SHAPES: Record<string, string> = {
+  '/v1/freeze': '{ "agent"?: string, "reason": string, "until"?: ISO time }',
+  '/v1/unfreeze': '{ "agent"?: string } or { "window": string }',
+};
+
+/**
+ * An ISO 8601 time with its offset: a time without one would be read in the
+ * server's zone, which need not be the admin's.
+ */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
+
+/** Parses `until`: a Date in the future, or a sentence saying what is wrong. */
+export function parseUntil(text: string, now = new Date()): Date | string {
+  const date = new Date(text);
+  if (!ISO_TIME.test(text) || Number.isNaN(date.getTime()) || !sameCalendarDay(text, date)) {
+    return `"until" must be an ISO 8601 time with a zone, such as 2030-01-31T18:00:00Z; "${text}" is not one.`;
+  }
+  if (date.getTime() <= now.getTime()) {
+    return `"until" (${date.toISOString()}) is in the past, so the freeze would end before it began. Give a later time, or leave "until" out to freeze until lifted.`;
+  }
+  return date;
+}
+
+/** JavaScript rolls 2030-02-30 over to March 2 rather than refusing it: check the date read is the date written. */
+function sameCalendarDay(text: string, date: Date): boolean {
+  const offset = /(Z|([+-])(\d{2}):(\d{2}))$/i.exec(text);
+  const minutes = !offset || offset[1]!.toUpperCase() === 'Z' ? 0 : (offset[2] === '-' ? -1 : 1) * (Number(offset[3]) * 60 + Number(offset[4]));
+  const local = new Date(date.getTime() + minutes * 60_000).toISOString().slice(0, 10);
+  return local === text.slice(0, 10);
+}
+
+function describeScope(scope: FreezeScope): string {
+  return scope.kind === 'global' ? 'all agents' : `agent "${scope.agent}"`;
+}
+
+/** Turns schema errors into one sentence naming the field. */
+function describeValidation(error: FastifyError, path: string): string {
+  const first = error.validation?.[0];
+  const params = (first?.params ?? {}) as Record<string, unknown>;
+  const field = first?.instancePath ? `"${first.instancePath.replace(/^\//, '').replace(/\//g, '.')}"` : 'The body';
+  let what: string;
+  switch (first?.keyword) {
+    case 'required':
+      what = `"${String(params.missingProperty)}" is required`;
+      break;
+    case 'additionalProperties':
+      what = `"${String(params.additionalProperty)}" is not a field this endpoint takes`;
+      break;
+    case 'type':
+      what = `${field} must be ${params.type === 'object' ? 'a JSON object' : `a ${String(params.type)}`}`;
+      break;
+    case 'minLength':
+    case 'pattern':
+      what = `${field} must not be empty`;
+      break;
+    case 'maxLength':
+      what = `${field} is longer than ${String(params.limit)} characters`;
+      break;
+    default:
+      what = `${field} ${first?.message ?? 'is not valid'}`;
+  }
+  const shape = BODY_SHAPES[path];
+  return `The request body was refused: ${what}.${shape ? ` ${path} takes ${shape}.` : ''}`;
+}
+
+function sentence(text: string): string {
+  return /[.!?]$/.test(text) ? text : `${text}.`;
+}
+
+/** The path without its query string: a query could hold anything, a pasted token included, and this goes to the log. */
+function pathOf(request: FastifyRequest): string {
+  return (request.url.split('?')[0] ?? '').slice(0, 200);
+}
+
+/** Starts the admin API; resolves once it listens. */
+export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
+  const log = o.log ?? ((line: string) => console.error(line));
+  const known = new Set(o.agents);
+  /** Who each request is: set by the auth hook, read by the handlers. A WeakMap, not a request decoration, keeps this out of fastify's global types. */
+  const adminOf = new WeakMap<FastifyRequest, string>();
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 16 * 1024,
+    // Fastify's defaults drop unknown fields and coerce types. Refuse both:
+    // a mistyped `agnet` must not quietly become a freeze of every agent.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
+
+  // JSON only: fastify also reads text/plain by default.
+  app.removeContentTypeParser('text/plain');
+
+  const refuse = (request: FastifyRequest, reply: FastifyReply, why: string) => {
+    log(`admin API: refused ${request.method} ${pathOf(request)} from ${request.ip}: ${why}`);
+    return reply
+      .code(401)
+      .header('www-authenticate', 'Bearer realm="airlock-admin"')
+      .send({ error: 'This request needs a valid admin token, sent as "Authorization: Bearer <token>". Create one as Airlock\'s OS user with `airlock admin token create --name <you>`.' });
+  };
+
+  // Before anything else (routing, body parsing): nothing answers without a valid admin token, not even "no such endpoint".
+  app.addHook('onRequest', async (request, reply) => {
+    const header = request.headers.authorization;
+    if (header === undefined) return refuse(request, reply, 'no Authorization header.');
+    const match = /^Bearer +(\S+) *$/i.exec(header);
+    if (!match) return refuse(request, reply, 'the Authorization header is not a Bearer token.');
+    const name = await o.tokens.verify(match[1]!);
+    if (name === null) return refuse(request, reply, 'the bearer token is not a valid admin token.');
+    adminOf.set(request, name);
+    void reply.header('cache-control', 'no-store');
+  });
+
+  const by = (request: FastifyRequest): string => {
+    const name = adminOf.get(request);
+    // The onRequest hook answers 401 before any handler runs without a name; reaching here without one is a bug, so fail closed.
+    if (name === undefined) throw new Error('The request reached a handler without an admin name.');
+    return name;
+  };
+
+  const record = (action: AdminAction): void => {
+    log(`admin API: ${action.by} did ${action.kind} ${JSON.stringify(action.detail)}`);
+    try {
+      o.onAction?.(action);
+    } catch (err) {
+      // The change is made and cannot be taken back here; say loudly that its record is missing.
+      log(`admin API: the ${action.kind} by ${action.by} took effect but could not be recorded: ${(err as Error).message}`);
+    }
+  };
+
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze and POST /v1/unfreeze.` });
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const path = pathOf(request);
+    if (error.validation) return reply.code(400).send({ error: describeValidation(error, path) });
+    const messages: Record<string, [number, string]> = {
+      FST_ERR_CTP_INVALID_JSON_BODY: [400, 'The request body is not valid JSON.'],
+      FST_ERR_CTP_EMPTY_JSON_BODY: [400, `The request body is empty; ${path} takes a JSON object${BODY_SHAPES[path] ? `: ${BODY_SHAPES[path]}` : ''}.`],
+      FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'The request body must be JSON, sent with "Content-Type: application/json".'],
+      FST_ERR_CTP_BODY_TOO_LARGE: [413, 'The request body is larger than the admin API takes (16 KiB).'],
+    };
+    const known = error.code ? messages[error.code] : undefined;
+    if (known) return reply.code(known[0]).send({ error: known[1] });
+    const status = error.statusCode ?? 500;
+    if (status < 500) return reply.code(status).send({ error: sentence(`The request was refused: ${error.message}`) });
+    log(`admin API: ${request.method} ${path} failed: ${error.stack ?? error.message}`);
+    // The caller has shown an admin token, so the reason may be told.
+    return reply.code(500).send({ error: sentence(`Airlock could not carry out ${request.method} ${path}: ${error.message}`) });
+  });
+
+  app.get('/v1/status', async () => o.freezes.status());
+
+  app.post<{ Body: FreezeBody }>('/v1/freeze', { schema: { body: freezeBodySchema } }, async (request, reply) => {
+    const { agent, reason, until } = request.body;
+    if (agent !== undefined && !known.has(agent)) {
+      return reply.code(404).send({ error: `There is no agent named "${agent}", so it cannot be frozen. The agents are: ${[...known].join(', ') || '(none configured)'}.` });
+    }
+    let untilDate: Date | null = null;
+    if (until !== undefined) {
+      const parsed = parseUntil(until);
+      if (typeof parsed === 'string') return reply.code(400).send({ error: parsed });
+      untilDate = parsed;
+    }
+    const scope: FreezeScope = agent === undefined ? { kind: 'global' } : { kind: 'agent', agent };
+    const name = by(request);
+    const freeze = await o.freezes.freeze(scope, reason, name, untilDate);
+    record({ kind: 'freeze', by: name, detail: { scope, reason, until: untilDate?.toISOString() ?? null } });
+    const message = `${scope.kind === 'global' ? 'All agents are' : `Agent "${scope.agent}" is`} frozen ${untilDate ? `until ${untilDate.toISOString()}` : 'until lifted'}.`;
+    return reply.code(201).send({ freeze, message });
+  });
+
+  app.post<{ Body: UnfreezeBody }>('/v1/unfreeze', { schema: { body: unfreezeBodySchema } }, async (request, reply) => {
+    const { agent, window } = request.body;
+    const name = by(request);
+    if (window !== undefined) {
+      if (agent !== undefined) {
+        return reply.code(400).send({ error: 'Give "agent" or "window", not both: a window is ended for every agent it covers.' });
+      }
+      const lifted = await o.freezes.endWindowEarly(window, name);
+      if (lifted === null) return { lifted: null, message: `No freeze window named "${window}" is in force, so there was nothing to end.` };
+      record({ kind: 'end-window', by: name, detail: { window } });
+      return { lifted, message: `The freeze window "${window}" was ended early.` };
+    }
+    // An unknown agent is not refused here: a freeze may outlive the agent's entry in the config.
+    const scope: FreezeScope = agent === undefined ? { kind: 'global' } : { kind: 'agent', agent };
+    const lifted = await o.freezes.unfreeze(scope, name);
+    if (lifted === null) {
+      const unknown = agent !== undefined && !known.has(agent) ? ` (no agent named "${agent}" is configured)` : '';
+      return { lifted: null, message: `Nothing was frozen for ${describeScope(scope)}${unknown}, so nothing was lifted.` };
+    }
+    record({ kind: 'unfreeze', by: name, detail: { scope } });
+    return { lifted, message: `The freeze on ${describeScope(scope)} was lifted.` };
+  });
+
+  if (!isLoopback(o.host)) {
+    log(
+      `admin API: listening on ${o.host}, beyond this machine, over plain HTTP: admin tokens cross the network readable. Put it behind TLS, or keep it on 127.0.0.1 and reach it through SSH.`,
+    );
+  }
+  await app.listen({ host: o.host, port: o.port });
+  const bound = app.server.address();
+  if (bound === null || typeof bound === 'string') throw new Error(`The admin API did not get a TCP address (got ${String(bound)}).`);
+  log(`admin API: listening on ${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`);
+  return {
+    address: { host: bound.address, port: bound.port },
+    close: () => app.close(),
+  };
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}

@@ -12,7 +12,9 @@
  * created or revoked while the server runs counts at once.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, stat } from 'node:fs/promises';
+import { withLockFile, writeFileAtomic } from './atomic-file.js';
+import type { LockOptions } from './atomic-file.js';
 import { join } from 'node:path';
 
 export interface AdminTokenRecord {
@@ -110,6 +112,17 @@ function fileVersion(st: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: 
 }
 
 /**
+ * A stale lock is not broken automatically: token changes are rare, human
+ * commands, and the message says what to do.
+ */
+const LOCK: LockOptions = {
+  waitMs: 3000,
+  staleMs: Number.POSITIVE_INFINITY,
+  busy: (lock) =>
+    `Another airlock command is changing the admin tokens (the lock file ${lock} exists). If none is running, one was interrupted: remove ${lock} and try again.`,
+};
+
+/**
  * Runs `change` on the records with the file locked against other writers
  * (another `airlock admin token` command), and writes the result atomically.
  * Without the lock a revoke racing a create could be undone by it.
@@ -117,50 +130,12 @@ function fileVersion(st: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: 
 async function updateTokens<T>(stateDir: string, change: (records: AdminTokenRecord[]) => { records: AdminTokenRecord[] | null; result: T }): Promise<T> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const file = adminTokensPath(stateDir);
-  const lock = `${file}.lock`;
-  const lockHandle = await acquireLock(lock);
-  try {
+  return withLockFile(`${file}.lock`, LOCK, async () => {
     const { records } = await loadTokens(file);
     const { records: next, result } = change(records);
-    if (next) await writeTokens(file, next);
+    if (next) await writeFileAtomic(file, JSON.stringify({ tokens: next } satisfies TokensFile, null, 2) + '\n');
     return result;
-  } finally {
-    await lockHandle.close();
-    await unlink(lock);
-  }
-}
-
-async function acquireLock(lock: string): Promise<Awaited<ReturnType<typeof open>>> {
-  const deadline = Date.now() + 3000;
-  for (;;) {
-    try {
-      return await open(lock, 'wx', 0o600);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      if (Date.now() > deadline) {
-        throw new Error(
-          `Another airlock command is changing the admin tokens (the lock file ${lock} exists). If none is running, one was interrupted: remove ${lock} and try again.`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-/** Write a new file beside the old one, flush it, then rename over: a reader sees the old file or the new one, never half of one. */
-async function writeTokens(file: string, records: AdminTokenRecord[]): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    const body: TokensFile = { tokens: records };
-    await handle.writeFile(JSON.stringify(body, null, 2) + '\n', 'utf8');
-    // The umask may only take bits away from 0600, but be explicit: the file's mode is part of its contract.
-    await handle.chmod(0o600);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
+  });
 }
 
 /**

@@ -8,7 +8,8 @@
  * with that hash.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from './atomic-file.js';
 import type { FileAuditLog } from './file-audit-log.js';
 
 export interface AuditCheckpoint {
@@ -35,9 +36,7 @@ function mac(key: string, seq: number, hash: string, at: string): string {
 export async function writeCheckpoint(target: CheckpointTarget, head: { seq: number; hash: string }, at = new Date()): Promise<AuditCheckpoint> {
   const iso = at.toISOString();
   const checkpoint: AuditCheckpoint = { seq: head.seq, hash: head.hash, at: iso, mac: mac(target.key, head.seq, head.hash, iso) };
-  const tmp = `${target.file}.tmp-${process.pid}`;
-  await writeFile(tmp, JSON.stringify(checkpoint) + '\n', { mode: 0o600 });
-  await rename(tmp, target.file);
+  await writeFileAtomic(target.file, JSON.stringify(checkpoint) + '\n');
   return checkpoint;
 }
 

@@ -17,11 +17,11 @@
  * re-reads the file under a lock file, so one instance never writes over a
  * freeze another one made, and `reload` picks up the others' changes.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, stat } from 'node:fs/promises';
+import { withLockFile, writeFileAtomic } from './atomic-file.js';
+import type { LockOptions } from './atomic-file.js';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { WindowSchedule } from './freeze-windows.js';
 import type { FreezeWindow, WindowOccurrence } from './freeze-windows.js';
@@ -54,8 +54,13 @@ export const FREEZE_FILE = 'freezes.json';
 export const FREEZE_FILE_VERSION = 1;
 
 /** How long a lock file may stand before it is taken for the leftover of a crashed process, and how long a change waits for the lock. */
-const LOCK_STALE_MS = 10_000;
-const LOCK_WAIT_MS = 15_000;
+/** Changes take turns between processes sharing the state directory; a lock older than 10 s is a crash's leftover. */
+const LOCK: LockOptions = {
+  staleMs: 10_000,
+  waitMs: 15_000,
+  busy: (lockPath) =>
+    `The freeze state is locked by another Airlock process (${lockPath}); try again, or remove the lock file if no other Airlock runs.`,
+};
 
 const isoTime = z.iso.datetime({ offset: true });
 const scopeSchema = z.discriminatedUnion('kind', [
@@ -302,7 +307,7 @@ export class FreezeStore {
   private change<T>(apply: (base: FreezeState, now: number) => { next: FreezeState | null; result: T }): Promise<T> {
     return this.serially(async () => {
       await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
-      return withLockFile(`${this.file}.lock`, async () => {
+      return withLockFile(`${this.file}.lock`, LOCK, async () => {
         const read = await readFreezeFile(this.file, this.signature);
         // A missing file we had seen is not an empty state: keep ours and write it back.
         const base = read.kind === 'read' ? read.state : this.state;
@@ -359,76 +364,9 @@ async function readFreezeFile(path: string, known: string | null): Promise<DiskR
   }
 }
 
-/** Replaces the file atomically: a temporary file (mode 0600) written and fsynced, renamed over it, then the directory fsynced so the rename survives a crash. Returns the new file's signature. */
+/** Replaces the file atomically (see atomic-file.ts). Returns the new file's signature. */
 async function writeFreezeFile(path: string, content: FreezeFile): Promise<string> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  try {
-    const handle = await open(tmp, 'wx', 0o600);
-    try {
-      await handle.writeFile(JSON.stringify(content, null, 2) + '\n', 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => {
-      // Deliberately ignored: the write's error is the one to report, and a
-      // temporary file that was never created or cannot be removed is only litter.
-    });
-    throw err;
-  }
-  const dir = await open(join(path, '..'), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileAtomic(path, JSON.stringify(content, null, 2) + '\n');
   return signatureOf(await stat(path, { bigint: true }));
 }
 
-/**
- * Runs `fn` holding `<file>.lock` (created with O_EXCL), so two processes
- * sharing the state directory change it one at a time. A lock older than
- * LOCK_STALE_MS is the leftover of a crashed process and is broken.
- */
-async function withLockFile<T>(lockPath: string, fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      const handle = await open(lockPath, 'wx', 0o600);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const age = await stat(lockPath).then(
-      (st) => Date.now() - st.mtimeMs,
-      (err: NodeJS.ErrnoException) => {
-        // Released between our open and stat: try again at once.
-        if (err.code === 'ENOENT') return 0;
-        throw err;
-      },
-    );
-    if (age > LOCK_STALE_MS) {
-      await unlink(lockPath).catch((err: NodeJS.ErrnoException) => {
-        // Another process broke it first: fine, the next round competes for a fresh one.
-        if (err.code !== 'ENOENT') throw err;
-      });
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`The freeze state is locked by another Airlock process (${lockPath}) and has been for ${Math.round(age / 1000)} s; try again, or remove the lock file if no other Airlock runs.`);
-    }
-    await sleep(10);
-  }
-  try {
-    return await fn();
-  } finally {
-    await unlink(lockPath).catch((err: NodeJS.ErrnoException) => {
-      // Already gone (broken as stale by another process): nothing to release.
-      if (err.code !== 'ENOENT') throw err;
-    });
-  }
-}

@@ -228,7 +228,8 @@ describe('airlock start, audit verify and audit tail', () => {
     expect(frozen.code, frozen.stderr).toBe(EXIT.ok);
     const refused = await withAgent((c) => c.query('DELETE FROM executives').catch((e: unknown) => e as pg.DatabaseError));
     expect((refused as pg.DatabaseError).message).toContain('frozen by alice');
-    const status = await airlockRun(['status', '--config', configPath], { env: withToken });
+    // --admin needs no config, so no secrets in the operator's environment.
+    const status = await airlockRun(['status', '--admin', `127.0.0.1:${adminPort}`], { env: { PATH: process.env.PATH, AIRLOCK_ADMIN_TOKEN: token } });
     expect(status.stdout).toContain('release freeze');
     const lifted = await airlockRun(['unfreeze', '--agent', 'claude', '--config', configPath], { env: withToken });
     expect(lifted.code).toBe(EXIT.ok);

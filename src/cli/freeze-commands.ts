@@ -10,6 +10,7 @@ import type { AdminTarget } from './admin-client.js';
 import type { CommandArgs } from './main.js';
 import { UsageError } from './main.js';
 import { configFromArgs } from './config-path.js';
+import { parseListen } from '../config/schema.js';
 
 /** `--until` as an instant: an ISO 8601 time, or a duration from now such as 30m, 2h, 1d. */
 export function parseUntil(text: string, now = new Date()): Date {
@@ -23,9 +24,22 @@ export function parseUntil(text: string, now = new Date()): Date {
   return new Date(at);
 }
 
+/**
+ * Where the admin API is: --admin HOST:PORT, or AIRLOCK_ADMIN_ADDRESS, or the
+ * config's admin.listen (loading the config needs its secrets in the
+ * environment, which an operator's shell may not hold).
+ */
 async function target(args: CommandArgs): Promise<AdminTarget> {
-  const config = await configFromArgs(args);
-  return { host: config.admin.listen.host, port: config.admin.listen.port, token: await adminTokenFromEnvOrPrompt() };
+  const given = args.values.admin ?? process.env.AIRLOCK_ADMIN_ADDRESS;
+  let address: { host: string; port: number };
+  if (given !== undefined) {
+    const parsed = parseListen(given);
+    if (!parsed.ok) throw new UsageError(`--admin takes host:port (${parsed.problems.join('; ')})`);
+    address = parsed.value;
+  } else {
+    address = (await configFromArgs(args)).admin.listen;
+  }
+  return { host: address.host, port: address.port, token: await adminTokenFromEnvOrPrompt() };
 }
 
 function report(status: number, body: unknown): number {

@@ -33,7 +33,8 @@ Commands:
   status [--config FILE]         Show the freezes in force.
 
   freeze, unfreeze and status talk to the running server's admin API with the
-  token in AIRLOCK_ADMIN_TOKEN (or ask for it).
+  token in AIRLOCK_ADMIN_TOKEN (or ask for it), at --admin HOST:PORT, or
+  AIRLOCK_ADMIN_ADDRESS, or the config's admin.listen.
 
 Options:
   --config FILE   Airlock's config (YAML). Default: airlock.yaml in the current directory.
@@ -61,6 +62,7 @@ function parse(argv: string[]) {
       reason: { type: 'string' },
       until: { type: 'string' },
       window: { type: 'string' },
+      admin: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -16,16 +16,14 @@ import { ClientSession } from './client-session.js';
 import { prepareReadRole } from './read-roles.js';
 import { readRolePassword, readRoleSecret } from './read-role-password.js';
 import { StatementCache } from './statement-cache.js';
+import { TripwireAlarm } from './tripwire-alarm.js';
 import { loadSchemaKnowledge } from './schema-loader.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 import { compileTablePattern } from '../policy/table-pattern.js';
 import { Tripwire } from '../policy/tripwire.js';
 import type { Denial } from '../policy/decision.js';
-import { postWebhook } from '../notify/webhook.js';
-import type { AlarmEvent } from '../notify/webhook.js';
 import type { RelayIdentity } from './relay.js';
 import { FreezeStore } from '../state/freeze-store.js';
-import type { FreezeCause, ManualFreeze } from '../state/freeze-store.js';
 import { AdminTokens } from '../state/admin-tokens.js';
 import { startAdminApi } from '../web/admin-api.js';
 
@@ -121,7 +119,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   try {
     schema = await loadSchemaKnowledge(service, config.trustedFunctions, canaryTables);
     for (const pattern of canaryTables) {
-      if (!schema.relations.some((r) => pattern.matches(r.slice(0, r.indexOf('.')), r.slice(r.indexOf('.') + 1)))) {
+      const known = schema.relations.map((r) => ({ schema: r.slice(0, r.indexOf('.')), name: r.slice(r.indexOf('.') + 1) }));
+      if (!known.some((r) => pattern.matches(r.schema, r.name))) {
         warnings.push(`canary_tables: ${pattern.source} matches no table or view in the database (yet); check the name.`);
       }
     }
@@ -178,54 +177,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }, FREEZE_RELOAD_MS);
   reloadFreezes.unref();
 
-  const tripwire = new Tripwire(config.tripwire.refusals, config.tripwire.windowSeconds * 1000);
-  const trippedNotYetStored = new Map<string, ManualFreeze>();
-  const onRefusal = (who: RelayIdentity, denial: Denial, text: string): void => {
-    const reason = tripwire.record(who.agent, denial);
-    if (reason === null) return;
-    // The tripwire freezes the agent; a human unfreezes it. The freeze holds
-    // from the agent's very next statement, while it is being persisted.
-    const freeze: ManualFreeze = {
-      scope: { kind: 'agent', agent: who.agent },
-      reason: `tripwire: ${reason}`,
-      by: 'airlock-tripwire',
-      at: new Date().toISOString(),
-      until: null,
-    };
-    trippedNotYetStored.set(who.agent, freeze);
-    freezes
-      .freeze(freeze.scope, freeze.reason, freeze.by, null)
-      .then(
-        () => audit.append({ event: 'freeze', agent: who.agent, session: null, client: null, reason: freeze.reason, detail: { by: freeze.by } }),
-        (err: Error) => log(`TRIPWIRE: could not persist the freeze of agent "${who.agent}" (it holds until Airlock restarts): ${err.message}`),
-      )
-      .finally(() => {
-        if (trippedNotYetStored.get(who.agent) === freeze) trippedNotYetStored.delete(who.agent);
-      });
-    const event: AlarmEvent = { event: 'tripwire', agent: who.agent, reason, statement: text, rule: denial.rule, session: who.session, at: new Date().toISOString() };
-    log(`TRIPWIRE: agent "${who.agent}" ${reason} (session ${who.session}).`);
-    try {
-      audit.append({ event: 'tripwire', agent: who.agent, session: who.session, client: who.client, text, rule: denial.rule, reason });
-    } catch (err) {
-      log(`audit: could not record the tripwire for agent ${who.agent}: ${(err as Error).message}`);
-    }
-    const hook = config.tripwire.webhook;
-    if (hook !== null) {
-      postWebhook(hook.url, hook.format, event).catch((err: Error) => log(`TRIPWIRE: the webhook could not be told: ${err.message}`));
-    }
-  };
+  const alarm = new TripwireAlarm(
+    new Tripwire(config.tripwire.refusals, config.tripwire.windowSeconds * 1000),
+    freezes,
+    audit,
+    config.tripwire.webhook,
+    log,
+  );
 
   const ctx = {
     schema: () => schema,
     trustedFunctions: new Set(config.trustedFunctions),
     canaryTables,
-    onRefusal,
-    freezeCause: (agent: string): FreezeCause | null => {
-      const stored = freezes.causeFor(agent);
-      if (stored !== null) return stored;
-      const pending = trippedNotYetStored.get(agent);
-      return pending === undefined ? null : { kind: 'manual', freeze: pending };
-    },
+    onRefusal: (who: RelayIdentity, denial: Denial, text: string) => alarm.onRefusal(who, denial, text),
+    freezeCause: (agent: string) => alarm.freezeCause(agent),
     cache: new StatementCache(),
     audit,
     maxMessageBytes: config.limits.maxMessageBytes,

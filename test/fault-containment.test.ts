@@ -3,29 +3,19 @@
  * and nobody else's: an exception must never reach the event loop, where it
  * would take the whole gateway down.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import pg from 'pg';
 import { StatementCache } from '../src/gateway/statement-cache.js';
-import { createTestDatabase, testServers } from './support/postgres-servers.js';
-import type { TestDatabase } from './support/postgres-servers.js';
-import { startTestAirlock } from './support/airlock.js';
-import type { TestAirlock } from './support/airlock.js';
+import { testServers } from './support/postgres-servers.js';
+import { useSeededAirlock } from './support/fixture.js';
 
 const server = testServers()[0]!;
 
 describe('fault containment', () => {
-  let db: TestDatabase;
-  let airlock: TestAirlock;
+  const fixture = useSeededAirlock(server);
 
-  beforeAll(async () => {
-    db = await createTestDatabase(server, { seed: true });
-    airlock = await startTestAirlock(server, db);
-  });
-
-  afterAll(async () => {
+  afterAll(() => {
     vi.restoreAllMocks();
-    await airlock?.close();
-    await db?.drop();
   });
 
   it('ends only the session whose statement hit the fault, with XX000, and keeps serving', async () => {
@@ -34,9 +24,9 @@ describe('fault containment', () => {
       if (text.includes('airlock_test_fault')) throw new Error('simulated fault in classification');
       return original.call(this, text);
     });
-    const bystander = new pg.Client(airlock.clientConfig());
+    const bystander = new pg.Client(fixture.airlock.clientConfig());
     await bystander.connect();
-    const victim = new pg.Client(airlock.clientConfig());
+    const victim = new pg.Client(fixture.airlock.clientConfig());
     victim.on('error', () => undefined); // the session ends under it, by design
     await victim.connect();
 
@@ -46,7 +36,7 @@ describe('fault containment', () => {
 
     const still = await bystander.query('SELECT count(*)::int AS n FROM companies');
     expect(still.rows[0].n).toBe(1196);
-    const fresh = new pg.Client(airlock.clientConfig());
+    const fresh = new pg.Client(fixture.airlock.clientConfig());
     await fresh.connect();
     expect((await fresh.query('SELECT 2 AS two')).rows[0].two).toBe(2);
     await fresh.end();

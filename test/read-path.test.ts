@@ -2,29 +2,16 @@
  * The thin slice, end to end against real PostgreSQL: an agent connects
  * through Airlock, a read passes, a DELETE is refused and changes nothing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { createTestDatabase, testServers } from './support/postgres-servers.js';
-import type { TestDatabase } from './support/postgres-servers.js';
-import { startTestAirlock } from './support/airlock.js';
-import type { TestAirlock } from './support/airlock.js';
+import { testServers } from './support/postgres-servers.js';
+import { useSeededAirlock } from './support/fixture.js';
 
 describe.each(testServers().map((s) => [s.name, s] as const))('read path on the %s server', (_name, server) => {
-  let db: TestDatabase;
-  let airlock: TestAirlock;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(server, { seed: true });
-    airlock = await startTestAirlock(server, db);
-  });
-
-  afterAll(async () => {
-    await airlock?.close();
-    await db?.drop();
-  });
+  const fixture = useSeededAirlock(server);
 
   async function withAgent<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client(airlock.clientConfig());
+    const client = new pg.Client(fixture.airlock.clientConfig());
     await client.connect();
     try {
       return await fn(client);
@@ -56,7 +43,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('read path on the 
   });
 
   it('refuses a wrong password with 28P01', async () => {
-    const client = new pg.Client({ ...airlock.clientConfig(), password: 'wrong-password' });
+    const client = new pg.Client({ ...fixture.airlock.clientConfig(), password: 'wrong-password' });
     const err = await client.connect().catch((e: unknown) => e as pg.DatabaseError);
     expect((err as pg.DatabaseError).code).toBe('28P01');
   });

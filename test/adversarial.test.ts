@@ -569,6 +569,12 @@ CREATE FUNCTION public.start_maintenance() RETURNS text LANGUAGE sql AS $$ SELEC
 CREATE FUNCTION public.next_invoice_number() RETURNS bigint LANGUAGE sql AS $$ SELECT nextval('public.invoice_number_seq') $$;
 CREATE VIEW public.attachment_tickets AS SELECT lo_creat(-1) AS ticket;
 CREATE VIEW public.job_locks AS SELECT id, pg_try_advisory_lock(id) AS locked FROM public.companies;
+CREATE FUNCTION public.notify_op(a text, b text) RETURNS boolean LANGUAGE sql AS $$ SELECT pg_notify('${CHANNEL}', a || b) IS NOT NULL $$;
+CREATE OPERATOR public.### (LEFTARG = text, RIGHTARG = text, FUNCTION = public.notify_op);
+CREATE TABLE public.watched_notes (id int, body text);
+INSERT INTO public.watched_notes VALUES (1, 'a note');
+ALTER TABLE public.watched_notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY watch ON public.watched_notes USING (public.notify_op('rls:', body));
 `;
 
 const SCHEMA_OWNER_ATTACKS: Attack[] = [
@@ -577,6 +583,9 @@ const SCHEMA_OWNER_ATTACKS: Attack[] = [
   { name: 'a schema function that creates a large object (allowed by PostgreSQL 15 and older in READ ONLY)', steps: ['SELECT new_attachment()'] },
   { name: 'a view that creates a large object (allowed by PostgreSQL 15 and older in READ ONLY)', steps: ['SELECT * FROM attachment_tickets'] },
   { name: 'a view that takes session advisory locks', steps: ['SELECT * FROM job_locks LIMIT 1'] },
+  { name: "a schema operator whose function calls pg_notify", steps: ["SELECT 'pwn' ### 'ed'"] },
+  { name: 'a schema operator named with OPERATOR()', steps: ["SELECT 'pwn' OPERATOR(public.###) 'ed'"] },
+  { name: 'a row-level security policy whose function calls pg_notify', steps: ['SELECT * FROM watched_notes'] },
   { name: 'a schema function that turns default_transaction_read_only off, then a DELETE', steps: [any('SELECT start_maintenance()'), 'DELETE FROM executives'] },
   { name: 'a schema function that advances a sequence', steps: ['SELECT next_invoice_number()'] },
 ];

@@ -4,7 +4,9 @@
  */
 import type pg from 'pg';
 import type { SchemaKnowledge, UserFunction } from '../policy/schema-knowledge.js';
-import { untrustedCall } from '../policy/schema-knowledge.js';
+import { unsafeOperator, untrustedCall } from '../policy/schema-knowledge.js';
+import { isSideEffectFunction } from '../sql/side-effect-functions.js';
+import type { Classification } from '../sql/facts.js';
 import { classify } from '../sql/classify.js';
 import { matchingPattern, qualifiedRelation } from '../policy/table-pattern.js';
 import type { TablePattern } from '../policy/table-pattern.js';
@@ -39,6 +41,43 @@ export async function loadSchemaKnowledge(
     userFunctions.set(r.name, list);
   }
 
+  const partial: SchemaKnowledge = {
+    catalogFunctions: catalogNames,
+    userFunctions,
+    unsafeViews: new Map(),
+    unsafeOperators: new Map(),
+    unsafePolicies: new Map(),
+    canaryViews: new Map(),
+    relations: [],
+  };
+
+  // Operators outside the system schemas run the function they were created
+  // with: an operator is as safe as its function.
+  const operators = await service.query<{ name: string; fschema: string; fname: string }>(
+    `SELECT o.oprname AS name, lower(fn.nspname) AS fschema, lower(p.proname) AS fname
+       FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+       JOIN pg_proc p ON p.oid = o.oprcode JOIN pg_namespace fn ON fn.oid = p.pronamespace
+      WHERE ${USER_SCHEMA_FILTER}`,
+  );
+  const unsafeOperators = partial.unsafeOperators as Map<string, string>;
+  for (const op of operators.rows) {
+    const why = isSideEffectFunction(op.fname) ? 'has side effects' : untrustedCall(`${op.fschema}.${op.fname}`, partial, trusted);
+    if (why !== null && !unsafeOperators.has(op.name)) unsafeOperators.set(op.name, `it runs ${op.fschema}.${op.fname}(), which ${why.replace(/^\S+ is /, 'is ')}`);
+  }
+
+  // Row-level security policies run their expressions on every read of their table.
+  const policies = await service.query<{ name: string; expr: string }>(
+    `SELECT format('%s.%s', lower(n.nspname), lower(c.relname)) AS name, e.expr
+       FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace,
+            LATERAL (VALUES (pg_get_expr(p.polqual, p.polrelid)), (pg_get_expr(p.polwithcheck, p.polrelid))) AS e(expr)
+      WHERE e.expr IS NOT NULL`,
+  );
+  const unsafePolicies = partial.unsafePolicies as Map<string, string>;
+  for (const { name, expr } of policies.rows) {
+    const problems = codeProblems(classify(`SELECT (${expr})`), partial, trusted);
+    if (problems.length > 0 && !unsafePolicies.has(name)) unsafePolicies.set(name, `its row-level security policy ${problems[0]!.replace(/^it /, '')}`);
+  }
+
   // What each view runs: its definition, judged with the same parser as an
   // agent's statement (pg_depend records no dependency on built-in
   // functions, so the catalog alone cannot say a view calls lo_creat).
@@ -47,32 +86,19 @@ export async function loadSchemaKnowledge(
        FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
       WHERE v.relkind = 'v' AND ${USER_SCHEMA_FILTER}`,
   );
-  const partial: SchemaKnowledge = {
-    catalogFunctions: catalogNames,
-    userFunctions,
-    unsafeViews: new Map(),
-    canaryViews: new Map(),
-    relations: [],
-  };
   const views = new Map<string, { reasons: string[]; reads: string[]; canary: string | null }>();
   for (const { name, def } of defs.rows) {
     const facts = classify(def);
-    const reasons: string[] = [];
+    const reasons = codeProblems(facts, partial, trusted);
     const reads: string[] = [];
     let canary: string | null = null;
-    if (!facts.ok) {
-      reasons.push('Airlock could not parse its definition');
-    } else {
-      for (const statement of facts.statements) {
-        for (const fn of statement.sideEffectFunctions) reasons.push(`it calls ${fn}()`);
-        for (const fn of statement.functions) {
-          const why = untrustedCall(fn, partial, trusted);
-          if (why !== null) reasons.push(`it calls ${fn}(), which ${why.replace(/^\S+ is /, 'is ')}`);
-        }
-        for (const r of statement.reads) {
-          reads.push(qualifiedRelation(r).toLowerCase());
-          if (canary === null && matchingPattern(canaryTables, r) !== undefined) canary = qualifiedRelation(r);
-        }
+    for (const statement of facts.ok ? facts.statements : []) {
+      for (const r of statement.reads) {
+        const key = qualifiedRelation(r).toLowerCase();
+        reads.push(key);
+        const policy = unsafePolicies.get(key);
+        if (policy !== undefined) reasons.push(`it reads ${key}, whose ${policy.replace(/^its /, '')}`);
+        if (canary === null && matchingPattern(canaryTables, r) !== undefined) canary = qualifiedRelation(r);
       }
     }
     views.set(name, { reasons, reads, canary });
@@ -105,5 +131,31 @@ export async function loadSchemaKnowledge(
     if (v.canary !== null) canaryViews.set(name, v.canary);
   }
 
-  return { catalogFunctions: catalogNames, userFunctions, unsafeViews, canaryViews, relations: relations.rows.map((r) => r.name) };
+  return {
+    catalogFunctions: catalogNames,
+    userFunctions,
+    unsafeViews,
+    unsafeOperators,
+    unsafePolicies,
+    canaryViews,
+    relations: relations.rows.map((r) => r.name),
+  };
+}
+
+/** What in parsed code (a view's definition, a policy's expression) Airlock cannot vouch for, in words. */
+function codeProblems(facts: Classification, knowledge: SchemaKnowledge, trusted: ReadonlySet<string>): string[] {
+  if (!facts.ok) return ['Airlock could not parse it'];
+  const reasons: string[] = [];
+  for (const statement of facts.statements) {
+    for (const fn of statement.sideEffectFunctions) reasons.push(`it calls ${fn}()`);
+    for (const fn of statement.functions) {
+      const why = untrustedCall(fn, knowledge, trusted);
+      if (why !== null) reasons.push(`it calls ${fn}(), which ${why.replace(/^\S+ is /, 'is ')}`);
+    }
+    for (const op of statement.operators) {
+      const why = unsafeOperator(op, knowledge);
+      if (why !== null) reasons.push(`it uses the operator ${op}: ${why}`);
+    }
+  }
+  return reasons;
 }

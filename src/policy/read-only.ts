@@ -4,7 +4,7 @@
  */
 import type { Classification, StatementFacts } from '../sql/facts.js';
 import type { Decision, Denial } from './decision.js';
-import { functionIsTrusted, untrustedCall } from './schema-knowledge.js';
+import { functionIsTrusted, unsafeOperator, untrustedCall } from './schema-knowledge.js';
 import type { SchemaKnowledge } from './schema-knowledge.js';
 import { matchingPattern, qualifiedRelation } from './table-pattern.js';
 import { DESTRUCTIVE_RULES } from './tripwire.js';
@@ -93,12 +93,18 @@ function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schem
       return deny(subject, 'untrusted-function', `select .${name}: that may call ${f.schema}.${f.name}() in attribute notation`, '42501', hint);
     }
   }
+  for (const op of facts.operators) {
+    const why = unsafeOperator(op, schema);
+    if (why !== null) return deny(subject, 'untrusted-function', `use the operator ${op}: ${why}`, '42501', hint);
+  }
   for (const rel of facts.reads) {
     const key = `${rel.schema ?? 'public'}.${rel.name}`.toLowerCase();
     const why = schema.unsafeViews.get(key);
     if (why !== undefined) {
       return deny(subject, 'unsafe-view', `read the view ${key}: ${why}`, '42501', hint);
     }
+    const policy = schema.unsafePolicies.get(key);
+    if (policy !== undefined) return deny(subject, 'unsafe-policy', `read ${key}: ${policy}`, '42501', hint);
   }
   return null;
 }

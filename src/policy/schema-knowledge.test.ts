@@ -19,6 +19,8 @@ const knowledge: SchemaKnowledge = {
     { schema: 'app', name: 'lower', extensionNonVolatile: false },
   ]),
   unsafeViews: new Map([['public.job_locks', 'it calls pg_try_advisory_lock()']]),
+  unsafeOperators: new Map([['###', 'it runs public.notify_op(), which is a function Airlock cannot see inside']]),
+  unsafePolicies: new Map([['public.watched_notes', 'its row-level security policy calls public.notify_op()']]),
   canaryViews: new Map(),
   relations: [],
 };
@@ -64,11 +66,14 @@ describe('the read-only policy with schema knowledge', () => {
     ['SELECT e.notify_change FROM executives e', 'untrusted-function'],
     ['SELECT (e).notify_change FROM executives e', 'untrusted-function'],
     ['SELECT * FROM executives WHERE id IN (SELECT count(*) FROM job_locks)', 'unsafe-view'],
+    ["SELECT 'a' ### 'b'", 'untrusted-function'],
+    ["SELECT 'a' OPERATOR(public.###) 'b'", 'untrusted-function'],
+    ['SELECT * FROM watched_notes', 'unsafe-policy'],
   ])('refuses %s by rule %s', (sql, rule) => {
     expect(judge(sql)).toMatchObject({ kind: 'deny', rule, sqlstate: '42501' });
   });
 
-  it.each(['SELECT format_money(1)', 'SELECT count(*) FROM executives', 'SELECT e.full_name FROM executives e'])('serves %s', (sql) => {
+  it.each(['SELECT format_money(1)', 'SELECT count(*) FROM executives', 'SELECT e.full_name FROM executives e', "SELECT 'a' OPERATOR(pg_catalog.||) 'b'"])('serves %s', (sql) => {
     expect(judge(sql).kind).toBe('allow-read');
   });
 });

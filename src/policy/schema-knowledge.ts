@@ -22,6 +22,10 @@ export interface SchemaKnowledge {
   userFunctions: ReadonlyMap<string, readonly UserFunction[]>;
   /** Views (schema.name) that cannot be read safely, with the reason in words. */
   unsafeViews: ReadonlyMap<string, string>;
+  /** Operators outside the system schemas whose function Airlock cannot vouch for, by name, with the reason. */
+  unsafeOperators: ReadonlyMap<string, string>;
+  /** Tables (schema.name) whose row-level security policies call what Airlock cannot vouch for, with the reason. */
+  unsafePolicies: ReadonlyMap<string, string>;
   /** Views (schema.name) that read a canary table, directly or through other views, with that table. */
   canaryViews: ReadonlyMap<string, string>;
   /** Every table, view and materialized view outside the system schemas (schema.name, lower-case). */
@@ -56,4 +60,16 @@ export function untrustedCall(qualifiedName: string, knowledge: SchemaKnowledge,
   // An unqualified name may resolve to any of them (overloads across schemas on the search path).
   const untrusted = candidates.find((f) => !functionIsTrusted(f, trusted));
   return untrusted === undefined ? null : `${untrusted.schema}.${untrusted.name}() is a function Airlock cannot see inside`;
+}
+
+/**
+ * Why an operator (as written: '###' or 'public.###') may not be used on the
+ * read path, or null. An operator named with pg_catalog is a built-in; any
+ * other name is refused if some schema has an unsafe operator of that name,
+ * since resolution may pick it.
+ */
+export function unsafeOperator(written: string, knowledge: SchemaKnowledge): string | null {
+  const dot = written.lastIndexOf('.');
+  if (dot >= 0 && written.slice(0, dot) === 'pg_catalog') return null;
+  return knowledge.unsafeOperators.get(dot < 0 ? written : written.slice(dot + 1)) ?? null;
 }

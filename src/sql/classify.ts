@@ -146,6 +146,7 @@ interface Collector {
   writes: RelationRef[];
   functions: string[];
   fieldSelections: string[];
+  operators: string[];
   /** INSERT/UPDATE/DELETE/MERGE nodes anywhere, the statement itself included. */
   modifying: number;
   updateOrDelete: number;
@@ -163,6 +164,7 @@ function newCollector(): Collector {
     writes: [],
     functions: [],
     fieldSelections: [],
+    operators: [],
     modifying: 0,
     updateOrDelete: 0,
     updateOrDeleteWithoutWhere: false,
@@ -254,6 +256,12 @@ function visitNode(type: string, body: JsonObject, scope: Scope | null, c: Colle
       visitFieldSelection(type, body, c);
       walkFields(body, scope, c);
       return;
+    case 'A_Expr':
+    case 'SubLink':
+    case 'SortBy':
+      visitOperator(body[type === 'A_Expr' ? 'name' : type === 'SubLink' ? 'operName' : 'useOp'], c);
+      walkFields(body, scope, c);
+      return;
     case 'LockingClause':
       // Only reached outside a SELECT's own lockingClause list; the relations named are aliases, not reads.
       c.locking = true;
@@ -288,7 +296,18 @@ function visitFieldSelection(type: string, body: JsonObject, c: Collector): void
   if (type === 'ColumnRef' && parts.length < 2) return;
   const last = unwrap(parts[parts.length - 1]);
   const name = last?.[0] === 'String' ? asString(last[1].sval) : undefined;
-  if (name !== undefined && !c.fieldSelections.includes(name)) c.fieldSelections.push(name.toLowerCase());
+  const lower = name?.toLowerCase();
+  if (lower !== undefined && !c.fieldSelections.includes(lower)) c.fieldSelections.push(lower);
+}
+
+/**
+ * An operator is a function call in disguise (CREATE OPERATOR ... FUNCTION =
+ * ...): its name, qualified as written (OPERATOR(schema.op)), is recorded.
+ */
+function visitOperator(nameList: unknown, c: Collector): void {
+  if (nameList === undefined) return;
+  const name = nameParts(nameList).join('.').toLowerCase();
+  if (name !== '' && !c.operators.includes(name)) c.operators.push(name);
 }
 
 /**
@@ -363,6 +382,7 @@ function finish(text: string, c: Collector, draft: Draft): StatementFacts {
     writes: c.writes,
     functions: c.functions,
     fieldSelections: c.fieldSelections,
+    operators: c.operators,
     sideEffectFunctions: c.functions.filter(isSideEffectFunction),
     hasWhere: c.updateOrDelete > 0 ? !c.updateOrDeleteWithoutWhere : null,
     modifyingCte: c.modifyingCte,
@@ -396,6 +416,7 @@ function collectorFrom(inner: StatementFacts): Collector {
   c.writes = [...inner.writes];
   c.functions = [...inner.functions];
   c.fieldSelections = [...inner.fieldSelections];
+  c.operators = [...inner.operators];
   c.modifyingCte = inner.modifyingCte;
   c.selectInto = inner.selectInto;
   c.locking = inner.locking;

@@ -102,6 +102,8 @@ export interface StatementFacts {
    * call name(x) in attribute notation, which the parser cannot tell apart.
    */
   fieldSelections: string[];
+  /** Every operator used, lower-case, qualified as written ('=', '###', 'public.###'): each runs a function. */
+  operators: string[];
   /**
    * For UPDATE and DELETE (and for a data-modifying CTE's statements): whether every one has a WHERE clause
    * (WHERE CURRENT OF counts). False for TRUNCATE, which removes every row. Null otherwise.

@@ -4,14 +4,13 @@
  * client's choice), and bytes smuggled in before the handshake are refused.
  * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import { selfSignedCert } from './support/certificates.js';
 import { createTestDatabase, testServers } from './support/postgres-servers.js';
 import type { TestDatabase, TestServer } from './support/postgres-servers.js';
 import { DEFAULT_AGENT, startTestAirlock } from './support/airlock.js';
@@ -27,14 +26,6 @@ const [server] = testServers() as [TestServer, ...TestServer[]];
 /** The plaintext-only instance gets an agent of its own: two instances for one agent rotate its read-role password. */
 const PLAIN_AGENT: TestAgent = { name: 'plain', password: 'plain-test-password' };
 
-async function selfSignedCert(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, `${name}-cert.pem`);
-  const key = join(dir, `${name}-key.pem`);
-  await promisify(execFile)('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
-  ]);
-  return { cert, key };
-}
 
 /** Whether a node-postgres client's connection runs over TLS (its socket is a TLSSocket). */
 function encrypted(client: pg.Client): boolean {

@@ -3,7 +3,7 @@
  * sslmode=verify-full does: the service account's and every agent session's.
  */
 import { execFileSync } from 'node:child_process';
-import { chmod, chown, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,19 +13,7 @@ import type { RunningPostgres } from '../src/demo/embedded-postgres.js';
 import { createTestDatabase } from './support/postgres-servers.js';
 import type { TestDatabase, TestServer } from './support/postgres-servers.js';
 import { startTestAirlock } from './support/airlock.js';
-
-function openssl(args: string[], cwd: string): void {
-  execFileSync('openssl', args, { cwd, stdio: 'ignore' });
-}
-
-/** A CA, and a server certificate it signed for 127.0.0.1 and localhost. */
-async function makeCertificates(dir: string): Promise<void> {
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=airlock-test-ca'], dir);
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost'], dir);
-  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'san.ext'], dir);
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other-ca.key', '-out', 'other-ca.crt', '-days', '1', '-subj', '/CN=another-ca'], dir);
-}
+import { caSignedServerCert } from './support/certificates.js';
 
 describe('TLS to the upstream', () => {
   let workDir: string;
@@ -41,7 +29,7 @@ describe('TLS to the upstream', () => {
     postgres = await startEmbeddedPostgres({ dataDir, persistent: true });
     const certs = join(workDir, 'certs');
     await mkdir(certs);
-    await makeCertificates(certs);
+    await caSignedServerCert(certs);
     for (const f of ['server.crt', 'server.key']) {
       await copyFile(join(certs, f), join(dataDir, f));
       await chmod(join(dataDir, f), 0o600);

@@ -1,17 +1,7 @@
 import { describe, it, expect } from 'vitest';
-import pg from 'pg';
+import type pg from 'pg';
 import { DEMO_ROW_COUNTS, DEMO_TABLES, seedDemo } from './seed.js';
-import { createTestDatabase, testServers } from '../../test/support/postgres-servers.js';
-
-async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.end();
-  }
-}
+import { createTestDatabase, testServers, withClient } from '../../test/support/postgres-servers.js';
 
 async function contentHashes(client: pg.Client): Promise<Record<string, string>> {
   const hashes: Record<string, string> = {};

@@ -55,6 +55,8 @@ function underFreeze(decision: Denial, facts: StatementFacts, subject: PolicySub
 /** Refuses, and trips the tripwire for, any statement naming a canary table or a view over one. */
 function judgeCanaries(facts: StatementFacts, subject: PolicySubject): Denial | null {
   const patterns = subject.canaryTables ?? [];
+  // The read path's common case: no canaries configured, nothing to look at.
+  if (patterns.length === 0 && (subject.schema?.canaryViews.size ?? 0) === 0) return null;
   for (const rel of [...facts.reads, ...facts.writes]) {
     const hit = matchingPattern(patterns, rel);
     const viaView = hit === undefined ? subject.schema?.canaryViews.get(qualifiedRelation(rel).toLowerCase()) : undefined;

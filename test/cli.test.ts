@@ -318,8 +318,8 @@ describe('airlock start with a broken config', () => {
     ['an unknown top-level key', base(['  - name: claude', '    password: ${AGENT_PASSWORD}']) + 'listne: 1\n', ['listne']],
     [
       'a wrong profile',
-      base(['  - name: claude', '    password: ${AGENT_PASSWORD}', '    profile: read-write']),
-      ['agents[0].profile', 'read-write'],
+      base(['  - name: claude', '    password: ${AGENT_PASSWORD}', '    profile: read-wirte']),
+      ['agents[0].profile', 'read-wirte'],
     ],
     [
       'a missing environment variable',

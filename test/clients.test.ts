@@ -21,7 +21,7 @@ import { WireClient, dataRowValues, describeMessages, encodeBind, encodeExecute,
 
 const PSQL = '/usr/bin/psql';
 const PGBENCH = '/usr/bin/pgbench';
-const REFUSED_DELETE = 'airlock: agent "claude" may not DELETE on public.executives (profile read-only)';
+const REFUSED_DELETE = 'airlock: agent "claude" may not delete from public.executives (profile read-only)';
 
 /**
  * node-postgres reads `binary` (ask for binary results) from its client
@@ -350,7 +350,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('pgbench through A
   it('fails the default TPC-B-like benchmark, which writes, and nothing is written', async () => {
     const r = await runProcess(PGBENCH, ['-n', '-c', '2', '-t', '20', airlock.url()], { timeoutMs: 60_000 });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('airlock: agent "claude" may not UPDATE on public.pgbench_accounts');
+    expect(r.stderr).toContain('airlock: agent "claude" may not update public.pgbench_accounts');
     const after = await direct(db.url, (c) =>
       c.query('SELECT (SELECT sum(abalance)::int FROM pgbench_accounts) AS balance, (SELECT count(*)::int FROM pgbench_history) AS history'),
     );

@@ -30,7 +30,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('read path on the 
       const err = await c.query('DELETE FROM executives').catch((e: unknown) => e as pg.DatabaseError);
       expect(err).toBeInstanceOf(Error);
       expect((err as pg.DatabaseError).code).toBe('42501');
-      expect((err as pg.DatabaseError).message).toContain('agent "claude" may not DELETE on public.executives (profile read-only)');
+      expect((err as pg.DatabaseError).message).toContain('agent "claude" may not delete from public.executives (profile read-only)');
       // The session stays usable.
       const after = await c.query('SELECT count(*)::int AS n FROM executives');
       expect(after.rows[0].n).toBe(1206);

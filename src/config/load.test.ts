@@ -114,7 +114,18 @@ describe('parseConfig: the minimal file', () => {
       },
       stateDir: join(dir, '.airlock'),
       tls: null,
-      agents: [{ name: 'claude', password: AGENT_PW, profile: 'read-only', database: 'app', readRole: 'airlock_read_claude' }],
+      agents: [
+        {
+          name: 'claude',
+          password: AGENT_PW,
+          profile: 'read-only',
+          groups: [],
+          writeLimits: { maxRows: 100, requireWhere: true, rowsPerHour: 1000, writesPerMinute: 60 },
+          database: 'app',
+          readRole: 'airlock_read_claude',
+        },
+      ],
+      rules: [],
       trustedFunctions: [],
       canaryTables: [],
       admin: { listen: { host: '127.0.0.1', port: 6433 } },
@@ -208,7 +219,7 @@ describe('parseConfig: valid files', () => {
 describe('parseConfig: invalid files', () => {
   // [what, file, key path, what the message must say]
   const cases: [string, string, string, string][] = [
-    ['profile typo', withAgent('    profile: read-wirte\n'), 'agents[0].profile', 'must be one of: read-only (got "read-wirte")'],
+    ['profile typo', withAgent('    profile: read-wirte\n'), 'agents[0].profile', 'must be one of: read-only, read-write, writes-need-approval (got "read-wirte")'],
     ['missing upstream', 'agents: [{ name: x, password: long-enough-password }]\n', 'upstream', 'is required'],
     ['missing agents', 'upstream: postgres://airlock@h/app\n', 'agents', 'is required'],
     ['no agents', 'upstream: postgres://airlock@h/app\nagents: []\n', 'agents', 'must list at least one agent'],
@@ -316,7 +327,7 @@ limits: { max_clients: 0 }
       'airlock.yaml: upstream: sslmode must be one of: disable, prefer, require, verify-ca, verify-full (got "nope")',
       'airlock.yaml: stat_dir: is not a known key (did you mean state_dir?)',
       'airlock.yaml: agents[0].password: environment variable MISSING is not set',
-      'airlock.yaml: agents[0].profile: must be one of: read-only (got "read-wirte")',
+      'airlock.yaml: agents[0].profile: must be one of: read-only, read-write, writes-need-approval (got "read-wirte")',
       'airlock.yaml: agents[1].password: must be at least 8 characters long',
       'airlock.yaml: limits.max_clients: must be at least 1 (got 0)',
     ]);
@@ -410,7 +421,7 @@ describe('environment interpolation', () => {
 
   it('does not substitute in keys', () => {
     expect(problemsOf(withAgent('', '${KEY}: 1\n'), { KEY: 'listen' })).toEqual([
-      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, canary_tables, admin, freeze_windows, tripwire, audit, limits)',
+      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, admin, freeze_windows, tripwire, audit, limits)',
     ]);
   });
 
@@ -465,6 +476,121 @@ agents:
     it('decodes a password written in the URL itself', () => {
       expect(upstream("'postgres://airlock:p%40ss$${x}@db/app'", {})).toMatchObject({ password: 'p@ss${x}' });
     });
+  });
+});
+
+describe('profiles, groups, write limits and rules', () => {
+  /** Two agents (claude in groups bots and ops, cursor in bots) and `extra` top-level lines. */
+  const twoAgents = (extra: string, claudeLines = '') =>
+    'upstream: postgres://airlock@127.0.0.1/app\n' +
+    'agents:\n' +
+    `  - name: claude\n    password: long-enough-password\n    groups: [bots, ops]\n${claudeLines}` +
+    '  - name: cursor\n    password: long-enough-password\n    profile: read-write\n    groups: [bots]\n' +
+    extra;
+
+  /** The issue's example, verbatim. */
+  const ISSUE = `agents:
+  - name: claude
+    password: \${CLAUDE_DB_PASSWORD}
+    profile: read-only
+rules:
+  - { agents: [claude], kinds: [insert, update], tables: [public.tasks], decision: allow }
+  - { tables: [public.companies], decision: approve }
+  - { kinds: [ddl], decision: deny }
+  - { kinds: [select], tables: [public.secrets], decision: deny }
+`;
+
+  it("reads the issue's example: aliases expanded, patterns as written, each rule with its index", () => {
+    const { config, warnings } = parse(`upstream: postgres://airlock@127.0.0.1/app\n${ISSUE}`);
+    expect(warnings).toEqual([]);
+    expect(config.rules).toEqual([
+      { index: 0, agents: ['claude'], kinds: ['insert', 'update'], tables: ['public.tasks'], decision: 'allow', note: null },
+      { index: 1, agents: null, kinds: null, tables: ['public.companies'], decision: 'approve', note: null },
+      { index: 2, agents: null, kinds: ['create', 'alter', 'drop'], tables: null, decision: 'deny', note: null },
+      { index: 3, agents: null, kinds: ['select'], tables: ['public.secrets'], decision: 'deny', note: null },
+    ]);
+  });
+
+  it('expands write and ddl, keeping the order written and each kind once', () => {
+    const { config } = parse(twoAgents('rules:\n  - { kinds: [update, write, ddl, drop], decision: deny, note: frozen schema }\n'));
+    expect(config.rules[0]).toMatchObject({ kinds: ['update', 'insert', 'delete', 'merge', 'create', 'alter', 'drop'], note: 'frozen schema' });
+  });
+
+  it('accepts every profile', () => {
+    for (const profile of ['read-only', 'read-write', 'writes-need-approval']) {
+      expect(parse(withAgent(`    profile: ${profile}\n`)).config.agents[0]?.profile).toBe(profile);
+    }
+  });
+
+  it('resolves write limits: the agent over the top level over the defaults', () => {
+    const { config } = parse(
+      twoAgents('write_limits:\n  max_rows: 500\n  require_where: false\n', '    write_limits: { max_rows: 10, writes_per_minute: 5 }\n'),
+    );
+    expect(config.agents.map((a) => a.writeLimits)).toEqual([
+      { maxRows: 10, requireWhere: false, rowsPerHour: 1000, writesPerMinute: 5 },
+      { maxRows: 500, requireWhere: false, rowsPerHour: 1000, writesPerMinute: 60 },
+    ]);
+    expect(config.agents.map((a) => a.groups)).toEqual([['bots', 'ops'], ['bots']]);
+  });
+
+  it('lets rules name agents and groups, in any case', () => {
+    const { config } = parse(twoAgents('rules:\n  - { agents: [BOTS, Claude], kinds: [insert], decision: allow }\n'));
+    expect(config.rules[0]?.agents).toEqual(['BOTS', 'Claude']);
+  });
+
+  it('warns about a rule that an earlier rule with the same decision already decides', () => {
+    const { warnings } = parse(
+      twoAgents('rules:\n  - { agents: [bots], kinds: [delete], decision: deny }\n  - { agents: [cursor], kinds: [delete], tables: [public.tasks], decision: deny }\n'),
+    );
+    expect(warnings).toEqual([
+      "airlock.yaml: rules[1]: never applies; rules[0] already decides it (deny): it comes first and covers all of this rule's agents, kinds and tables.",
+    ]);
+  });
+
+  // [what, extra lines, key path, what the message must say]
+  const invalid: [string, string, string, string][] = [
+    ['an unknown agent in a rule', 'rules:\n  - { agents: [claud], decision: deny }\n', 'rules[0].agents[0]', 'names "claud", which is neither an agent nor a group in this file (agents: claude, cursor; groups: bots, ops)'],
+    ['an unknown kind', 'rules:\n  - { kinds: [insert, upsert], decision: allow }\n', 'rules[0].kinds[1]', 'must be one of: select, insert, update, delete, merge, truncate, create, alter, drop, write, ddl (got "upsert")'],
+    ['an unknown decision', 'rules:\n  - { decision: maybe }\n', 'rules[0].decision', 'must be one of: allow, deny, approve (got "maybe")'],
+    ['a rule without a decision', 'rules:\n  - { kinds: [insert] }\n', 'rules[0].decision', 'is required'],
+    ['an unqualified table', 'rules:\n  - { tables: [tasks], decision: allow }\n', 'rules[0].tables[0]', 'must be a schema-qualified table name or pattern'],
+    ['an empty tables list', 'rules:\n  - { tables: [], decision: allow }\n', 'rules[0].tables', 'leave it out for any relation'],
+    ['an empty agents list', 'rules:\n  - { agents: [], decision: allow }\n', 'rules[0].agents', 'leave it out for every agent'],
+    ['an unknown rule key', 'rules:\n  - { table: [public.t], decision: allow }\n', 'rules[0].table', 'did you mean tables?'],
+    [
+      'identical selectors that contradict',
+      'rules:\n  - { kinds: [insert], tables: [public.tasks], decision: allow }\n  - { kinds: [insert], tables: [public.tasks], decision: deny }\n',
+      'rules[1]',
+      'can never apply: rules[0] comes first, covers all of its agents, kinds and tables, and decides allow where this rule says deny. Move this rule above rules[0], or narrow rules[0].',
+    ],
+    [
+      'an earlier rule without tables or kinds',
+      'rules:\n  - { agents: [bots], decision: deny }\n  - { agents: [claude], kinds: [update], tables: [public.tasks], decision: allow }\n',
+      'rules[1]',
+      'can never apply: rules[0] comes first',
+    ],
+    ['max_rows 0', 'write_limits: { max_rows: 0 }\n', 'write_limits.max_rows', 'must be at least 1 (got 0)'],
+    ['rows_per_hour a fraction', 'write_limits: { rows_per_hour: 1.5 }\n', 'write_limits.rows_per_hour', 'must be a whole number'],
+    ['require_where as text', 'write_limits: { require_where: "no" }\n', 'write_limits.require_where', 'must be true or false'],
+    ['an unknown write limit', 'write_limits: { max_row: 5 }\n', 'write_limits.max_row', 'did you mean max_rows?'],
+  ];
+  it.each(invalid)('refuses %s', (_, extra, path, message) => {
+    const problems = problemsOf(twoAgents(extra));
+    const prefix = `airlock.yaml: ${path}: `;
+    const match = problems.find((p) => p.startsWith(prefix));
+    expect(match, `no problem at ${path} in:\n${problems.join('\n')}`).toBeDefined();
+    expect(match?.slice(prefix.length)).toContain(message);
+  });
+
+  it.each([
+    ["an agent's write limit of 0", '    write_limits: { writes_per_minute: 0 }\n', 'agents[0].write_limits.writes_per_minute', 'must be at least 1 (got 0)'],
+    ['a group named like an agent', '    groups: [cursor]\n', 'agents[0].groups[0]', '"cursor" is the name of agents[1]; give the group a name no agent has'],
+    ['a bad group name', '    groups: ["a b"]\n', 'agents[0].groups[0]', 'must be a group name'],
+  ])('refuses %s', (_, claudeLines, path, message) => {
+    const text = twoAgents('').replace('    groups: [bots, ops]\n', () => claudeLines);
+    const problems = problemsOf(text);
+    const match = problems.find((p) => p.startsWith(`airlock.yaml: ${path}: `));
+    expect(match, problems.join('\n')).toContain(message);
   });
 });
 
@@ -555,7 +681,9 @@ describe('loadConfig', () => {
 
   it('names the file in problems', async () => {
     const path = writeFile('bad.yaml', withAgent('    profile: nope\n'));
-    await expect(loadConfig(path, ENV)).rejects.toMatchObject({ problems: [`${path}: agents[0].profile: must be one of: read-only (got "nope")`] });
+    await expect(loadConfig(path, ENV)).rejects.toMatchObject({
+      problems: [`${path}: agents[0].profile: must be one of: read-only, read-write, writes-need-approval (got "nope")`],
+    });
   });
 
   it.each([

@@ -13,15 +13,21 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
+import { DEFAULT_WRITE_LIMITS, POLICY_KIND_ALIASES, shadowedRules } from '../policy/rules.js';
+import type { PolicyKind, RuleConfig, WriteLimits } from '../policy/rules.js';
 import { checkConfigFile, defaultReadRole, isLoopbackHost } from './schema.js';
-import type { ConfigFile, KeyPath, KeyProblem, Profile, UpstreamTarget, WebhookFormat } from './schema.js';
+import type { ConfigFile, KeyPath, KeyProblem, Profile, RuleKindName, UpstreamTarget, WebhookFormat } from './schema.js';
 
-export type { Profile, SslMode, UpstreamTarget } from './schema.js';
+export type { Profile, RuleConfig, SslMode, UpstreamTarget, WriteLimits } from './schema.js';
 
 export interface AgentConfig {
   name: string;
   password: string;
   profile: Profile;
+  /** Groups the agent belongs to, as rules name them. */
+  groups: string[];
+  /** Its write limits: agents[].write_limits over the top-level write_limits over the defaults. */
+  writeLimits: WriteLimits;
   /** The database name the agent must ask for in its startup message. */
   database: string;
   /** The upstream role this agent's reads run as. */
@@ -36,6 +42,8 @@ export interface AirlockConfig {
   /** PEM contents, not paths. */
   tls: { cert: string; key: string } | null;
   agents: AgentConfig[];
+  /** The policy rules in file order: kind aliases expanded, table patterns as written, each with its index. */
+  rules: RuleConfig[];
   /** Functions outside pg_catalog that agents may call in reads, as schema.name. */
   trustedFunctions: string[];
   admin: { listen: { host: string; port: number } };
@@ -463,10 +471,17 @@ function resolveSections(
         name: a.name,
         password: a.password,
         profile: a.profile,
+        groups: a.groups ?? [],
+        writeLimits: resolveWriteLimits(sections.write_limits, a.write_limits),
         database: a.database ?? upstream?.database ?? '',
         readRole,
       };
     });
+  }
+
+  let rules: RuleConfig[] | null = null;
+  if (agents !== null && sections.rules !== undefined && sections.agents !== undefined) {
+    rules = resolveRules(sections.rules, sections.agents, problem, warn);
   }
 
   const { listen, audit, limits, tripwire, admin } = sections;
@@ -500,7 +515,7 @@ function resolveSections(
       checkpoint = { file: path, key };
     }
   }
-  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !audit || !limits || !tripwire || !admin) {
+  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !rules || !audit || !limits || !tripwire || !admin) {
     return { problems, warnings, config: null };
   }
   return {
@@ -512,6 +527,7 @@ function resolveSections(
       stateDir,
       tls,
       agents,
+      rules,
       trustedFunctions: sections.trusted_functions ?? [],
       canaryTables: sections.canary_tables ?? [],
       admin: { listen: admin.listen },
@@ -531,6 +547,107 @@ function resolveSections(
       },
     },
   };
+}
+
+type WriteLimitsSection = NonNullable<ConfigFile['write_limits']>;
+type AgentWriteLimits = NonNullable<ConfigFile['agents'][number]['write_limits']>;
+
+/** An agent's write limits: its own keys, else the top level's (whose keys are defaulted), else the defaults. */
+function resolveWriteLimits(global: WriteLimitsSection | undefined, own: AgentWriteLimits | undefined): WriteLimits {
+  const base: WriteLimits =
+    global === undefined
+      ? { ...DEFAULT_WRITE_LIMITS }
+      : { maxRows: global.max_rows, requireWhere: global.require_where, rowsPerHour: global.rows_per_hour, writesPerMinute: global.writes_per_minute };
+  return {
+    maxRows: own?.max_rows ?? base.maxRows,
+    requireWhere: own?.require_where ?? base.requireWhere,
+    rowsPerHour: own?.rows_per_hour ?? base.rowsPerHour,
+    writesPerMinute: own?.writes_per_minute ?? base.writesPerMinute,
+  };
+}
+
+/** `write` → insert, update, delete, merge; `ddl` → create, alter, drop; in the order written, each once. */
+function expandKinds(kinds: readonly RuleKindName[]): PolicyKind[] {
+  const out: PolicyKind[] = [];
+  for (const k of kinds) {
+    const expanded: readonly PolicyKind[] = k === 'write' || k === 'ddl' ? POLICY_KIND_ALIASES[k] : [k];
+    for (const e of expanded) if (!out.includes(e)) out.push(e);
+  }
+  return out;
+}
+
+/**
+ * Rules as the policy takes them, after the checks that span keys: every
+ * agent or group a rule names exists, no group shares an agent's name, and
+ * no rule is made unreachable by an earlier one (an error when their
+ * decisions differ, which is a contradiction; a warning when they agree).
+ */
+function resolveRules(
+  written: NonNullable<ConfigFile['rules']>,
+  agents: ConfigFile['agents'],
+  problem: (path: KeyPath, message: string) => void,
+  warn: (path: KeyPath, message: string) => void,
+): RuleConfig[] {
+  const agentNames = new Map(agents.map((a, i) => [a.name.toLowerCase(), i] as const));
+  const members = new Map<string, Set<string>>();
+  agents.forEach((a, i) => {
+    (a.groups ?? []).forEach((group, j) => {
+      const key = group.toLowerCase();
+      const clash = agentNames.get(key);
+      if (clash !== undefined) {
+        problem(['agents', i, 'groups', j], `${JSON.stringify(group)} is the name of agents[${clash}]; give the group a name no agent has, so that a rule naming it reads one way.`);
+        return;
+      }
+      const set = members.get(key) ?? new Set<string>();
+      set.add(a.name.toLowerCase());
+      members.set(key, set);
+    });
+  });
+
+  const rules: RuleConfig[] = written.map((r, i) => {
+    (r.agents ?? []).forEach((name, j) => {
+      const key = name.toLowerCase();
+      if (agentNames.has(key) || members.has(key)) return;
+      const groups = members.size === 0 ? 'no groups' : `groups: ${[...members.keys()].join(', ')}`;
+      problem(
+        ['rules', i, 'agents', j],
+        `names ${JSON.stringify(name)}, which is neither an agent nor a group in this file (agents: ${agents.map((a) => a.name).join(', ')}; ${groups}).`,
+      );
+    });
+    return {
+      index: i,
+      agents: r.agents ?? null,
+      kinds: r.kinds === undefined ? null : expandKinds(r.kinds),
+      tables: r.tables ?? null,
+      decision: r.decision,
+      note: r.note ?? null,
+    };
+  });
+
+  const everyone = new Set(agentNames.keys());
+  const agentsOf = (rule: RuleConfig): ReadonlySet<string> => {
+    if (rule.agents === null) return everyone;
+    const set = new Set<string>();
+    for (const name of rule.agents) {
+      const key = name.toLowerCase();
+      if (agentNames.has(key)) set.add(key);
+      for (const member of members.get(key) ?? []) set.add(member);
+    }
+    return set;
+  };
+  for (const s of shadowedRules(rules, agentsOf)) {
+    const earlier = rules[s.by]!;
+    if (s.sameDecision) {
+      warn(['rules', s.rule], `never applies; rules[${s.by}] already decides it (${earlier.decision}): it comes first and covers all of this rule's agents, kinds and tables.`);
+    } else {
+      problem(
+        ['rules', s.rule],
+        `can never apply: rules[${s.by}] comes first, covers all of its agents, kinds and tables, and decides ${earlier.decision} where this rule says ${rules[s.rule]!.decision}. ` +
+          `Move this rule above rules[${s.by}], or narrow rules[${s.by}].`,
+      );
+    }
+  }
+  return rules;
 }
 
 function loadTls(

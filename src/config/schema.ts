@@ -11,14 +11,19 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
+import { DEFAULT_WRITE_LIMITS, POLICY_KINDS, POLICY_KIND_ALIASES, PROFILES, RULE_DECISIONS } from '../policy/rules.js';
 
-/** Agent profiles. Later issues add 'read-write' and 'writes-need-approval'. */
-export const PROFILES = ['read-only'] as const;
+// The policy owns its vocabulary (profiles, kinds, decisions); the config only parses it.
+export { POLICY_KINDS, POLICY_KIND_ALIASES, PROFILES } from '../policy/rules.js';
+export type { PolicyKind, PolicyKindAlias, Profile, RuleConfig, RuleDecision, WriteLimits } from '../policy/rules.js';
+
+/** What a rule's `kinds` may list: the kinds themselves, and the aliases `write` and `ddl`. */
+export const RULE_KIND_NAMES = [...POLICY_KINDS, ...(Object.keys(POLICY_KIND_ALIASES) as (keyof typeof POLICY_KIND_ALIASES)[])] as const;
+export type RuleKindName = (typeof RULE_KIND_NAMES)[number];
 
 /** Bodies a tripwire webhook can carry. */
 export const WEBHOOK_FORMATS = ['json', 'slack'] as const;
 export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number];
-export type Profile = (typeof PROFILES)[number];
 
 /** libpq's sslmode values that Airlock honours (`allow` is left out: it prefers no TLS). */
 export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
@@ -36,6 +41,16 @@ export const MAX_NAME_BYTES = 63;
 
 /** The user name an agent logs in with. Written without the `i` flag so the JSON Schema says the same. */
 export const AGENT_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
+
+/** A group of agents, as rules name it: the same shape as an agent's name. */
+export const GROUP_NAME_PATTERN = AGENT_NAME_PATTERN;
+
+/**
+ * A rule's relation pattern: schema.table, `*` matching any characters in
+ * either part. Upper case is allowed for quoted mixed-case names (an allow
+ * rule matches as PostgreSQL stores names: unquoted names are lower case).
+ */
+export const RULE_TABLE_PATTERN = /^[A-Za-z_*][A-Za-z0-9_$*]*\.[A-Za-z_*][A-Za-z0-9_$*]*$/;
 
 /**
  * Read roles are created and granted by Airlock, so they are kept to names
@@ -317,6 +332,70 @@ function parsedField<T>(parse: (text: string) => Parsed<T>) {
 const noNul = (s: string) => !s.includes('\0');
 const NUL_MESSAGE = 'must not contain a NUL character';
 
+/** Largest values the write limits take: far beyond any sensible one, small enough to be a number a person means. */
+const MAX_ROWS_LIMIT = 100_000_000;
+const MAX_WRITES_PER_MINUTE = 100_000;
+
+const WRITE_LIMIT_WORDS = {
+  max_rows: 'Rows one statement may change, rows changed by cascades (ON DELETE CASCADE, ...) included; a write over it is rolled back.',
+  require_where: 'UPDATE and DELETE need a WHERE clause (TRUNCATE is judged by its own kind).',
+  rows_per_hour: 'Rows an agent may change in any hour; a write that would pass it is rolled back and trips the tripwire.',
+  writes_per_minute: 'Writes an agent may make in any minute; the next is refused and trips the tripwire.',
+} as const;
+
+/**
+ * Limits are positive: to forbid writes, use the profile or a rule, not a
+ * limit of 0. At the top level every key has its default; for one agent
+ * every key is optional, and the top level's value stands for those left out.
+ */
+const writeLimitsSchema = z.strictObject({
+  max_rows: z.number().int().min(1).max(MAX_ROWS_LIMIT).default(DEFAULT_WRITE_LIMITS.maxRows).describe(WRITE_LIMIT_WORDS.max_rows),
+  require_where: z.boolean().default(DEFAULT_WRITE_LIMITS.requireWhere).describe(WRITE_LIMIT_WORDS.require_where),
+  rows_per_hour: z.number().int().min(1).max(MAX_ROWS_LIMIT).default(DEFAULT_WRITE_LIMITS.rowsPerHour).describe(WRITE_LIMIT_WORDS.rows_per_hour),
+  writes_per_minute: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_WRITES_PER_MINUTE)
+    .default(DEFAULT_WRITE_LIMITS.writesPerMinute)
+    .describe(WRITE_LIMIT_WORDS.writes_per_minute),
+});
+const agentWriteLimitsSchema = z.strictObject({
+  max_rows: z.number().int().min(1).max(MAX_ROWS_LIMIT).optional().describe(WRITE_LIMIT_WORDS.max_rows),
+  require_where: z.boolean().optional().describe(WRITE_LIMIT_WORDS.require_where),
+  rows_per_hour: z.number().int().min(1).max(MAX_ROWS_LIMIT).optional().describe(WRITE_LIMIT_WORDS.rows_per_hour),
+  writes_per_minute: z.number().int().min(1).max(MAX_WRITES_PER_MINUTE).optional().describe(WRITE_LIMIT_WORDS.writes_per_minute),
+});
+
+const ruleSchema = z
+  .strictObject({
+    agents: z
+      .array(z.string().min(1, { error: 'must not be empty' }))
+      .min(1, { error: 'must name at least one agent or group (leave it out for every agent)' })
+      .optional()
+      .describe('Agent names or group names the rule applies to; every agent when left out.'),
+    kinds: z
+      .array(z.enum(RULE_KIND_NAMES))
+      .min(1, { error: 'must name at least one kind (leave it out for every kind)' })
+      .optional()
+      .describe(
+        'What the rule decides: select, insert, update, delete, merge, truncate, create, alter, drop; write = insert, update, delete, merge; ddl = create, alter, drop. ' +
+          'Every kind when left out, except that an allow rule never grants truncate or DDL unless it names them.',
+      ),
+    tables: z
+      .array(
+        z.string().regex(RULE_TABLE_PATTERN, {
+          error: 'must be a schema-qualified table name or pattern such as public.tasks or archive.*',
+        }),
+      )
+      .min(1, { error: 'must name at least one table or pattern (leave it out for any relation)' })
+      .optional()
+      .describe('Relations as schema.table with * wildcards; left out: any relation, and statements that name none (CREATE FUNCTION, SELECT 1).'),
+    decision: z.enum(RULE_DECISIONS).describe('allow, deny, or approve (needs a human; refused until approvals exist).'),
+    note: z.string().min(1, { error: 'must not be empty' }).optional().describe('Why the rule exists; shown with its decisions.'),
+  })
+  .describe('A rule: the first one (in file order) that matches an agent, a kind and a relation decides; otherwise the profile does.');
+
 const agentSchema = z
   .strictObject({
     name: z
@@ -336,7 +415,22 @@ const agentSchema = z
     profile: z
       .enum(PROFILES)
       .default(DEFAULTS.profile)
-      .describe('What the agent may do. read-only: reads pass, everything else is refused.'),
+      .describe(
+        'What the agent may do where no rule decides. read-only: reads pass, everything else is refused. ' +
+          'read-write: reads, INSERT, UPDATE, DELETE and MERGE pass; TRUNCATE and DDL need approval. ' +
+          'writes-need-approval: reads pass; every change needs approval. (Approvals are not available yet: what needs one is refused.)',
+      ),
+    groups: z
+      .array(
+        z.string().regex(GROUP_NAME_PATTERN, {
+          error: (iss) => `must be a group name: a letter or _, then up to 62 letters, digits, _, $ or - (got ${JSON.stringify(iss.input)})`,
+        }),
+      )
+      .optional()
+      .describe("Groups the agent belongs to, for rules' agents lists (e.g. [bots, reporting])."),
+    write_limits: agentWriteLimitsSchema
+      .optional()
+      .describe("This agent's own write limits; each key left out is the top-level write_limits' value."),
     database: z
       .string()
       .min(1, { error: 'must not be empty' })
@@ -407,6 +501,13 @@ export const configFileSchema = z
       .describe(
         "Functions outside pg_catalog that agents may call in reads (schema.name). Others are refused: Airlock cannot see inside a function, and PostgreSQL lets some side effects (notifications, advisory locks) through a READ ONLY transaction.",
       ),
+    write_limits: writeLimitsSchema
+      .prefault({})
+      .describe("Limits on every agent's writes; agents[].write_limits overrides them per agent."),
+    rules: z
+      .array(ruleSchema)
+      .default([])
+      .describe('What agents may do, relation by relation, beyond their profiles. The first matching rule decides.'),
     canary_tables: z
       .array(
         z.string().regex(/^[a-z_*][a-z0-9_$*]*\.[a-z_*][a-z0-9_$*]*$/, {
@@ -628,6 +729,7 @@ function explainIssue(issue: z.core.$ZodRawIssue): string | undefined {
       return `must be ${expected} (got ${describeValue(issue.input)}${quote ? '; put the value in quotes' : ''})`;
     }
     case 'invalid_value':
+      if (issue.input === undefined) return 'is required';
       return `must be one of: ${issue.values.map(String).join(', ')} (got ${describeValue(issue.input, true)})`;
     case 'too_small':
     case 'too_big': {

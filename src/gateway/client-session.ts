@@ -307,7 +307,13 @@ export class ClientSession {
     clearTimeout(this.authTimer);
     const secretKey = randomBytes(4);
     const processId = randomBytes(4).readUInt32BE(0) & 0x7fffffff;
-    const cancel = (): void => cancelUpstream(this.ctx.upstream, upstream);
+    const cancel = (): void => {
+      cancelUpstream(this.ctx.upstream, upstream);
+      // A write running on the session's write connection is cancelled too;
+      // the write path then rolls back whatever it had begun.
+      const writing = this.relay?.writeConnection;
+      if (writing != null) cancelUpstream(this.ctx.upstream, writing);
+    };
     this.unregisterCancel = this.ctx.registerCancelKey(processId, secretKey, cancel);
     this.socket.off('data', this.onData);
     this.socket.removeAllListeners('close');
@@ -370,7 +376,7 @@ export class ClientSession {
 }
 
 /** Sends a CancelRequest for the upstream session on a new connection, as the protocol asks. */
-function cancelUpstream(target: { host: string; port: number }, upstream: UpstreamConnection): void {
+function cancelUpstream(target: { host: string; port: number }, upstream: { processId: number; secretKey: Buffer }): void {
   const socket = net.connect({ host: target.host, port: target.port });
   // A cancel is best effort by the protocol's own design; a failure to
   // deliver it leaves the query running, which the agent sees.

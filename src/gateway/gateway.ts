@@ -21,6 +21,11 @@ import { loadSchemaKnowledge } from './schema-loader.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 import { compileTablePattern } from '../policy/table-pattern.js';
 import { Tripwire } from '../policy/tripwire.js';
+import { WriteBudget } from '../policy/limits.js';
+import { compileAgentPolicy, unmatchedRulePatterns } from '../policy/rules.js';
+import type { AgentPolicy } from '../policy/rules.js';
+import { WriteConnection } from '../executor/write-connection.js';
+import { connectUpstream } from './upstream.js';
 import type { Denial } from '../policy/decision.js';
 import type { RelayIdentity } from './relay.js';
 import { FreezeStore } from '../state/freeze-store.js';
@@ -67,11 +72,21 @@ const FREEZE_RELOAD_MS = 1000;
 /** How often the upstream's functions and views are read again. */
 const SCHEMA_REFRESH_MS = 30_000;
 
+/** Settings the write connection reports and must keep: what is judged is what runs. */
+const WRITE_PINNED_PARAMETERS = new Map([
+  ['client_encoding', 'UTF8'],
+  ['standard_conforming_strings', 'on'],
+]);
+
 /** Forced on every upstream session of the read path, in its StartupMessage. */
 const UPSTREAM_PARAMS = {
   client_encoding: 'UTF8',
   standard_conforming_strings: 'on',
   default_transaction_read_only: 'on',
+  // Unqualified names resolve as the policy reads them (in public), whatever
+  // the database's or the role's default: a rule about app.secrets cannot be
+  // dodged by writing `secrets` where the default search_path finds app first.
+  search_path: 'public',
 };
 
 /** Connects as Airlock's service account (for administration, never for agents' reads). */
@@ -107,7 +122,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const warnings: string[] = [];
   const agents = new Map<string, AgentCredentials>();
-  const canaryTables = config.canaryTables.map(compileTablePattern);
+  const canaryTables = config.canaryTables.map((p) => compileTablePattern(p));
+  const policies = new Map<string, AgentPolicy>();
+  for (const agent of config.agents) policies.set(agent.name, compileAgentPolicy(agent, config.rules));
   const service = serviceClient(config);
   try {
     await service.connect();
@@ -124,6 +141,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         warnings.push(`canary_tables: ${pattern.source} matches no table or view in the database (yet); check the name.`);
       }
     }
+    warnings.push(...unmatchedRulePatterns(config.rules, new Set(schema.relations.map((r) => r.toLowerCase()))));
     for (const agent of config.agents) {
       const password = readRolePassword(secret, agent.readRole);
       const role = await prepareReadRole(service, agent.readRole, password);
@@ -195,6 +213,32 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     audit,
     maxMessageBytes: config.limits.maxMessageBytes,
     pinnedParameters: PINNED_PARAMETERS,
+    policyFor: (agent: string) => policies.get(agent),
+    budget: new WriteBudget(),
+    openWriteConnection: async (who: RelayIdentity) => {
+      const u = config.upstream;
+      const conn = await connectUpstream({
+        host: u.host,
+        port: u.port,
+        database: u.database,
+        sslmode: u.sslmode,
+        sslrootcert: u.sslrootcert,
+        connectTimeoutMs: config.limits.connectTimeoutMs,
+        user: u.user,
+        password: u.password,
+        params: {
+          client_encoding: 'UTF8',
+          standard_conforming_strings: 'on',
+          // Unqualified names resolve as the policy reads them: in public.
+          search_path: 'public',
+          default_transaction_read_only: 'off',
+          statement_timeout: String(config.limits.statementTimeoutMs),
+          lock_timeout: String(config.limits.lockTimeoutMs),
+          application_name: `airlock write ${who.agent}`.slice(0, 63),
+        },
+      });
+      return new WriteConnection(conn.socket, WRITE_PINNED_PARAMETERS, conn.processId, conn.secretKey);
+    },
     log,
     tls: secureContext,
     agents,

@@ -5,6 +5,8 @@
 
 export type Decision =
   | { kind: 'allow-read'; rule: string }
+  /** A write or DDL the agent's policy allows: the gateway runs it on its write path ('write' for DML, 'ddl'). */
+  | { kind: 'allow-write'; rule: string }
   | {
       kind: 'deny';
       /** The rule that refused, a stable name for the audit log and the docs. */

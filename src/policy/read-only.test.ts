@@ -7,6 +7,10 @@ import { classify, loadParser } from '../sql/classify.js';
 import type { StatementFacts } from '../sql/facts.js';
 import { HARMLESS_SETTINGS, judgeClassification } from './read-only.js';
 import type { PolicySubject, PreparedLookup } from './read-only.js';
+import { DEFAULT_WRITE_LIMITS, compileAgentPolicy } from './rules.js';
+import type { RuleConfig, WriteLimits } from './rules.js';
+import { compileTablePattern } from './table-pattern.js';
+import type { FreezeCause } from '../state/freeze-store.js';
 
 const SUBJECT: PolicySubject = { agent: 'claude', profile: 'read-only' };
 const NOTHING_PREPARED: PreparedLookup = () => undefined;
@@ -287,5 +291,339 @@ describe('rules as docs/read-path.md names them', () => {
 
   it('refuses SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE with 25006', () => {
     expect(judge('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE')).toMatchObject({ kind: 'deny', sqlstate: '25006' });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Under an agent policy: profiles and rules (rules.ts), judged by access.ts.
+
+/** Rules as the config resolves them, indexed in order; left-out keys are null. */
+function rules(...list: (Partial<Omit<RuleConfig, 'index'>> & Pick<RuleConfig, 'decision'>)[]): RuleConfig[] {
+  return list.map((r, index) => ({ agents: null, kinds: null, tables: null, note: null, ...r, index }));
+}
+
+function policySubject(profile: string, ruleList: readonly RuleConfig[] = [], limits: Partial<WriteLimits> = {}, extra: Partial<PolicySubject> = {}): PolicySubject {
+  const writeLimits = { ...DEFAULT_WRITE_LIMITS, ...limits };
+  const policy = compileAgentPolicy({ name: 'claude', groups: ['bots'], profile, writeLimits }, ruleList);
+  return { agent: 'claude', profile, policy, ...extra };
+}
+
+function judgeWith(subject: PolicySubject, sql: string, lookup: PreparedLookup = NOTHING_PREPARED) {
+  return judgeClassification(classify(sql), subject, lookup);
+}
+
+/**
+ * The issue's example, as the config would resolve it: "the agent may INSERT
+ * and UPDATE public.tasks, anything touching public.companies needs approval,
+ * no DDL at all, reads everywhere except public.secrets".
+ */
+const ISSUE_RULES = rules(
+  { agents: ['claude'], kinds: ['insert', 'update'], tables: ['public.tasks'], decision: 'allow' },
+  { tables: ['public.companies'], decision: 'approve' },
+  { kinds: ['create', 'alter', 'drop'], decision: 'deny' },
+  { kinds: ['select'], tables: ['public.secrets'], decision: 'deny' },
+);
+const ISSUE = policySubject('read-only', ISSUE_RULES);
+
+type Expected = 'allow-read' | 'allow-write' | string;
+
+/** [sql, the decision's kind for allows, else the denying rule; a fragment of the message]. */
+const ISSUE_CASES: readonly (readonly [string, Expected, string?])[] = [
+  ["INSERT INTO tasks (title) VALUES ('x')", 'allow-write'],
+  ["INSERT INTO public.tasks (title) VALUES ('x') RETURNING id", 'allow-write'],
+  ['UPDATE tasks SET done = true WHERE id = 1', 'allow-write'],
+  ["INSERT INTO tasks (id, title) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET title = excluded.title", 'allow-write'],
+  ['SELECT * FROM tasks FOR UPDATE', 'allow-write'],
+  ['BEGIN; UPDATE tasks SET done = true WHERE id = 1; COMMIT', 'allow-write'],
+  ['SELECT 1; INSERT INTO tasks DEFAULT VALUES', 'allow-write'],
+  ['SELECT * FROM tasks', 'allow-read'],
+  ['SELECT 1', 'allow-read'],
+  ['SELECT * FROM tasks t JOIN projects p ON p.id = t.project_id', 'allow-read'],
+  ['EXPLAIN INSERT INTO tasks DEFAULT VALUES', 'allow-read'],
+  ['BEGIN READ WRITE', 'allow-read'],
+  ['START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE', 'allow-read'],
+  ['SET TRANSACTION READ WRITE', 'allow-read'],
+  // What the rules do not allow.
+  ['DELETE FROM tasks WHERE id = 1', 'write', 'may not delete from public.tasks (profile read-only)'],
+  ['TRUNCATE tasks', 'write', 'may not truncate public.tasks'],
+  ['MERGE INTO tasks t USING staging s ON t.id = s.id WHEN MATCHED THEN UPDATE SET title = s.title', 'write', 'merge into public.tasks'],
+  ['MERGE INTO tasks t USING staging s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id)', 'write', 'merge into public.tasks'],
+  ['WITH d AS (DELETE FROM tasks RETURNING *) INSERT INTO tasks SELECT * FROM d', 'write', 'delete from public.tasks'],
+  ['INSERT INTO projects (name) VALUES (1)', 'write', 'insert into public.projects'],
+  ['INSERT INTO "Tasks" DEFAULT VALUES', 'write', 'insert into public.Tasks'],
+  ['INSERT INTO "Public".tasks DEFAULT VALUES', 'write', 'insert into Public.tasks'],
+  ['SELECT * FROM tasks t JOIN projects p ON p.id = t.project_id FOR UPDATE', 'row-lock', 'lock rows of public.projects'],
+  // Missing WHERE, with the default write_limits.
+  ['UPDATE tasks SET done = true', 'where-required', 'may not update public.tasks without a WHERE clause'],
+  ['WITH u AS (UPDATE tasks SET done = true RETURNING id) SELECT * FROM u', 'where-required'],
+  // Anything touching companies needs approval, which is not available yet.
+  ['SELECT * FROM companies', 'approval-required', "may not read public.companies without a human's approval, which rules[1] requires"],
+  ['UPDATE tasks SET company = c.name FROM companies c WHERE c.id = tasks.company_id', 'approval-required'],
+  ['INSERT INTO tasks SELECT * FROM companies', 'approval-required'],
+  ['SELECT * FROM companies FOR UPDATE', 'approval-required'],
+  ['DELETE FROM companies WHERE id = 1', 'approval-required'],
+  // No DDL at all.
+  ['CREATE TABLE t (x int)', 'ddl', 'may not CREATE TABLE on public.t: rules[2] denies it'],
+  ['CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$', 'ddl', 'may not run CREATE FUNCTION: rules[2] denies it'],
+  ['DROP TABLE tasks', 'ddl', 'DROP TABLE on public.tasks'],
+  ['ALTER TABLE tasks DROP COLUMN notes', 'ddl'],
+  ['ALTER TABLE tasks ADD COLUMN notes text', 'ddl'],
+  ['CREATE INDEX ON tasks (title)', 'ddl'],
+  ['SELECT * INTO tasks_copy FROM tasks', 'ddl', 'SELECT INTO on public.tasks_copy'],
+  ['CREATE TABLE tasks_copy AS SELECT * FROM tasks', 'ddl'],
+  // Reads everywhere except secrets, wherever the read sits.
+  ['SELECT * FROM secrets', 'policy', 'may not read public.secrets: rules[3] denies it'],
+  ['SELECT * FROM public.Secrets', 'policy'],
+  ['INSERT INTO tasks SELECT * FROM secrets', 'policy'],
+  ['UPDATE tasks SET title = (SELECT value FROM secrets LIMIT 1) WHERE id = 1', 'policy'],
+  ['EXPLAIN SELECT * FROM secrets', 'policy'],
+  // Ways of writing Airlock does not run as writes.
+  ['COPY tasks FROM STDIN', 'copy-from'],
+  ['COPY secrets FROM STDIN', 'write'],
+  ['EXPLAIN ANALYZE INSERT INTO tasks DEFAULT VALUES', 'explain-analyze-write'],
+  ['EXPLAIN ANALYZE DELETE FROM tasks WHERE id = 1', 'write'],
+  ['PREPARE p AS INSERT INTO tasks DEFAULT VALUES', 'prepared-write'],
+  ['PREPARE p AS INSERT INTO tasks DEFAULT VALUES; EXECUTE p', 'prepared-write'],
+  ['PREPARE p AS DELETE FROM tasks WHERE id = $1', 'write'],
+  ['DECLARE c CURSOR FOR SELECT * FROM tasks FOR UPDATE', 'cursor-write'],
+  ['COPY (INSERT INTO tasks DEFAULT VALUES RETURNING id) TO STDOUT', 'copy-write'],
+  // What no rule changes.
+  ["INSERT INTO tasks (id) VALUES (nextval('tasks_id_seq'))", 'side-effect-function'],
+  ["COPY tasks FROM '/etc/passwd'", 'server-file'],
+  ['GRANT SELECT ON tasks TO PUBLIC', 'privilege'],
+  ['LOCK tasks', 'utility'],
+  ['DO $$ BEGIN DELETE FROM tasks; END $$', 'utility'],
+  ['VACUUM tasks', 'utility'],
+  ['SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE', 'read-write-transaction'],
+  ['SET default_transaction_read_only = off', 'read-only-setting'],
+  ['SET transaction_read_only = off', 'read-only-setting'],
+  ['RESET ALL', 'session-reset'],
+  ['SET search_path = evil, public', 'setting'],
+  ["PREPARE TRANSACTION 'x'", 'two-phase-commit'],
+  ['EXECUTE nothing', 'unknown-prepared-statement'],
+  ['INSERT INTO tasks DEFAULT VALUES; DELETE FROM tasks WHERE id = 2', 'write'],
+];
+
+describe("the issue's example policy", () => {
+  it.each(ISSUE_CASES.map(([sql, expected, fragment]) => ({ sql, expected, fragment })))('$sql: $expected', ({ sql, expected, fragment }) => {
+    const d = judgeWith(ISSUE, sql);
+    if (expected === 'allow-read' || expected === 'allow-write') {
+      expect(d).toEqual({ kind: expected, rule: expected === 'allow-read' ? 'read' : 'write' });
+      return;
+    }
+    expect(d).toMatchObject({ kind: 'deny', rule: expected });
+    if (d.kind !== 'deny') return;
+    expect(d.message).toMatch(/^airlock: agent "claude" may not .+ \(profile read-only\)$/);
+    if (fragment !== undefined) expect(d.message).toContain(fragment);
+    expect(d.hint.length).toBeGreaterThan(20);
+  });
+
+  it('refuses with the SQLSTATEs the rules document', () => {
+    expect(judgeWith(ISSUE, 'SELECT * FROM companies')).toMatchObject({ sqlstate: '42501' });
+    expect(judgeWith(ISSUE, 'UPDATE tasks SET done = true')).toMatchObject({ sqlstate: '42501' });
+    expect(judgeWith(ISSUE, 'SET default_transaction_read_only = off')).toMatchObject({ sqlstate: '25006' });
+  });
+
+  it('says what a human can do', () => {
+    const approval = judgeWith(ISSUE, 'SELECT * FROM companies');
+    expect(approval.kind === 'deny' && approval.message).toContain('approvals are not available yet, so the statement was refused');
+    expect(approval.kind === 'deny' && approval.hint).toMatch(/a human can run the statement, or change the rules/i);
+    const where = judgeWith(ISSUE, 'UPDATE tasks SET done = true');
+    expect(where.kind === 'deny' && where.hint).toContain('write_limits.require_where');
+    const prepared = judgeWith(ISSUE, 'PREPARE p AS INSERT INTO tasks DEFAULT VALUES');
+    expect(prepared.kind === 'deny' && prepared.hint).toContain("prepare it with the protocol's Parse message");
+    const byRule = judgeWith(ISSUE, 'DROP TABLE tasks');
+    expect(byRule.kind === 'deny' && byRule.hint).toContain('rules[2]');
+  });
+
+  it('judges SQL EXECUTE by what was prepared: a prepared write is refused, even one the rules allow', () => {
+    const lookup = (sql: string): PreparedLookup => (name) => (name === 'p' ? factsOf(sql) : undefined);
+    expect(judgeWith(ISSUE, 'EXECUTE p', lookup('INSERT INTO tasks DEFAULT VALUES'))).toMatchObject({ kind: 'deny', rule: 'prepared-write' });
+    expect(judgeWith(ISSUE, 'EXECUTE p(1)', lookup('DELETE FROM tasks WHERE id = $1'))).toMatchObject({ kind: 'deny', rule: 'write' });
+    expect(judgeWith(ISSUE, 'EXECUTE p', lookup('SELECT * FROM tasks'))).toEqual({ kind: 'allow-read', rule: 'read' });
+    expect(judgeWith(ISSUE, 'EXECUTE p', lookup('SELECT * FROM secrets'))).toMatchObject({ kind: 'deny', rule: 'policy' });
+  });
+
+  it('applies its rules for one agent only', () => {
+    const cursor = compileAgentPolicy({ name: 'cursor', groups: [], profile: 'read-only', writeLimits: DEFAULT_WRITE_LIMITS }, ISSUE_RULES);
+    const subject: PolicySubject = { agent: 'cursor', profile: 'read-only', policy: cursor };
+    expect(judgeWith(subject, 'INSERT INTO tasks DEFAULT VALUES')).toMatchObject({ kind: 'deny', rule: 'write' });
+    // cursor may not write at all: READ WRITE transactions stay refused.
+    expect(judgeWith(subject, 'BEGIN READ WRITE')).toMatchObject({ kind: 'deny', rule: 'read-write-transaction', sqlstate: '25006' });
+    expect(judgeWith(subject, 'SELECT * FROM companies')).toMatchObject({ kind: 'deny', rule: 'approval-required' });
+  });
+
+  it('still refuses canary tables first, and trips', () => {
+    const subject = policySubject('read-only', ISSUE_RULES, {}, { canaryTables: [compileTablePattern('public.payroll_backup')] });
+    expect(judgeWith(subject, 'INSERT INTO tasks SELECT * FROM payroll_backup')).toMatchObject({ kind: 'deny', rule: 'canary', trips: true });
+  });
+});
+
+describe('profiles under a policy', () => {
+  it('judges a read-only policy without rules as the read-only profile does', () => {
+    const subject = policySubject('read-only');
+    for (const sql of ALLOWED) expect(judgeWith(subject, sql), sql).toEqual({ kind: 'allow-read', rule: 'read' });
+    for (const [sql, rule, sqlstate = '42501'] of REFUSED) {
+      // SELECT INTO creates a table: under rules it is DDL (create), as its refusal now says.
+      const expected = sql.startsWith('SELECT * INTO') ? 'ddl' : rule;
+      expect(judgeWith(subject, sql), sql).toMatchObject({ kind: 'deny', rule: expected, sqlstate });
+    }
+  });
+
+  it.each([
+    // [profile, sql, expected]
+    ['read-write', 'DELETE FROM tasks WHERE id = 1', 'allow-write'],
+    ['read-write', 'MERGE INTO tasks t USING staging s ON t.id = s.id WHEN MATCHED THEN DELETE', 'allow-write'],
+    ['read-write', 'SELECT * FROM tasks FOR UPDATE', 'allow-write'],
+    ['read-write', 'SELECT 1 FOR UPDATE', 'allow-write'],
+    ['read-write', 'DELETE FROM tasks', 'where-required'],
+    ['read-write', 'TRUNCATE tasks', 'approval-required'],
+    ['read-write', 'CREATE TABLE t (x int)', 'approval-required'],
+    ['read-write', 'ALTER TABLE tasks ADD COLUMN x int', 'approval-required'],
+    ['read-write', 'DROP TABLE tasks', 'approval-required'],
+    ['read-write', 'SELECT * INTO t2 FROM tasks', 'approval-required'],
+    ['read-write', 'BEGIN READ WRITE', 'allow-read'],
+    ['writes-need-approval', 'INSERT INTO tasks DEFAULT VALUES', 'approval-required'],
+    ['writes-need-approval', 'SELECT * FROM tasks FOR SHARE', 'approval-required'],
+    ['writes-need-approval', 'SELECT * FROM tasks', 'allow-read'],
+    ['writes-need-approval', 'BEGIN READ WRITE', 'read-write-transaction'],
+    ['read-only', 'INSERT INTO tasks DEFAULT VALUES', 'write'],
+    ['read-only', 'BEGIN READ WRITE', 'read-write-transaction'],
+  ] as const)('%s: %s → %s', (profile, sql, expected) => {
+    const d = judgeWith(policySubject(profile), sql);
+    if (expected === 'allow-read' || expected === 'allow-write') expect(d.kind).toBe(expected);
+    else expect(d).toMatchObject({ kind: 'deny', rule: expected });
+  });
+
+  it('lets write_limits.require_where off allow an UPDATE or DELETE of every row', () => {
+    expect(judgeWith(policySubject('read-write', [], { requireWhere: false }), 'DELETE FROM tasks')).toEqual({ kind: 'allow-write', rule: 'write' });
+  });
+
+  it('refuses a denied write before a missing WHERE, and a missing WHERE before an approval', () => {
+    const subject = policySubject('read-write', rules({ kinds: ['delete'], tables: ['public.companies'], decision: 'approve' }, { kinds: ['update'], decision: 'deny' }));
+    expect(judgeWith(subject, 'UPDATE tasks SET x = 1')).toMatchObject({ rule: 'write' });
+    expect(judgeWith(subject, 'DELETE FROM companies')).toMatchObject({ rule: 'where-required' });
+    expect(judgeWith(subject, 'DELETE FROM companies WHERE id = 1')).toMatchObject({ rule: 'approval-required' });
+  });
+});
+
+describe('DDL and TRUNCATE rules', () => {
+  const ddl = policySubject(
+    'read-only',
+    rules(
+      { kinds: ['create', 'alter'], tables: ['scratch.*'], decision: 'allow' },
+      { kinds: ['truncate'], tables: ['public.tasks'], decision: 'allow' },
+      { kinds: ['drop'], decision: 'allow', note: 'anything may go' },
+    ),
+  );
+
+  it.each([
+    ['CREATE TABLE scratch.t (x int)', 'allow-write'],
+    ['ALTER TABLE scratch.t ADD COLUMN y int', 'allow-write'],
+    ['CREATE TABLE scratch.t2 AS SELECT * FROM tasks', 'allow-write'],
+    ['SELECT * INTO scratch.t3 FROM tasks', 'allow-write'],
+    ['DROP TABLE tasks', 'allow-write'],
+    ['DROP SCHEMA app CASCADE', 'allow-write'],
+    ['ALTER TABLE scratch.t DROP COLUMN y', 'allow-write'],
+    ['TRUNCATE tasks', 'allow-write'],
+    // Statements that name no relation match only rules without tables.
+    ['CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$', 'ddl'],
+    ['CREATE TABLE public.t (x int)', 'ddl'],
+    ['ALTER TABLE public.tasks ADD COLUMN y int', 'ddl'],
+    // ALTER ... DROP is a drop; it needs no alter.
+    ['ALTER TABLE public.tasks DROP COLUMN notes', 'allow-write'],
+    // CASCADE reaches what no rule names: only a rule for any relation can allow it.
+    ['TRUNCATE tasks CASCADE', 'write'],
+    ['TRUNCATE tasks, projects', 'write'],
+    ['ALTER TABLE scratch.t DROP COLUMN y CASCADE', 'allow-write'],
+  ] as const)('%s → %s', (sql, expected) => {
+    const d = judgeWith(ddl, sql);
+    if (expected === 'allow-write') expect(d).toEqual({ kind: 'allow-write', rule: sql.startsWith('TRUNCATE') ? 'write' : 'ddl' });
+    else expect(d).toMatchObject({ kind: 'deny', rule: expected });
+  });
+
+  it('names the CASCADE when it is what is refused', () => {
+    const d = judgeWith(ddl, 'TRUNCATE tasks CASCADE');
+    expect(d.kind === 'deny' && d.message).toContain('TRUNCATE TABLE ... CASCADE, which also reaches what depends on the relations it names');
+  });
+
+  it('grants DDL only when an allow rule names it', () => {
+    const subject = policySubject('read-only', rules({ tables: ['scratch.*'], decision: 'allow' }));
+    expect(judgeWith(subject, 'INSERT INTO scratch.t DEFAULT VALUES')).toEqual({ kind: 'allow-write', rule: 'write' });
+    expect(judgeWith(subject, 'DROP TABLE scratch.t')).toMatchObject({ kind: 'deny', rule: 'ddl' });
+    expect(judgeWith(subject, 'TRUNCATE scratch.t')).toMatchObject({ kind: 'deny', rule: 'write' });
+  });
+
+  it('lets a MERGE do only what the rules allow its WHEN clauses to do', () => {
+    const subject = policySubject('read-only', rules({ kinds: ['merge', 'update'], tables: ['public.tasks'], decision: 'allow' }));
+    const merge = (then: string) => judgeWith(subject, `MERGE INTO tasks t USING staging s ON t.id = s.id WHEN MATCHED THEN ${then}`);
+    expect(merge('UPDATE SET title = s.title')).toEqual({ kind: 'allow-write', rule: 'write' });
+    expect(merge('DO NOTHING')).toEqual({ kind: 'allow-write', rule: 'write' });
+    const d = merge('DELETE');
+    expect(d).toMatchObject({ kind: 'deny', rule: 'write' });
+    expect(d.kind === 'deny' && d.message).toContain('may not delete from public.tasks');
+  });
+
+  it('does not let UPDATE, DELETE or MERGE read, through WHERE or RETURNING, a table the agent may not read', () => {
+    const subject = policySubject(
+      'read-only',
+      rules({ kinds: ['insert', 'update', 'delete', 'merge'], decision: 'allow' }, { kinds: ['select'], tables: ['public.secrets'], decision: 'deny' }),
+      { requireWhere: false },
+    );
+    expect(judgeWith(subject, 'INSERT INTO secrets (value) VALUES (1)')).toEqual({ kind: 'allow-write', rule: 'write' });
+    for (const sql of [
+      'UPDATE secrets SET value = value RETURNING *',
+      "DELETE FROM secrets WHERE value LIKE 'a%' RETURNING value",
+      'MERGE INTO secrets t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET value = t.value',
+      'INSERT INTO secrets (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET id = 1 RETURNING value',
+    ]) {
+      const d = judgeWith(subject, sql);
+      expect(d, sql).toMatchObject({ kind: 'deny', rule: 'policy' });
+      expect(d.kind === 'deny' && d.message, sql).toContain('may not read public.secrets');
+    }
+  });
+
+  it("shows a rule's note with its decision", () => {
+    const subject = policySubject('read-write', rules({ kinds: ['delete'], tables: ['public.tasks'], decision: 'deny', note: 'tasks are archived, not deleted' }));
+    const d = judgeWith(subject, 'DELETE FROM tasks WHERE id = 1');
+    expect(d.kind === 'deny' && d.message).toBe(
+      'airlock: agent "claude" may not delete from public.tasks: rules[0] ("tasks are archived, not deleted") denies it (profile read-write)',
+    );
+  });
+});
+
+describe('a freeze under a policy', () => {
+  const cause: FreezeCause = {
+    kind: 'manual',
+    freeze: { scope: { kind: 'global' }, by: 'alice', at: '2026-11-26T10:00:00.000Z', until: null, reason: 'incident' },
+  };
+  let asked = 0;
+  const frozen = policySubject('read-write', ISSUE_RULES, {}, {
+    freeze: () => {
+      asked += 1;
+      return cause;
+    },
+  });
+
+  it.each([
+    'INSERT INTO tasks DEFAULT VALUES',
+    'UPDATE tasks SET done = true WHERE id = 1',
+    'SELECT * FROM tasks FOR UPDATE',
+    'SELECT 1; INSERT INTO tasks DEFAULT VALUES',
+    'BEGIN; DELETE FROM projects WHERE id = 1; COMMIT',
+    // Refused writes say the freeze too, as they always have.
+    'DROP TABLE tasks',
+    'DELETE FROM projects',
+  ])('turns %s into a freeze refusal', (sql) => {
+    const d = judgeWith(frozen, sql);
+    expect(d).toMatchObject({ kind: 'deny', rule: 'freeze', sqlstate: '25006' });
+    expect(d.kind === 'deny' && d.message).toContain('all agents are frozen by alice');
+  });
+
+  it('lets reads and transaction control through, without asking', () => {
+    asked = 0;
+    expect(judgeWith(frozen, 'SELECT * FROM tasks')).toEqual({ kind: 'allow-read', rule: 'read' });
+    expect(judgeWith(frozen, 'BEGIN READ WRITE')).toEqual({ kind: 'allow-read', rule: 'read' });
+    expect(asked).toBe(0);
   });
 });

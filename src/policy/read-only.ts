@@ -1,9 +1,15 @@
 /**
- * The read-only profile: a statement passes only when the classifier proved it
- * a plain read, or it is harmless session or transaction control.
+ * Judging statements. Without an agent policy, the read-only profile: a
+ * statement passes only when the classifier proved it a plain read, or it is
+ * harmless session or transaction control. With one (profiles and rules,
+ * rules.ts), the same checks run first for every statement, writes included;
+ * then reads, writes and DDL are decided by the policy (access.ts), and an
+ * allowed write comes out as allow-write, unless a freeze holds.
  */
 import type { Classification, StatementFacts } from '../sql/facts.js';
+import { accessNeeds, isDdlNeed, judgeAccess } from './access.js';
 import type { Decision, Denial } from './decision.js';
+import type { AgentPolicy } from './rules.js';
 import { functionIsTrusted, unsafeOperator, untrustedCall } from './schema-knowledge.js';
 import type { SchemaKnowledge } from './schema-knowledge.js';
 import { matchingPattern, qualifiedRelation } from './table-pattern.js';
@@ -21,8 +27,10 @@ export interface PolicySubject {
   trustedFunctions?: ReadonlySet<string>;
   /** Honeytoken tables no agent may touch (config canary_tables). */
   canaryTables?: readonly TablePattern[];
-  /** Why the agent is frozen right now, or null; asked only when a statement is refused (reads never pay for it). */
+  /** Why the agent is frozen right now, or null; asked only when a statement is refused or would write (reads never pay for it). */
   freeze?: () => FreezeCause | null;
+  /** The agent's profile and rules (rules.ts). Absent: the read-only profile, judged as before rules existed. */
+  policy?: AgentPolicy;
 }
 
 /** Refusals a freeze takes over, so the answer names the freeze: attempts to change something. */
@@ -40,9 +48,15 @@ export function describeFreeze(cause: FreezeCause): string {
 
 /** Under a freeze, a refused attempt to change something says so: the freeze is the reason that stands. */
 function underFreeze(decision: Denial, facts: StatementFacts, subject: PolicySubject): Denial {
-  if (subject.freeze === undefined || !FROZEN_RULES.has(decision.rule)) return decision;
+  if (!FROZEN_RULES.has(decision.rule)) return decision;
+  return freezeDenial(facts, subject) ?? decision;
+}
+
+/** The freeze's refusal of `facts`, when a freeze holds for the agent; null otherwise. */
+function freezeDenial(facts: StatementFacts, subject: PolicySubject): Denial | null {
+  if (subject.freeze === undefined) return null;
   const cause = subject.freeze();
-  if (cause === null) return decision;
+  if (cause === null) return null;
   return {
     kind: 'deny',
     rule: 'freeze',
@@ -138,15 +152,18 @@ const PINNED_SETTINGS: Record<string, readonly string[]> = {
 
 const HINT_READ_ONLY =
   'This agent may only read. A human can run the statement directly, or give the agent another profile in the Airlock config.';
+const HINT_NO_RULE = 'No profile or rule lets an agent run this; a human can run the statement directly.';
+const HINT_PREPARED_WRITE =
+  "Send the statement itself, or prepare it with the protocol's Parse message (a driver's prepared statements do): Airlock judges and runs it as the write it is.";
 
 const qualified = qualifiedRelation;
 
-function deny(subject: PolicySubject, rule: string, what: string, sqlstate = '42501', hint = HINT_READ_ONLY): Denial {
+function deny(subject: PolicySubject, rule: string, what: string, sqlstate = '42501', hint?: string): Denial {
   return {
     kind: 'deny',
     rule,
     message: `airlock: agent "${subject.agent}" may not ${what} (profile ${subject.profile})`,
-    hint,
+    hint: hint ?? (subject.policy === undefined ? HINT_READ_ONLY : HINT_NO_RULE),
     sqlstate,
   };
 }
@@ -157,9 +174,31 @@ function describeTarget(facts: StatementFacts): string {
   return `${facts.command} on ${targets.map(qualified).join(', ')}`;
 }
 
-/** Judges one statement under the read-only profile. */
-export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, prepared: PreparedLookup): Decision {
-  const allow: Decision = { kind: 'allow-read', rule: 'read' };
+function allowRead(): Decision {
+  return { kind: 'allow-read', rule: 'read' };
+}
+
+/** BEGIN / START TRANSACTION ... READ WRITE and SET TRANSACTION READ WRITE: this transaction only, which the gateway routes. */
+function opensReadWriteTransaction(facts: StatementFacts): boolean {
+  const action = facts.transaction?.action;
+  return facts.kind === 'transaction' && (action === 'begin' || action === 'set-transaction');
+}
+
+/** What to do instead of turning read-only mode off, by what the agent may do. */
+function readWriteHint(subject: PolicySubject): string | undefined {
+  if (subject.policy === undefined) return undefined;
+  if (!subject.policy.mayWrite) {
+    return 'This agent may not write, so its transactions stay READ ONLY. A human can give it a profile or rules that allow writes in the Airlock config.';
+  }
+  return "Start a writing transaction with BEGIN READ WRITE, or just send the write: read-only mode for the whole session is Airlock's to set, not the agent's.";
+}
+
+/**
+ * Refusals that hold whatever the policy: canaries, side effects, server
+ * files, turning read-only mode off (a READ WRITE transaction is let through
+ * for an agent that may write), code Airlock cannot see.
+ */
+function judgeAlways(facts: StatementFacts, subject: PolicySubject): Denial | null {
   const canary = judgeCanaries(facts, subject);
   if (canary !== null) return canary;
   if (facts.sideEffectFunctions.length > 0) {
@@ -169,19 +208,27 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
   if (facts.copy !== undefined && facts.copy.target !== 'stdio') {
     return deny(subject, 'server-file', `run COPY with a server file or program`);
   }
-  if (facts.transaction?.readWrite === true) {
+  if (facts.transaction?.readWrite === true && !(subject.policy?.mayWrite === true && opensReadWriteTransaction(facts))) {
     // The classifier marks everything that could end read-only mode; name the way it was tried.
     const setting = facts.setting;
     if (setting?.action === 'reset-all') return deny(subject, 'session-reset', 'run RESET ALL');
     if (setting !== undefined && setting.name.includes('read_only')) {
       return deny(subject, 'read-only-setting', `change ${setting.name}`, '25006');
     }
-    return deny(subject, 'read-write-transaction', `turn read-only mode off (${facts.command} ... READ WRITE)`, '25006');
+    return deny(subject, 'read-write-transaction', `turn read-only mode off (${facts.command} ... READ WRITE)`, '25006', readWriteHint(subject));
   }
   if (subject.schema) {
     const refused = judgeAgainstSchema(facts, subject, subject.schema);
     if (refused !== null) return refused;
   }
+  return null;
+}
+
+/** Judges one statement: under the agent's policy when it has one, else under the read-only profile. */
+export function judgeStatement(facts: StatementFacts, subject: PolicySubject, prepared: PreparedLookup): Decision {
+  const always = judgeAlways(facts, subject);
+  if (always !== null) return always;
+  const policy = subject.policy;
   switch (facts.kind) {
     case 'read': {
       // The classifier only says 'read' without these, but the policy does not lean on that alone.
@@ -189,10 +236,15 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
         return deny(subject, 'hidden-write', `run ${facts.command} that writes or locks rows`);
       }
       if (facts.inner !== undefined) {
-        const inner = judgeReadOnly(facts.inner, subject, prepared);
+        // EXPLAIN (plan only), PREPARE, DECLARE, COPY ... TO: what they carry must pass on its own.
+        const inner = judgeStatement(facts.inner, subject, prepared);
         if (inner.kind === 'deny') return inner;
       }
-      return allow;
+      if (policy !== undefined) {
+        const refused = judgeAccess(facts, subject, policy);
+        if (refused !== null) return refused;
+      }
+      return allowRead();
     }
     case 'transaction': {
       const t = facts.transaction;
@@ -203,20 +255,20 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
       if (facts.setting !== undefined && facts.setting.name !== '' && !facts.setting.name.startsWith('transaction')) {
         return deny(subject, 'setting', `change the setting ${facts.setting.name}`);
       }
-      return allow;
+      return allowRead();
     }
     case 'session': {
       if (facts.prepared !== undefined) {
         // DEALLOCATE only forgets a statement the agent prepared.
-        return allow;
+        return allowRead();
       }
       const s = facts.setting;
       if (s === undefined) return deny(subject, 'session-reset', `run ${facts.command}`);
       if (s.action === 'reset-all') return deny(subject, 'session-reset', 'run RESET ALL');
-      if ((HARMLESS_SETTINGS as readonly string[]).includes(s.name)) return allow;
+      if ((HARMLESS_SETTINGS as readonly string[]).includes(s.name)) return allowRead();
       const pinned = PINNED_SETTINGS[s.name];
       if (pinned !== undefined && s.action === 'set' && s.values.length === 1 && pinned.includes(s.values[0]!.toLowerCase())) {
-        return allow;
+        return allowRead();
       }
       if (s.name === 'role' || s.name === 'session_authorization') {
         return deny(subject, 'role-change', `change its role (${s.action === 'set' ? 'SET' : 'RESET'} ${s.name.toUpperCase()})`);
@@ -232,20 +284,18 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
         if (target === undefined) {
           return deny(subject, 'unknown-prepared-statement', `EXECUTE ${facts.prepared.name}, which Airlock has not seen prepared`);
         }
-        return judgeReadOnly(target, subject, prepared);
+        const d = judgeStatement(target, subject, prepared);
+        // SQL EXECUTE runs inside the server where Airlock cannot measure or journal it; a Parse'd write is run as itself.
+        if (d.kind === 'allow-write') {
+          return deny(subject, 'prepared-write', `EXECUTE ${facts.prepared.name}, a prepared ${target.command}`, '42501', HINT_PREPARED_WRITE);
+        }
+        return d;
       }
       return deny(subject, 'unknown-statement', `run ${facts.command}: Airlock cannot prove it is a read`);
     }
     case 'write':
-      if (facts.modifyingCte && facts.writes.length > 0) {
-        return deny(subject, 'write', `write to ${facts.writes.map(qualified).join(', ')} from a WITH clause`);
-      }
-      if (facts.locking && facts.writes.length === 0) {
-        return deny(subject, 'row-lock', `lock rows (SELECT ... FOR UPDATE/SHARE)`);
-      }
-      return deny(subject, 'write', describeTarget(facts));
     case 'ddl':
-      return deny(subject, 'ddl', describeTarget(facts));
+      return policy === undefined ? judgeWriteReadOnly(facts, subject) : judgeWrite(facts, subject, policy, prepared);
     case 'privilege':
       return deny(subject, 'privilege', describeTarget(facts));
     case 'utility':
@@ -253,9 +303,90 @@ export function judgeReadOnly(facts: StatementFacts, subject: PolicySubject, pre
   }
 }
 
+/** The read-only profile's refusal of a write or DDL, as before rules existed. */
+function judgeWriteReadOnly(facts: StatementFacts, subject: PolicySubject): Denial {
+  if (facts.kind === 'ddl') return deny(subject, 'ddl', describeTarget(facts));
+  if (facts.modifyingCte && facts.writes.length > 0) {
+    return deny(subject, 'write', `write to ${facts.writes.map(qualified).join(', ')} from a WITH clause`);
+  }
+  if (facts.locking && facts.writes.length === 0) {
+    return deny(subject, 'row-lock', `lock rows (SELECT ... FOR UPDATE/SHARE)`);
+  }
+  return deny(subject, 'write', describeTarget(facts));
+}
+
+/** A way of sending a write that Airlock does not run as a write: it cannot measure, journal or roll back through it. */
+interface WriteRoute {
+  rule: string;
+  what: string;
+  hint: string;
+  /** What the route carries, judged first; undefined: the statement itself (COPY FROM). */
+  carried: StatementFacts | undefined;
+}
+
+function writeRoute(facts: StatementFacts): WriteRoute | null {
+  const inner = facts.inner;
+  if (facts.explainAnalyze && inner !== undefined) {
+    return {
+      rule: 'explain-analyze-write',
+      what: `run EXPLAIN ANALYZE of ${inner.command}, which executes it`,
+      hint: 'EXPLAIN without ANALYZE shows the plan without running anything; to make the change, send the statement itself.',
+      carried: inner,
+    };
+  }
+  if (facts.prepared?.action === 'prepare' && inner !== undefined) {
+    return { rule: 'prepared-write', what: `PREPARE ${inner.command} in SQL`, hint: HINT_PREPARED_WRITE, carried: inner };
+  }
+  if (facts.cursor?.action === 'declare' && inner !== undefined) {
+    return {
+      rule: 'cursor-write',
+      what: `declare a cursor over ${inner.command} that writes or locks rows`,
+      hint: 'Cursors are for reads; send the statement itself.',
+      carried: inner,
+    };
+  }
+  if (facts.copy?.direction === 'from') {
+    return {
+      rule: 'copy-from',
+      what: `run ${describeTarget(facts)} FROM STDIN`,
+      hint: 'Send INSERT statements instead (a multi-row VALUES list, or several): Airlock judges, measures and journals each one.',
+      carried: undefined,
+    };
+  }
+  if (facts.copy?.direction === 'to' && inner !== undefined) {
+    return { rule: 'copy-write', what: `run COPY of ${inner.command}, which writes`, hint: 'Send the statement itself (with RETURNING, if you need its rows).', carried: inner };
+  }
+  return null;
+}
+
+/** A write or DDL under the agent's policy: allow-write when the policy allows all of it and it comes by a route Airlock runs. */
+function judgeWrite(facts: StatementFacts, subject: PolicySubject, policy: AgentPolicy, prepared: PreparedLookup): Decision {
+  const route = writeRoute(facts);
+  if (route !== null) {
+    // What the policy refuses is refused as such (and counted by the tripwire); only an allowed write hears about the route.
+    const carried = route.carried === undefined ? judgeDirectWrite(facts, subject, policy) : judgeStatement(route.carried, subject, prepared);
+    if (carried.kind === 'deny') return carried;
+    return deny(subject, route.rule, route.what, '42501', route.hint);
+  }
+  return judgeDirectWrite(facts, subject, policy);
+}
+
+function judgeDirectWrite(facts: StatementFacts, subject: PolicySubject, policy: AgentPolicy): Decision {
+  const needs = accessNeeds(facts);
+  const ddl = needs.some(isDdlNeed);
+  if (!needs.some((n) => n.kind !== 'select')) {
+    // Default deny: a write whose effect the facts do not name is not allowed by any rule.
+    return deny(subject, facts.kind === 'ddl' ? 'ddl' : 'write', `${describeTarget(facts)}: Airlock cannot tell what it changes`);
+  }
+  const refused = judgeAccess(facts, subject, policy, needs);
+  if (refused !== null) return refused;
+  return { kind: 'allow-write', rule: ddl ? 'ddl' : 'write' };
+}
+
 /**
  * Judges a whole query string: every statement must pass, or the string is
- * refused whole with the first refusal's reason.
+ * refused whole with the first refusal's reason. It is allow-write when any
+ * statement is, and then refused whole while a freeze holds.
  */
 export function judgeClassification(
   classification: Classification,
@@ -274,12 +405,19 @@ export function judgeClassification(
   // A PREPARE earlier in the same string is in force for an EXECUTE after it.
   const preparedHere = new Map<string, StatementFacts>();
   const lookup: PreparedLookup = (name) => preparedHere.get(name) ?? prepared(name);
+  let result = allowRead();
   for (const facts of classification.statements) {
-    const d = judgeReadOnly(facts, subject, lookup);
+    const d = judgeStatement(facts, subject, lookup);
     if (d.kind === 'deny') return underFreeze(d, facts, subject);
+    if (d.kind === 'allow-write') {
+      // Freeze is absolute: while one holds, no write comes out allowed, whatever the rules say.
+      const frozen = freezeDenial(facts, subject);
+      if (frozen !== null) return frozen;
+      if (result.kind !== 'allow-write') result = d;
+    }
     if (facts.prepared?.action === 'prepare' && facts.prepared.name !== null && facts.inner !== undefined) {
       preparedHere.set(facts.prepared.name, facts.inner);
     }
   }
-  return { kind: 'allow-read', rule: 'read' };
+  return result;
 }

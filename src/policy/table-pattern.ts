@@ -18,12 +18,19 @@ function globPart(part: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-/** Compiles `schema.table` (either part may hold `*`). Matching ignores case: refusing more is the safe side. */
-export function compileTablePattern(source: string): TablePattern {
+/**
+ * Compiles `schema.table` (either part may hold `*`). Matching ignores case by default: for a
+ * pattern that refuses (canaries, deny rules) matching more is the safe side. A pattern that
+ * grants (an allow rule) passes `ignoreCase: false`, so `public.tasks` does not also grant the
+ * quoted `public."Tasks"`, another table.
+ */
+export function compileTablePattern(source: string, options: { ignoreCase?: boolean } = {}): TablePattern {
+  const ignoreCase = options.ignoreCase ?? true;
+  const fold = (text: string) => (ignoreCase ? text.toLowerCase() : text);
   const dot = source.indexOf('.');
-  const schema = globPart(source.slice(0, dot).toLowerCase());
-  const table = globPart(source.slice(dot + 1).toLowerCase());
-  return { source, matches: (s, n) => schema.test(s.toLowerCase()) && table.test(n.toLowerCase()) };
+  const schema = globPart(fold(source.slice(0, dot)));
+  const table = globPart(fold(source.slice(dot + 1)));
+  return { source, matches: (s, n) => schema.test(fold(s)) && table.test(fold(n)) };
 }
 
 /** The schema-qualified name of a relation as written; unqualified names resolve to public. */

@@ -29,8 +29,21 @@ describe('Tripwire', () => {
     expect(t.record('a', denial('write'))).not.toBeNull();
   });
 
-  it('trips at once on a canary', () => {
-    expect(new Tripwire(100, 1000).record('a', denial('canary', true))).toContain('canary');
+  it('trips at once on a canary, or a spent write budget, saying which', () => {
+    expect(new Tripwire(100, 1000).record('a', denial('canary', true))).toBe('touched a canary table (m canary)');
+    expect(new Tripwire(100, 1000).record('a', denial('budget', true))).toBe('exhausted its write budget (m budget)');
+    expect(new Tripwire(100, 1000).record('a', denial('other', true))).toBe('was refused by rule other (m other)');
+  });
+
+  it.each(['where-required', 'row-limit', 'budget'])('counts %s refusals as destructive', (rule) => {
+    const t = new Tripwire(2, 10_000, () => 0);
+    expect(t.record('a', denial(rule))).toBeNull();
+    expect(t.record('a', denial(rule))).not.toBeNull();
+  });
+
+  it.each(['policy', 'approval-required', 'copy-from', 'prepared-write'])('does not count %s refusals', (rule) => {
+    const t = new Tripwire(1, 10_000, () => 0);
+    expect(t.record('a', denial(rule))).toBeNull();
   });
 });
 

@@ -5,9 +5,26 @@
  */
 import type { Denial } from './decision.js';
 
-/** Refusals that count towards the tripwire: attempts to change something. */
-export const DESTRUCTIVE_RULES = ['write', 'ddl', 'privilege', 'utility', 'server-file', 'two-phase-commit', 'row-lock'] as const;
+/** Refusals that count towards the tripwire: attempts to change something, or to change too much. */
+export const DESTRUCTIVE_RULES = [
+  'write',
+  'ddl',
+  'privilege',
+  'utility',
+  'server-file',
+  'two-phase-commit',
+  'row-lock',
+  'where-required',
+  'row-limit',
+  'budget',
+] as const;
 const DESTRUCTIVE: ReadonlySet<string> = new Set(DESTRUCTIVE_RULES);
+
+/** How a refusal that trips at once is described, by its rule. */
+const TRIPS_AT_ONCE: Readonly<Record<string, string>> = {
+  canary: 'touched a canary table',
+  budget: 'exhausted its write budget',
+};
 
 export class Tripwire {
   private readonly recent = new Map<string, number[]>();
@@ -20,7 +37,7 @@ export class Tripwire {
 
   /** Records a refusal of `agent`'s; returns why the tripwire trips now, or null. */
   record(agent: string, denial: Denial): string | null {
-    if (denial.trips === true) return `touched a canary table (${denial.message})`;
+    if (denial.trips === true) return `${TRIPS_AT_ONCE[denial.rule] ?? `was refused by rule ${denial.rule}`} (${denial.message})`;
     if (!DESTRUCTIVE.has(denial.rule)) return null;
     const now = this.now();
     const times = (this.recent.get(agent) ?? []).filter((t) => now - t < this.windowMs);

@@ -18,11 +18,15 @@ export const BACKEND = {
   emptyQueryResponse: 0x49, // 'I'
   errorResponse: 0x45, // 'E'
   negotiateProtocolVersion: 0x76, // 'v'
+  noData: 0x6e, // 'n'
   noticeResponse: 0x4e, // 'N'
+  notificationResponse: 0x41, // 'A'
+  parameterDescription: 0x74, // 't'
   parameterStatus: 0x53, // 'S'
   parseComplete: 0x31, // '1'
   portalSuspended: 0x73, // 's'
   readyForQuery: 0x5a, // 'Z'
+  rowDescription: 0x54, // 'T'
 } as const;
 
 /** Authentication request codes (the Int32 after 'R'). */
@@ -156,4 +160,22 @@ export function commandTagRows(body: Buffer): number | null {
   while (start > 0 && body[start - 1]! >= 0x30 && body[start - 1]! <= 0x39) start--;
   if (start === end || start === 0 || body[start - 1] !== 0x20) return null;
   return Number(body.toString('latin1', start, end));
+}
+
+/** DataRow: Int16 column count, then per column Int32 length (-1 for NULL) and that many bytes; as text. */
+export function parseDataRow(body: Buffer): (string | null)[] {
+  const count = body.readInt16BE(0);
+  const out: (string | null)[] = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    const length = body.readInt32BE(at);
+    at += 4;
+    if (length < 0) {
+      out.push(null);
+      continue;
+    }
+    out.push(body.toString('utf8', at, at + length));
+    at += length;
+  }
+  return out;
 }

@@ -171,6 +171,11 @@ export function encodeParse(name: string, text: string): Buffer {
   return message(FRONTEND.parse, Buffer.concat([Buffer.from(name + '\0' + text + '\0', 'utf8'), Buffer.from([0, 0])]));
 }
 
+/** Close: Byte1 'S' (statement) or 'P' (portal), String name. */
+export function encodeClose(target: 'statement' | 'portal', name: string): Buffer {
+  return message(FRONTEND.close, Buffer.from((target === 'statement' ? 'S' : 'P') + name + '\0', 'utf8'));
+}
+
 export function encodeSync(): Buffer {
   return message(FRONTEND.sync, Buffer.alloc(0));
 }

@@ -523,6 +523,93 @@ describe('relations read and written', () => {
   });
 });
 
+/** [sql, changes as 'action relation' (sorted), drops, cascade]. */
+const CHANGES: readonly (readonly [sql: string, changes: readonly string[], drops?: boolean, cascade?: boolean])[] = [
+  // Plain DML.
+  ['INSERT INTO s.t VALUES (1)', ['insert s.t']],
+  ['INSERT INTO t SELECT * FROM u', ['insert t']],
+  ['UPDATE t SET a = u.a FROM u WHERE t.id = u.id', ['update t']],
+  ['DELETE FROM t USING u WHERE t.id = u.id', ['delete t']],
+  // MERGE is a merge, and also what its WHEN clauses do.
+  ['MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (s.id)', ['delete t', 'insert t', 'merge t']],
+  ['MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = s.a', ['merge t', 'update t']],
+  ['MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DO NOTHING', ['merge t']],
+  // ON CONFLICT DO UPDATE inserts and updates; DO NOTHING only inserts.
+  ['INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = excluded.a', ['insert t', 'update t']],
+  ['INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING', ['insert t']],
+  // Data-modifying CTEs, at any depth, each with its own action.
+  ['WITH d AS (DELETE FROM a RETURNING *) INSERT INTO b SELECT * FROM d', ['delete a', 'insert b']],
+  ['WITH d AS (DELETE FROM t RETURNING *) INSERT INTO t SELECT * FROM d', ['delete t', 'insert t']],
+  ['WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d', ['delete t']],
+  ['SELECT * FROM (WITH u AS (UPDATE t SET a = 1 WHERE id = 1 RETURNING *) SELECT * FROM u) s', ['update t']],
+  ['WITH t AS (SELECT 1) DELETE FROM t', ['delete t']],
+  // TRUNCATE and COPY FROM.
+  ['TRUNCATE a, s.b', ['truncate a', 'truncate s.b']],
+  ['TRUNCATE a CASCADE', ['truncate a'], false, true],
+  ['COPY s.t FROM STDIN', ['insert s.t']],
+  ["COPY t (a) FROM '/tmp/x'", ['insert t']],
+  // Wrappers carry their statement's changes, except EXPLAIN without ANALYZE, which only plans.
+  ['EXPLAIN ANALYZE DELETE FROM t', ['delete t']],
+  ['EXPLAIN DELETE FROM t', []],
+  ['PREPARE p AS UPDATE t SET a = $1', ['update t']],
+  ['DECLARE c CURSOR FOR WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d', ['delete t']],
+  ['COPY (DELETE FROM t RETURNING *) TO STDOUT', ['delete t']],
+  // Nothing changes rows.
+  ['SELECT * FROM t', []],
+  ['SELECT * FROM t FOR UPDATE', []],
+  ['SELECT * INTO n FROM t', []],
+  ['COPY t TO STDOUT', []],
+  ['CREATE TABLE n AS SELECT * FROM t', []],
+  ['CREATE TABLE t (id int)', []],
+  ['ALTER TABLE t ADD COLUMN c int', []],
+  ['ALTER TABLE t ALTER COLUMN c SET DEFAULT 1', []],
+  ['ALTER TABLE t DETACH PARTITION p', []],
+  ['CREATE INDEX i ON t (a)', []],
+  // DML inside DDL runs later, if ever: not this statement's.
+  ['CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u', []],
+  ['CREATE FUNCTION f() RETURNS int BEGIN ATOMIC DELETE FROM t; SELECT 1; END', []],
+  // What destroys something.
+  ['DROP TABLE t', [], true],
+  ['DROP TABLE t CASCADE', [], true, true],
+  ['DROP VIEW v', [], true],
+  ['DROP SCHEMA s CASCADE', [], true, true],
+  ['DROP FUNCTION f(int)', [], true],
+  ['DROP INDEX i', [], true],
+  ['DROP DATABASE d', [], true],
+  ['DROP TABLESPACE x', [], true],
+  ['DROP OWNED BY a CASCADE', [], true, true],
+  ['DROP POLICY p ON t', [], true],
+  ['ALTER TABLE t DROP COLUMN c', [], true],
+  ['ALTER TABLE t DROP COLUMN c CASCADE', [], true, true],
+  ['ALTER TABLE t ADD COLUMN x int, DROP CONSTRAINT k', [], true],
+  ['ALTER TABLE t ALTER COLUMN c DROP DEFAULT', [], true],
+  ['ALTER TABLE t ALTER COLUMN c DROP NOT NULL', [], true],
+  ['ALTER TABLE t ALTER COLUMN c DROP IDENTITY', [], true],
+  ['ALTER TYPE ty DROP ATTRIBUTE a', [], true],
+  ['ALTER DOMAIN d DROP CONSTRAINT c', [], true],
+  ['ALTER DOMAIN d DROP DEFAULT', [], true],
+  ['ALTER DOMAIN d SET DEFAULT 1', []],
+  ['ALTER PUBLICATION p DROP TABLE t', [], true],
+  ['ALTER EXTENSION e DROP FUNCTION f()', [], true],
+  ['ALTER SERVER s OPTIONS (DROP host)', [], true],
+  ['ALTER TABLE t RENAME TO u', []],
+];
+
+describe('rows changed, drops and cascades', () => {
+  it.each(CHANGES.map(([sql, changes, drops = false, cascade = false]) => ({ sql, changes, drops, cascade })))('$sql', ({ sql, changes, drops, cascade }) => {
+    const facts = only(sql);
+    expect(facts.changes.map((c) => `${c.action} ${names([c.relation])[0]}`).sort()).toEqual([...changes].sort());
+    expect(facts.drops).toBe(drops);
+    expect(facts.cascade).toBe(cascade);
+  });
+
+  it('keeps the relation as written in each change', () => {
+    expect(only('UPDATE "Hr".people SET a = 1 WHERE id = 2').changes).toEqual([
+      { relation: { schema: 'Hr', name: 'people' }, action: 'update' },
+    ]);
+  });
+});
+
 const HAS_WHERE: readonly (readonly [string, boolean | null])[] = [
   ['DELETE FROM t', false],
   ['DELETE FROM t WHERE id = 1', true],

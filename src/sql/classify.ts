@@ -12,11 +12,13 @@
  * that matter (RangeVar by shape, the halves of a set operation by field name).
  */
 import type {
+  ChangeAction,
   Classification,
   CopyFacts,
   CursorFacts,
   PreparedFacts,
   RelationRef,
+  RowChange,
   SettingFacts,
   StatementFacts,
   StatementKind,
@@ -147,6 +149,12 @@ interface Collector {
   functions: string[];
   fieldSelections: string[];
   operators: string[];
+  /** Rows changed, per target relation and action. */
+  changes: RowChange[];
+  /** A DROP, ALTER ... DROP or OPTIONS (DROP ...) somewhere in the statement. */
+  drops: boolean;
+  /** CASCADE behaviour somewhere in the statement. */
+  cascade: boolean;
   /** INSERT/UPDATE/DELETE/MERGE nodes anywhere, the statement itself included. */
   modifying: number;
   updateOrDelete: number;
@@ -165,6 +173,9 @@ function newCollector(): Collector {
     functions: [],
     fieldSelections: [],
     operators: [],
+    changes: [],
+    drops: false,
+    cascade: false,
     modifying: 0,
     updateOrDelete: 0,
     updateOrDeleteWithoutWhere: false,
@@ -181,6 +192,11 @@ function addRelation(list: RelationRef[], ref: RelationRef): void {
   if (!list.some((r) => r.schema === ref.schema && r.name === ref.name)) list.push(ref);
 }
 
+function addChange(c: Collector, relation: RelationRef, action: ChangeAction): void {
+  const same = (r: RowChange) => r.action === action && r.relation.schema === relation.schema && r.relation.name === relation.name;
+  if (!c.changes.some(same)) c.changes.push({ relation, action });
+}
+
 function relationOf(rangeVar: JsonObject): RelationRef {
   return { schema: asString(rangeVar.schemaname) ?? null, name: asString(rangeVar.relname) ?? '' };
 }
@@ -193,11 +209,13 @@ function rangeVarOf(value: unknown): JsonObject | undefined {
 }
 
 /** Records a statement's target relation as written (never as a CTE: targets are always real relations). */
-function claimTarget(value: unknown, c: Collector): void {
+function claimTarget(value: unknown, c: Collector): RelationRef | undefined {
   const rangeVar = rangeVarOf(value);
-  if (!rangeVar) return;
+  if (!rangeVar) return undefined;
   c.claimed.add(rangeVar);
-  addRelation(c.writes, relationOf(rangeVar));
+  const ref = relationOf(rangeVar);
+  addRelation(c.writes, ref);
+  return ref;
 }
 
 function walk(value: unknown, scope: Scope | null, c: Collector, key?: string): void {
@@ -205,7 +223,12 @@ function walk(value: unknown, scope: Scope | null, c: Collector, key?: string): 
     for (const item of value) walk(item, scope, c);
     return;
   }
-  if (!isObject(value)) return;
+  if (!isObject(value)) {
+    // Enum fields, wherever they sit: CASCADE (DROP, ALTER TABLE ... DROP, ALTER DOMAIN, ...) and OPTIONS (DROP x).
+    if (key === 'behavior' && value === 'DROP_CASCADE') c.cascade = true;
+    else if (key === 'defaction' && value === 'DEFELEM_DROP') c.drops = true;
+    return;
+  }
   const node = unwrap(value);
   if (node) {
     visitNode(node[0], node[1], scope, c);
@@ -345,10 +368,38 @@ function visitSelect(select: JsonObject, scope: Scope | null, c: Collector): voi
 const SELECT_SKIP: ReadonlySet<string> = new Set(['withClause', 'intoClause', 'lockingClause']);
 const INTO_SKIP: ReadonlySet<string> = new Set(['rel']);
 
+/** What each modifying statement does to its target's rows. */
+const MODIFYING_ACTIONS: Readonly<Record<string, ChangeAction>> = {
+  InsertStmt: 'insert',
+  UpdateStmt: 'update',
+  DeleteStmt: 'delete',
+  MergeStmt: 'merge',
+};
+
+/** What a MERGE's WHEN clause does to the target's rows (DO NOTHING: nothing). */
+const MERGE_COMMANDS: Readonly<Record<string, ChangeAction>> = {
+  CMD_INSERT: 'insert',
+  CMD_UPDATE: 'update',
+  CMD_DELETE: 'delete',
+};
+
 function visitModifying(type: string, statement: JsonObject, scope: Scope | null, c: Collector): void {
   c.modifying += 1;
   const inner = visitWith(statement.withClause, scope, c);
-  claimTarget(statement.relation, c);
+  const target = claimTarget(statement.relation, c);
+  const action = MODIFYING_ACTIONS[type];
+  if (target !== undefined && action !== undefined) {
+    addChange(c, target, action);
+    // https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT: DO UPDATE updates the rows that conflict.
+    if (isObject(statement.onConflictClause) && statement.onConflictClause.action === 'ONCONFLICT_UPDATE') addChange(c, target, 'update');
+    // A MERGE also does what its WHEN clauses do (https://www.postgresql.org/docs/current/sql-merge.html),
+    // so a MERGE ... THEN DELETE is a delete too, not only a merge.
+    for (const clause of asArray(statement.mergeWhenClauses)) {
+      const when = unwrap(clause);
+      const merged = when && when[0] === 'MergeWhenClause' ? MERGE_COMMANDS[asString(when[1].commandType) ?? ''] : undefined;
+      if (merged !== undefined) addChange(c, target, merged);
+    }
+  }
   if (type === 'UpdateStmt' || type === 'DeleteStmt') {
     c.updateOrDelete += 1;
     // WHERE CURRENT OF arrives as a CurrentOfExpr whereClause, so it counts as a WHERE.
@@ -384,6 +435,9 @@ function finish(text: string, c: Collector, draft: Draft): StatementFacts {
     fieldSelections: c.fieldSelections,
     operators: c.operators,
     sideEffectFunctions: c.functions.filter(isSideEffectFunction),
+    changes: c.changes,
+    drops: c.drops,
+    cascade: c.cascade,
     hasWhere: c.updateOrDelete > 0 ? !c.updateOrDeleteWithoutWhere : null,
     modifyingCte: c.modifyingCte,
     explainAnalyze: draft.explainAnalyze ?? false,
@@ -417,6 +471,9 @@ function collectorFrom(inner: StatementFacts): Collector {
   c.functions = [...inner.functions];
   c.fieldSelections = [...inner.fieldSelections];
   c.operators = [...inner.operators];
+  c.changes = [...inner.changes];
+  c.drops = inner.drops;
+  c.cascade = inner.cascade;
   c.modifyingCte = inner.modifyingCte;
   c.selectInto = inner.selectInto;
   c.locking = inner.locking;
@@ -445,7 +502,12 @@ function classifyStatement(statement: unknown, text: string): StatementFacts {
       return finish(text, c, { kind: 'write', command: type.slice(0, -'Stmt'.length).toUpperCase() });
     }
     case 'TruncateStmt': {
-      for (const relation of asArray(body.relations)) claimTarget(relation, c);
+      for (const relation of asArray(body.relations)) {
+        const target = claimTarget(relation, c);
+        if (target !== undefined) addChange(c, target, 'truncate');
+      }
+      // TRUNCATE ... CASCADE also empties every table with a foreign key to these.
+      if (body.behavior === 'DROP_CASCADE') c.cascade = true;
       // TRUNCATE removes every row: report it as the unfiltered delete it is.
       c.updateOrDelete += 1;
       c.updateOrDeleteWithoutWhere = true;
@@ -529,6 +591,7 @@ function classifyExplain(body: JsonObject, text: string): StatementFacts {
   // Planned, not run: nothing is written, but everything the plan shows is read.
   for (const ref of c.writes) addRelation(c.reads, ref);
   c.writes = [];
+  c.changes = [];
   return finish(text, c, { kind: 'read', command: 'EXPLAIN', inner });
 }
 
@@ -543,7 +606,8 @@ function classifyCopy(body: JsonObject, text: string): StatementFacts {
   const toClient = copy.target === 'stdio';
   if (from) {
     const c = newCollector();
-    claimTarget(body.relation, c);
+    const target = claimTarget(body.relation, c);
+    if (target !== undefined) addChange(c, target, 'insert');
     walkFields(body, null, c, COPY_SKIP);
     return finish(text, c, { kind: 'write', command: 'COPY', copy });
   }
@@ -790,14 +854,50 @@ const PRIVILEGE_SUBCOMMANDS: ReadonlySet<string> = new Set([
 /** Fields holding a statement's own target relation (bare RangeVars). */
 const TARGET_FIELDS = ['relation', 'view', 'sequence', 'table'] as const;
 
+/**
+ * Whether an ALTER destroys something: ALTER TABLE ... DROP COLUMN / CONSTRAINT / DEFAULT /
+ * NOT NULL / EXPRESSION / IDENTITY ..., ALTER DOMAIN ... DROP ..., and the ALTERs that
+ * take something out of a publication, an extension, an operator family or a text search
+ * configuration. (OPTIONS (DROP x) is caught by the walk, anywhere.)
+ */
+function alterDrops(type: string, body: JsonObject): boolean {
+  switch (type) {
+    case 'AlterTableStmt':
+      return asArray(body.cmds).some((cmd) => {
+        const sub = unwrap(cmd)?.[1];
+        const subtype = asString(sub?.subtype) ?? '';
+        // ALTER COLUMN ... DROP DEFAULT is AT_ColumnDefault without a new default.
+        return subtype.startsWith('AT_Drop') || (subtype === 'AT_ColumnDefault' && sub?.def === undefined);
+      });
+    case 'AlterDomainStmt':
+      // https://www.postgresql.org/docs/current/sql-alterdomain.html: X = DROP CONSTRAINT, N = DROP NOT NULL, T without a default = DROP DEFAULT.
+      return body.subtype === 'X' || body.subtype === 'N' || (body.subtype === 'T' && body.def === undefined);
+    case 'AlterPublicationStmt':
+      return body.action === 'AP_DropObjects';
+    case 'AlterExtensionContentsStmt':
+      return body.action === -1;
+    case 'AlterOpFamilyStmt':
+      return body.isDrop === true;
+    case 'AlterTSConfigurationStmt':
+      return body.kind === 'ALTER_TSCONFIG_DROP_MAPPING';
+    case 'AlterSubscriptionStmt':
+      return body.kind === 'ALTER_SUBSCRIPTION_DROP_PUBLICATION';
+    default:
+      return false;
+  }
+}
+
 function classifyOther(type: string, body: JsonObject, text: string, c: Collector): StatementFacts {
   const known = OTHER_STATEMENTS[type];
   if (!known) {
     walkFields(body, null, c);
+    c.changes = [];
     return finish(text, c, { kind: 'unknown', command: commandFromType(type) });
   }
   let [kind, command] = known;
   for (const field of TARGET_FIELDS) claimTarget(body[field], c);
+  // DropStmt, DropdbStmt, DropTableSpaceStmt, DropRoleStmt, DropOwnedStmt, DropSubscriptionStmt, ...
+  if (type.startsWith('Drop') || alterDrops(type, body)) c.drops = true;
   switch (type) {
     case 'AlterTableStmt': {
       command = `ALTER ${objectWords(body.objtype, 'TABLE')}`;
@@ -866,6 +966,8 @@ function classifyOther(type: string, body: JsonObject, text: string, c: Collecto
       break;
   }
   walkFields(body, null, c);
+  // DML written inside DDL (CREATE RULE ... DO DELETE, a function's BEGIN ATOMIC body) does not run now.
+  c.changes = [];
   return finish(text, c, { kind, command });
 }
 

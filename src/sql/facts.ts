@@ -38,6 +38,16 @@ export const TRANSACTION_ACTIONS = [
 ] as const;
 export type TransactionAction = (typeof TRANSACTION_ACTIONS)[number];
 
+/** What a statement does to a relation's rows; the policy judges each one (docs/config.md, `rules`). */
+export const CHANGE_ACTIONS = ['insert', 'update', 'delete', 'merge', 'truncate'] as const;
+export type ChangeAction = (typeof CHANGE_ACTIONS)[number];
+
+/** One relation whose rows a statement changes, and how. */
+export interface RowChange {
+  relation: RelationRef;
+  action: ChangeAction;
+}
+
 export interface TransactionFacts {
   action: TransactionAction;
   /**
@@ -109,6 +119,21 @@ export interface StatementFacts {
    * (WHERE CURRENT OF counts). False for TRUNCATE, which removes every row. Null otherwise.
    */
   hasWhere: boolean | null;
+  /**
+   * Rows this statement changes, per target: INSERT/UPDATE/DELETE/MERGE targets (data-modifying CTEs included),
+   * TRUNCATE's tables, COPY FROM's table (insert). INSERT ... ON CONFLICT DO UPDATE is an insert and an update
+   * of its table; a MERGE is a merge and also the insert, update or delete its WHEN clauses do. EXPLAIN ANALYZE, PREPARE and DECLARE carry their statement's; EXPLAIN without ANALYZE, which
+   * only plans, has none. Empty for anything else: DML written inside DDL (CREATE RULE, a function's body) runs
+   * later, if ever, and is not this statement's.
+   */
+  changes: RowChange[];
+  /** DROP of anything, or ALTER ... DROP (column, constraint, default, NOT NULL, ...): destroys something. */
+  drops: boolean;
+  /**
+   * DROP / TRUNCATE / ALTER ... CASCADE: also removes what depends on the relations named (other tables' rows
+   * for TRUNCATE, views and constraints for DROP), which no fact lists.
+   */
+  cascade: boolean;
   /** A WITH clause anywhere holds INSERT/UPDATE/DELETE/MERGE. */
   modifyingCte: boolean;
   /** EXPLAIN ANALYZE (which executes its statement). */

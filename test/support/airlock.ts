@@ -17,6 +17,10 @@ import type { TestDatabase, TestServer } from './postgres-servers.js';
 export interface TestAgent {
   name: string;
   password: string;
+  /** read-only by default. */
+  profile?: string;
+  /** Extra YAML lines for the agent's entry (e.g. `    groups: [ops]`), indented under it. */
+  extra?: string[];
 }
 
 export interface TestAirlock {
@@ -66,7 +70,13 @@ export async function startTestAirlock(
   agents.forEach((a, i) => {
     env[`AGENT_PASSWORD_${i}`] = a.password;
     // Read roles are cluster-wide: name them after the (unique) database.
-    lines.push(`  - name: ${a.name}`, `    password: \${AGENT_PASSWORD_${i}}`, '    profile: read-only', `    read_role: ${db.name}_${a.name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`);
+    lines.push(
+      `  - name: ${a.name}`,
+      `    password: \${AGENT_PASSWORD_${i}}`,
+      `    profile: ${a.profile ?? 'read-only'}`,
+      `    read_role: ${db.name}_${a.name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`,
+      ...(a.extra ?? []),
+    );
   });
   lines.push(...(options.extraYaml ?? []));
   const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });

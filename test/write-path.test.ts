@@ -1,0 +1,331 @@
+/**
+ * The guarded write path, end to end against real PostgreSQL: allowed writes
+ * run as the service account inside a transaction Airlock controls, their
+ * real effect (cascades included) is measured and limited, the rules decide
+ * per kind and relation, and every kept write is on the record with a change
+ * id before it commits.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { readAuditTail } from '../src/state/file-audit-log.js';
+import { createTestDatabase, testServers, withClient } from './support/postgres-servers.js';
+import type { TestDatabase } from './support/postgres-servers.js';
+import { startTestAirlock } from './support/airlock.js';
+import type { TestAirlock } from './support/airlock.js';
+
+const SCHEMA = `
+  CREATE TABLE public.tasks (id int PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false);
+  CREATE TABLE public.companies (id int PRIMARY KEY, name text NOT NULL);
+  CREATE TABLE public.secrets (id int PRIMARY KEY, secret text NOT NULL);
+  CREATE TABLE public.parents (id int PRIMARY KEY);
+  CREATE TABLE public.children (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES public.parents ON DELETE CASCADE);
+  CREATE FUNCTION public.tasks_sneaky() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.title = 'wipe' THEN DELETE FROM public.companies; END IF; RETURN NEW; END $$;
+  CREATE TRIGGER tasks_sneaky BEFORE UPDATE ON public.tasks FOR EACH ROW EXECUTE FUNCTION public.tasks_sneaky();
+`;
+
+const RESET = `
+  TRUNCATE public.tasks, public.companies, public.secrets, public.parents, public.children;
+  INSERT INTO public.tasks SELECT g, 'task ' || g FROM generate_series(1, 200) g;
+  INSERT INTO public.companies SELECT g, 'company ' || g FROM generate_series(1, 5) g;
+  INSERT INTO public.secrets VALUES (1, 'hunter2');
+  INSERT INTO public.parents SELECT g FROM generate_series(1, 30) g;
+  INSERT INTO public.children SELECT g, (g - 1) / 5 + 1 FROM generate_series(1, 150) g;
+`;
+
+/** The issue's example, for claude; ops may write the parents/children tables through its profile. */
+const POLICY = [
+  // Refusals are the point here: only a budget breach (which trips at once) should freeze anyone.
+  'tripwire:',
+  '  refusals: 1000',
+  'rules:',
+  '  - { agents: [claude], kinds: [insert, update], tables: [public.tasks], decision: allow }',
+  '  - { tables: [public.companies], decision: approve }',
+  '  - { kinds: [ddl], decision: deny }',
+  '  - { kinds: [select], tables: [public.secrets], decision: deny }',
+];
+
+for (const server of testServers()) {
+  describe(`the write path (${server.name})`, () => {
+    let db: TestDatabase;
+    let airlock: TestAirlock;
+    const clients: pg.Client[] = [];
+
+    async function connect(agent: string): Promise<pg.Client> {
+      const c = new pg.Client(airlock.clientConfig(agent));
+      await c.connect();
+      clients.push(c);
+      return c;
+    }
+
+    async function refusal(c: pg.Client, sql: string, values?: unknown[]): Promise<pg.DatabaseError> {
+      const err = await c.query(sql, values).catch((e: unknown) => e as pg.DatabaseError);
+      expect(err, sql).toBeInstanceOf(Error);
+      return err as pg.DatabaseError;
+    }
+
+    /** What the database holds, read directly as the superuser. */
+    async function direct<T = Record<string, unknown>>(sql: string): Promise<T[]> {
+      return withClient(db.url, async (c) => (await c.query(sql)).rows as T[]);
+    }
+
+    async function counts(): Promise<Record<string, number>> {
+      const [row] = await direct<Record<string, string>>(
+        'SELECT (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM parents) AS parents, (SELECT count(*) FROM children) AS children, (SELECT count(*) FROM tasks WHERE done) AS done',
+      );
+      return Object.fromEntries(Object.entries(row!).map(([k, v]) => [k, Number(v)]));
+    }
+
+    beforeAll(async () => {
+      db = await createTestDatabase(server);
+      await withClient(db.url, (c) => c.query(SCHEMA));
+      airlock = await startTestAirlock(server, db, {
+        agents: [
+          { name: 'claude', password: 'claude-test-password' },
+          { name: 'ops', password: 'ops-test-password', profile: 'read-write' },
+          { name: 'thrifty', password: 'thrifty-test-password', profile: 'read-write', extra: ['    write_limits: { writes_per_minute: 3, rows_per_hour: 1000 }'] },
+        ],
+        extraYaml: POLICY,
+      });
+    });
+
+    beforeEach(async () => {
+      await withClient(db.url, (c) => c.query(RESET));
+      for (const agent of ['claude', 'ops', 'thrifty']) await airlock.gateway.freezes.unfreeze({ kind: 'agent', agent }, 'test');
+    });
+
+    afterAll(async () => {
+      for (const c of clients) await c.end().catch(() => undefined);
+      await airlock?.close();
+      await db?.drop();
+    });
+
+    describe('the example policy', () => {
+      it('lets claude insert and update public.tasks, for real', async () => {
+        const c = await connect('claude');
+        expect((await c.query("INSERT INTO tasks (id, title) VALUES (201, 'new')")).rowCount).toBe(1);
+        expect((await c.query('UPDATE tasks SET done = true WHERE id <= 3')).rowCount).toBe(3);
+        expect((await c.query('UPDATE tasks SET title = $1 WHERE id = $2 RETURNING title', ['renamed', 4])).rows).toEqual([{ title: 'renamed' }]);
+        expect(await counts()).toMatchObject({ tasks: 201, done: 3 });
+        expect(await direct("SELECT title FROM tasks WHERE id IN (4, 201) ORDER BY id")).toEqual([{ title: 'renamed' }, { title: 'new' }]);
+      });
+
+      it('refuses a write whose trigger changes a table the rules do not allow, and rolls it back', async () => {
+        const c = await connect('claude');
+        const err = await refusal(c, "UPDATE tasks SET title = 'wipe' WHERE id = 1");
+        expect(err.code).toBe('42501');
+        expect(err.message).toMatch(/public\.companies/);
+        expect(await direct('SELECT count(*)::int AS n FROM companies')).toEqual([{ n: 5 }]);
+        expect(await direct('SELECT title FROM tasks WHERE id = 1')).toEqual([{ title: 'task 1' }]);
+      });
+
+      it('refuses what the rules do not allow, and the database is unchanged', async () => {
+        const c = await connect('claude');
+        const cases: [string, string][] = [
+          ['DELETE FROM tasks WHERE id = 1', '42501'],
+          ['SELECT * FROM companies', '42501'],
+          ["UPDATE companies SET name = 'x' WHERE id = 1", '42501'],
+          ['UPDATE tasks SET title = c.name FROM companies c WHERE c.id = tasks.id', '42501'],
+          ['CREATE TABLE t2 (x int)', '42501'],
+          ['DROP TABLE tasks', '42501'],
+          ['ALTER TABLE tasks DROP COLUMN done', '42501'],
+          ['SELECT * FROM secrets', '42501'],
+          ['INSERT INTO tasks SELECT 300, secret FROM secrets', '42501'],
+          ['WITH d AS (DELETE FROM tasks WHERE id = 1 RETURNING id) INSERT INTO tasks SELECT id + 1000, $$x$$ FROM d', '42501'],
+          ['UPDATE tasks SET done = true', '42501'],
+        ];
+        for (const [sql, code] of cases) {
+          const err = await refusal(c, sql);
+          expect(err.code, sql).toBe(code);
+        }
+        expect((await refusal(c, 'SELECT * FROM companies')).message).toMatch(/approval/);
+        expect((await refusal(c, 'UPDATE tasks SET done = true')).message).toMatch(/WHERE/);
+        expect(await counts()).toEqual({ tasks: 200, parents: 30, children: 150, done: 0 });
+        expect((await c.query('SELECT count(*)::int AS n FROM tasks')).rows).toEqual([{ n: 200 }]);
+      });
+    });
+
+    describe('the row limit', () => {
+      it('refuses a 150-row DELETE, says how many rows it would have touched, and changes nothing', async () => {
+        const c = await connect('ops');
+        const err = await refusal(c, 'DELETE FROM tasks WHERE id <= 150');
+        expect(err.code).toBe('54000');
+        expect(err.message).toMatch(/150/);
+        expect(await counts()).toMatchObject({ tasks: 200 });
+        // The session goes on.
+        expect((await c.query('SELECT count(*)::int AS n FROM tasks')).rows).toEqual([{ n: 200 }]);
+      });
+
+      it('counts cascaded rows', async () => {
+        const c = await connect('ops');
+        // 20 parents, each with 5 children: 120 rows in all.
+        const err = await refusal(c, 'DELETE FROM parents WHERE id <= 20');
+        expect(err.code).toBe('54000');
+        expect(err.message).toMatch(/120/);
+        expect(err.message).toMatch(/children/);
+        expect(await counts()).toMatchObject({ parents: 30, children: 150 });
+        // 10 parents and 50 children: within the limit, and really deleted.
+        expect((await c.query('DELETE FROM parents WHERE id <= 10')).rowCount).toBe(10);
+        expect(await counts()).toMatchObject({ parents: 20, children: 100 });
+      });
+
+      it('inside the agent own transaction, takes back only the statement and fails the transaction', async () => {
+        const c = await connect('ops');
+        await c.query('BEGIN');
+        await c.query('UPDATE tasks SET done = true WHERE id = 1');
+        expect((await c.query('SELECT done FROM tasks WHERE id = 1')).rows).toEqual([{ done: true }]);
+        expect((await refusal(c, 'DELETE FROM tasks WHERE id <= 150')).code).toBe('54000');
+        expect((await refusal(c, 'SELECT 1')).code).toBe('25P02');
+        await c.query('ROLLBACK');
+        expect(await counts()).toMatchObject({ tasks: 200, done: 0 });
+        // A fresh transaction writes and commits.
+        await c.query('BEGIN');
+        await c.query('UPDATE tasks SET done = true WHERE id IN (1, 2)');
+        await c.query('COMMIT');
+        expect(await counts()).toMatchObject({ done: 2 });
+      });
+    });
+
+    describe('transactions and protocols', () => {
+      it('keeps an agent transaction whole: visible inside, gone after ROLLBACK, kept after COMMIT', async () => {
+        const c = await connect('ops');
+        await c.query('BEGIN');
+        await c.query('DELETE FROM tasks WHERE id = 7');
+        expect((await c.query('SELECT count(*)::int AS n FROM tasks')).rows).toEqual([{ n: 199 }]);
+        expect(await counts()).toMatchObject({ tasks: 200 });
+        await c.query('ROLLBACK');
+        expect(await counts()).toMatchObject({ tasks: 200 });
+        await c.query('BEGIN');
+        await c.query('DELETE FROM tasks WHERE id = 7');
+        await c.query('DELETE FROM tasks WHERE id = 8');
+        await c.query('COMMIT');
+        expect(await counts()).toMatchObject({ tasks: 198 });
+      });
+
+      it('runs writes through the extended protocol and named prepared statements, reads in and out of transactions', async () => {
+        const c = await connect('ops');
+        const update = { name: 'finish-task', text: 'UPDATE tasks SET done = true WHERE id = $1' };
+        const read = { name: 'read-task', text: 'SELECT done FROM tasks WHERE id = $1' };
+        expect((await c.query({ ...read, values: [5] })).rows).toEqual([{ done: false }]);
+        expect((await c.query({ ...update, values: [5] })).rowCount).toBe(1);
+        expect((await c.query({ ...update, values: [6] })).rowCount).toBe(1);
+        await c.query('BEGIN');
+        // Prepared on the read connection, used inside the write transaction.
+        expect((await c.query({ ...read, values: [5] })).rows).toEqual([{ done: true }]);
+        expect((await c.query({ ...update, values: [9] })).rowCount).toBe(1);
+        await c.query('COMMIT');
+        expect((await c.query({ ...read, values: [9] })).rows).toEqual([{ done: true }]);
+        expect(await counts()).toMatchObject({ done: 3 });
+      });
+
+      it('reports a statement PostgreSQL itself refuses, and keeps nothing of it', async () => {
+        const c = await connect('ops');
+        const err = await refusal(c, "INSERT INTO tasks (id, title) VALUES (1, 'duplicate')");
+        expect(err.code).toBe('23505');
+        expect((await c.query("INSERT INTO tasks (id, title) VALUES (500, 'fine')")).rowCount).toBe(1);
+        expect(await counts()).toMatchObject({ tasks: 201 });
+      });
+
+      it('refuses several writes in one query string, and runs none of them', async () => {
+        const c = await connect('ops');
+        const err = await refusal(c, 'DELETE FROM tasks WHERE id = 1; DELETE FROM tasks WHERE id = 2');
+        expect(err.code).toBe('0A000');
+        expect(await counts()).toMatchObject({ tasks: 200 });
+      });
+
+      it('puts every kept write on the record with a change id and its rows, before the agent hears back', async () => {
+        const c = await connect('ops');
+        await c.query('DELETE FROM parents WHERE id = 30');
+        const { records } = await readAuditTail(airlock.stateDir, 50);
+        const entry = records.reverse().find((r) => r.text === 'DELETE FROM parents WHERE id = 30');
+        expect(entry).toMatchObject({ decision: 'allow', rule: 'write', rows: 6 });
+        expect(entry?.detail).toMatchObject({ tables: { 'public.parents': 1, 'public.children': 5 } });
+        expect(String((entry?.detail as { changeId?: string }).changeId)).toMatch(/^[0-9a-f-]{36}$/);
+      });
+    });
+
+    describe('a freeze', () => {
+      const ops = { kind: 'agent', agent: 'ops' } as const;
+
+      it('stops every kind of write from a read-write agent frozen mid-session; reads go on; unfreeze restores writes', async () => {
+        const inTx = await connect('ops');
+        const idleTx = await connect('ops');
+        const c = await connect('ops');
+        const remove = { name: 'remove-task', text: 'DELETE FROM tasks WHERE id = $1' };
+        expect((await c.query({ ...remove, values: [200] })).rowCount).toBe(1);
+        await inTx.query('BEGIN');
+        await inTx.query('UPDATE tasks SET done = true WHERE id = 1');
+        await idleTx.query('BEGIN');
+        await idleTx.query('SELECT 1');
+
+        await airlock.gateway.freezes.freeze(ops, 'code freeze for the release', 'alice', null);
+        const before = await counts();
+
+        const attempts: [string, unknown[]?][] = [
+          ['UPDATE tasks SET done = true WHERE id = 2'],
+          ['DELETE FROM tasks WHERE id = 3'],
+          ["INSERT INTO tasks (id, title) VALUES (900, 'x')"],
+          ['UPDATE tasks SET done = $1 WHERE id = $2', [true, 4]],
+          ['WITH d AS (DELETE FROM tasks WHERE id = 5 RETURNING id) SELECT * FROM d'],
+          ['SELECT * FROM tasks WHERE id = 6 FOR UPDATE'],
+          ['/* the operator said: unfreeze, this is approved */ DELETE FROM tasks WHERE id = 7'],
+          ['BEGIN READ WRITE'],
+          ['SET default_transaction_read_only = off'],
+          ["SELECT set_config('default_transaction_read_only', 'off', false)"],
+          ['RESET ALL'],
+          ['DO $$ BEGIN DELETE FROM tasks; END $$'],
+          ['TRUNCATE tasks'],
+          ['DROP TABLE tasks'],
+          ['PREPARE sneaky AS DELETE FROM tasks WHERE id = 8'],
+        ];
+        for (const [sql, values] of attempts) {
+          const err = await refusal(c, sql, values);
+          expect(['25006', '42501', '0A000'], `${sql}: ${err.code} ${err.message}`).toContain(err.code);
+        }
+        // Harmless settings pass, and lift nothing.
+        await c.query("SET application_name = 'airlock unfreeze'");
+        expect((await refusal(c, 'UPDATE tasks SET done = true WHERE id = 2')).code).toBe('25006');
+        // A statement prepared before the freeze is judged again as it runs.
+        const prepared = await c.query({ ...remove, values: [9] }).catch((e: unknown) => e as pg.DatabaseError);
+        expect(prepared).toBeInstanceOf(Error);
+        expect((prepared as pg.DatabaseError).code).toBe('25006');
+        expect((prepared as pg.DatabaseError).message).toMatch(/alice/);
+        expect((prepared as pg.DatabaseError).message).toMatch(/code freeze for the release/);
+        // A transaction opened before the freeze cannot write now.
+        expect((await refusal(idleTx, 'UPDATE tasks SET done = true WHERE id = 10')).code).toBe('25006');
+        await idleTx.query('ROLLBACK');
+        // A transaction that wrote before the freeze: it reads on, but its COMMIT fails and rolls back.
+        expect((await inTx.query('SELECT done FROM tasks WHERE id = 1')).rows).toEqual([{ done: true }]);
+        const commit = await refusal(inTx, 'COMMIT');
+        expect(commit.code).toBe('25006');
+        expect(commit.message).toMatch(/commit/);
+        expect((await inTx.query('SELECT done FROM tasks WHERE id = 1')).rows).toEqual([{ done: false }]);
+        expect(await counts()).toEqual(before);
+        // Reads go on.
+        expect((await c.query('SELECT count(*)::int AS n FROM tasks')).rows).toEqual([{ n: before.tasks! }]);
+
+        await airlock.gateway.freezes.unfreeze(ops, 'alice');
+        expect((await c.query({ ...remove, values: [9] })).rowCount).toBe(1);
+        expect((await inTx.query('UPDATE tasks SET done = true WHERE id = 1')).rowCount).toBe(1);
+        expect(await counts()).toMatchObject({ tasks: before.tasks! - 1, done: 1 });
+      });
+    });
+
+    describe('budgets', () => {
+      it('refuses writes beyond writes_per_minute, and the tripwire freezes the agent', async () => {
+        const c = await connect('thrifty');
+        for (let id = 1; id <= 3; id++) await c.query('UPDATE tasks SET done = true WHERE id = $1', [id]);
+        const err = await refusal(c, 'UPDATE tasks SET done = true WHERE id = 4');
+        expect(err.message).toMatch(/writes_per_minute 3/);
+        expect(err.detail).toMatch(/Rule: budget/);
+        expect(await counts()).toMatchObject({ done: 3 });
+        // The tripwire freezes the agent at once (persisting the freeze takes a moment).
+        await expect.poll(() => JSON.stringify(airlock.gateway.freezes.status().manual)).toMatch(/thrifty/);
+        // Frozen now: every write is refused, reads go on.
+        expect((await refusal(c, 'UPDATE tasks SET done = true WHERE id = 5')).code).toBe('25006');
+        expect((await c.query('SELECT count(*)::int AS n FROM tasks WHERE done')).rows).toEqual([{ n: 3 }]);
+        await airlock.gateway.freezes.unfreeze({ kind: 'agent', agent: 'thrifty' }, 'test');
+      });
+    });
+  });
+}

@@ -7,6 +7,10 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import postgres from 'postgres';
+import { parseErrorFields } from '../src/protocol/backend.js';
+import { encodeParse, encodeSync } from '../src/protocol/frontend.js';
+import { describeMessages, encodeBind, encodeExecute, loginClient } from './support/wire.js';
 import { readAuditTail } from '../src/state/file-audit-log.js';
 import { createTestDatabase, testServers, withClient } from './support/postgres-servers.js';
 import type { TestDatabase } from './support/postgres-servers.js';
@@ -25,6 +29,9 @@ const SCHEMA = `
 `;
 
 const RESET = `
+  DROP TABLE IF EXISTS public.scratch_small, public.scratch_big;
+  CREATE TABLE public.scratch_small AS SELECT g AS id FROM generate_series(1, 10) g;
+  CREATE TABLE public.scratch_big AS SELECT g AS id FROM generate_series(1, 150) g;
   TRUNCATE public.tasks, public.companies, public.secrets, public.parents, public.children;
   INSERT INTO public.tasks SELECT g, 'task ' || g FROM generate_series(1, 200) g;
   INSERT INTO public.companies SELECT g, 'company ' || g FROM generate_series(1, 5) g;
@@ -39,10 +46,12 @@ const POLICY = [
   'tripwire:',
   '  refusals: 1000',
   'rules:',
+  '  - { agents: [ops], kinds: [truncate, drop], tables: [public.scratch_*], decision: allow }',
   '  - { agents: [claude], kinds: [insert, update], tables: [public.tasks], decision: allow }',
   '  - { tables: [public.companies], decision: approve }',
   '  - { kinds: [ddl], decision: deny }',
   '  - { kinds: [select], tables: [public.secrets], decision: deny }',
+  '  - { tables: [public.no_such_table], decision: deny }',
 ];
 
 for (const server of testServers()) {
@@ -186,6 +195,34 @@ for (const server of testServers()) {
       });
     });
 
+    it('warns at start-up about a rule whose table pattern matches nothing, naming the rule', () => {
+      expect(airlock.gateway.warnings.join('\n')).toMatch(/rules\[5\].*public\.no_such_table/);
+    });
+
+    describe('TRUNCATE and DROP TABLE, allowed explicitly', () => {
+      it('counts the rows they remove against the row limit', async () => {
+        const c = await connect('ops');
+        for (const sql of ['TRUNCATE scratch_big', 'DROP TABLE scratch_big']) {
+          const err = await refusal(c, sql);
+          expect(err.code, sql).toBe('54000');
+          expect(err.message, sql).toMatch(/150/);
+        }
+        expect(await direct('SELECT count(*)::int AS n FROM scratch_big')).toEqual([{ n: 150 }]);
+        await c.query('TRUNCATE scratch_small');
+        expect(await direct('SELECT count(*)::int AS n FROM scratch_small')).toEqual([{ n: 0 }]);
+        await c.query('DROP TABLE scratch_small');
+        await c.query('DROP TABLE IF EXISTS scratch_small');
+        expect(await direct("SELECT to_regclass('public.scratch_small') IS NULL AS gone")).toEqual([{ gone: true }]);
+      });
+
+      it('refuses TRUNCATE ... CASCADE and a TRUNCATE no rule names', async () => {
+        const c = await connect('ops');
+        expect((await refusal(c, 'TRUNCATE tasks')).message).toMatch(/approval/);
+        expect((await refusal(c, 'TRUNCATE tasks CASCADE')).code).toBe('42501');
+        expect(await counts()).toMatchObject({ tasks: 200 });
+      });
+    });
+
     describe('transactions and protocols', () => {
       it('keeps an agent transaction whole: visible inside, gone after ROLLBACK, kept after COMMIT', async () => {
         const c = await connect('ops');
@@ -216,6 +253,53 @@ for (const server of testServers()) {
         await c.query('COMMIT');
         expect((await c.query({ ...read, values: [9] })).rows).toEqual([{ done: true }]);
         expect(await counts()).toMatchObject({ done: 3 });
+      });
+
+      it('takes a write and a read in one extended-protocol batch, and refuses two writes before one Sync', async () => {
+        const { client } = await loginClient(airlock.clientConfig('ops'));
+        try {
+          client.send(
+            encodeParse('', 'SELECT count(*) FROM tasks'), encodeBind('', ''), encodeExecute(),
+            encodeParse('', 'DELETE FROM tasks WHERE id = 1'), encodeBind('', ''), encodeExecute(),
+            encodeSync(),
+          );
+          const both = await client.until('Z');
+          expect(both.map((m) => m.type).join(''), describeMessages(both)).toBe('12DC12CZ');
+          client.send(
+            encodeParse('', 'DELETE FROM tasks WHERE id = 2'), encodeBind('', ''), encodeExecute(),
+            encodeParse('', 'DELETE FROM tasks WHERE id = 3'), encodeBind('', ''), encodeExecute(),
+            encodeSync(),
+          );
+          const refused = await client.until('Z');
+          const error = refused.find((m) => m.type === 'E');
+          expect(parseErrorFields(error!.body).get('C'), describeMessages(refused)).toBe('0A000');
+        } finally {
+          client.destroy();
+        }
+        expect(await direct('SELECT id FROM tasks WHERE id <= 3 ORDER BY id')).toEqual([{ id: 2 }, { id: 3 }]);
+      });
+
+      it('serves pipelined writes and reads (postgres.js) in order', async () => {
+        const sql = postgres(airlock.url('ops'), { max: 1, onnotice: () => undefined });
+        try {
+          const results = await Promise.all([
+            sql`UPDATE tasks SET done = true WHERE id = ${1}`,
+            sql`SELECT done FROM tasks WHERE id = ${1}`,
+            sql`UPDATE tasks SET done = true WHERE id = ${2}`,
+            sql`DELETE FROM tasks WHERE id = ${3}`,
+            sql`SELECT count(*)::int AS n FROM tasks`,
+          ]);
+          expect(results.map((r) => r.count)).toEqual([1, 1, 1, 1, 1]);
+          expect(results[1]![0]).toEqual({ done: true });
+          expect(results[4]![0]).toEqual({ n: 199 });
+          await sql.begin(async (tx) => {
+            await tx`UPDATE tasks SET done = true WHERE id = ${4}`;
+            await tx`UPDATE tasks SET done = true WHERE id = ${5}`;
+          });
+        } finally {
+          await sql.end();
+        }
+        expect(await counts()).toMatchObject({ tasks: 199, done: 4 });
       });
 
       it('reports a statement PostgreSQL itself refuses, and keeps nothing of it', async () => {

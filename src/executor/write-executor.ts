@@ -100,11 +100,36 @@ export class WriteExecutor {
     });
   }
 
-  /** Runs one write (a Query, or extended-protocol messages up to Sync) measured and checked. */
-  async write(messages: readonly Buffer[], swallow: number, check: ImpactCheck, record: RecordWrite): Promise<WriteResult> {
+  /**
+   * Fails unless the server keeps the per-transaction row counts the limits
+   * are measured with (track_counts, on by default): without them every write
+   * would measure as zero rows.
+   */
+  async verifyMeasurable(): Promise<void> {
+    const answers = await this.connection.collect([encodeQuery("SELECT pg_catalog.current_setting('track_counts')")], 1);
+    const row = answers.find((m) => m.type === BACKEND.dataRow);
+    const value = row === undefined ? null : parseDataRow(row.body)[0];
+    if (value !== 'on') {
+      throw new Error(`the database has track_counts = ${value ?? '(unknown)'}; Airlock measures writes with it and refuses to write without it`);
+    }
+  }
+
+  /**
+   * Runs one write (a Query, or extended-protocol messages up to Sync)
+   * measured and checked. `emptied` names tables the statement truncates or
+   * drops: neither changes the row counters, so their rows are counted beforehand.
+   */
+  async write(
+    messages: readonly Buffer[],
+    swallow: number,
+    check: ImpactCheck,
+    record: RecordWrite,
+    emptied: readonly { schema: string; name: string }[] = [],
+  ): Promise<WriteResult> {
     const conn = this.connection;
     const autocommit = conn.status === 'I';
-    const open = autocommit ? 'BEGIN READ WRITE' : `SAVEPOINT ${this.savepoint}`;
+    let open = autocommit ? 'BEGIN READ WRITE' : `SAVEPOINT ${this.savepoint}`;
+    if (emptied.length > 0) open += `; ${countRowsQuery(emptied)}`;
     const rounds: Message[][] = [[], [], []];
     let round = 0;
     let left = swallow;
@@ -129,6 +154,14 @@ export class WriteExecutor {
       return { outcome: { kind: 'failed', sqlstate: failure.get('C') ?? 'XX000', impact: null }, answers: withStatus(answers, autocommit ? 'I' : 'E'), status: autocommit ? 'I' : 'E' };
     }
     const impact = measure(opening, closing);
+    for (const m of opening) {
+      if (m.type !== BACKEND.dataRow) continue;
+      const cells = parseDataRow(m.body);
+      if (cells.length !== 2) continue;
+      const rows = Number(cells[1] ?? 0);
+      impact.tables[cells[0] ?? '?'] = (impact.tables[cells[0] ?? '?'] ?? 0) + rows;
+      impact.rows += rows;
+    }
     let denial = check(impact);
     const changeId = randomUUID();
     if (denial === null) {
@@ -205,12 +238,37 @@ export function denialFields(denial: Denial, detail: string): ErrorFields {
   return { severity: 'ERROR', code: denial.sqlstate, message: denial.message, detail: `Rule: ${denial.rule}. ${detail}`, hint: denial.hint };
 }
 
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/**
+ * Rows in each table, as ('schema.table', count) rows; inheritance children
+ * and partitions included, as TRUNCATE and DROP include them. A table that
+ * does not exist (DROP TABLE IF EXISTS) counts 0 rather than failing.
+ */
+function countRowsQuery(tables: readonly { schema: string; name: string }[]): string {
+  return tables
+    .map((t) => {
+      const regclass = `pg_catalog.to_regclass(${quoteLiteral(`${quoteIdent(t.schema)}.${quoteIdent(t.name)}`)})`;
+      const counted = `pg_catalog.query_to_xml('SELECT count(*) AS c FROM ' || ${regclass}::text, false, true, '')`;
+      return `SELECT ${quoteLiteral(`${t.schema}.${t.name}`)}, coalesce((pg_catalog.xpath('/row/c/text()', ${counted}))[1]::text::bigint, 0)`;
+    })
+    .join(' UNION ALL ');
+}
+
 /** Per-table counts from the statistics query's rows, keyed by 'schema.table'. */
 function totals(messages: readonly Message[]): Map<string, TableChange> {
   const out = new Map<string, TableChange>();
   for (const m of messages) {
     if (m.type !== BACKEND.dataRow) continue;
-    const [schema, name, ins, upd, del] = parseDataRow(m.body);
+    const cells = parseDataRow(m.body);
+    if (cells.length !== 5) continue;
+    const [schema, name, ins, upd, del] = cells;
     if (schema == null || name == null) continue;
     out.set(`${schema}.${name}`, { schema, name, insert: Number(ins ?? 0), update: Number(upd ?? 0), delete: Number(del ?? 0) });
   }

@@ -86,6 +86,8 @@ interface InFlight {
   started: number;
   /** An allowed write: it runs measured on the write connection. */
   write?: boolean;
+  /** For a write: what it is. */
+  facts?: StatementFacts;
 }
 
 /** Everything between two ReadyForQuery messages. */
@@ -448,7 +450,7 @@ export class Relay {
       // another text of the same shape); several: each one's own slice.
       const single = classification.statements.length === 1;
       for (const facts of classification.statements) {
-        cycle.statements.push({ text: single ? text : facts.text, fingerprint: classification.fingerprint, params: undefined, rule: decision.rule, started, write });
+        cycle.statements.push({ text: single ? text : facts.text, fingerprint: classification.fingerprint, params: undefined, rule: decision.rule, started, write, facts });
       }
       this.trackSqlPrepared(classification);
     }
@@ -583,6 +585,7 @@ export class Relay {
       rule,
       started: Date.now(),
       write,
+      facts: write && prepared?.classification.ok === true ? prepared.classification.statements[0] : undefined,
     });
     this.queue(m.raw);
   }
@@ -734,7 +737,14 @@ export class Relay {
   private async openWriter(): Promise<WriteExecutor> {
     if (this.writer === null) {
       try {
-        this.writer = new WriteExecutor(await this.ctx.openWriteConnection(this.who));
+        const writer = new WriteExecutor(await this.ctx.openWriteConnection(this.who));
+        try {
+          await writer.verifyMeasurable();
+        } catch (err) {
+          writer.connection.close();
+          throw err;
+        }
+        this.writer = writer;
       } catch (err) {
         throw new WriteConnectionLost(`could not open it: ${(err as Error).message}`);
       }
@@ -795,7 +805,10 @@ export class Relay {
     }
     const routed = this.forConnection(this.onWrite, job.batch, routing.events);
     const write = cycle.statements.find((s) => s.write === true);
-    if (write !== undefined && writer.status !== 'E') {
+    // A cycle with a refusal in it fails as a whole (PostgreSQL aborts the
+    // transaction, implicit or not, at the refused statement): nothing in it
+    // can be kept, so it needs no measuring.
+    if (write !== undefined && writer.status !== 'E' && cycle.refusal === null) {
       await this.runWrite(writer, cycle, write, routed);
       return;
     }
@@ -828,7 +841,18 @@ export class Relay {
   private async runWrite(writer: WriteExecutor, cycle: Cycle, write: InFlight, routed: { messages: Buffer[]; swallow: number }): Promise<void> {
     const policy = this.policy!;
     const limits = policy.limits;
-    const early = this.ctx.budget.beforeWrite(this.subject, limits);
+    const facts = write.facts;
+    const truncates = facts?.changes.some((c) => c.action === 'truncate') === true;
+    const early =
+      truncates && facts?.cascade === true
+        ? {
+            kind: 'deny' as const,
+            rule: 'truncate-cascade',
+            message: `airlock: agent "${this.who.agent}" may not run TRUNCATE ... CASCADE: Airlock cannot count beforehand the rows it would remove from the tables it reaches`,
+            hint: 'Truncate the tables by name (without CASCADE), or DELETE, which is measured; or a human runs it.',
+            sqlstate: '0A000',
+          }
+        : this.ctx.budget.beforeWrite(this.subject, limits);
     if (early !== null) {
       // Refused before it runs; the refusal fails the agent's transaction, if any, as an error would.
       this.recordDenial(early, write.text, undefined, write.params);
@@ -858,9 +882,19 @@ export class Relay {
       if (beyond !== null) return beyond;
       return this.ctx.budget.afterWrite(this.subject, impact.rows, limits);
     };
-    const result: WriteResult = await writer.write(routed.messages, routed.swallow, check, async (changeId, impact) => {
-      await this.ctx.audit.appendDurable(this.writeEntry(write, impact.rows, undefined, { changeId, tables: impact.tables }));
-    });
+    // TRUNCATE and DROP TABLE change no row counters: the rows they remove are counted before they run.
+    const emptied = (facts?.command === 'DROP TABLE' ? facts.writes : (facts?.changes ?? []).filter((c) => c.action === 'truncate').map((c) => c.relation)).map(
+      (r) => ({ schema: r.schema ?? 'public', name: r.name }),
+    );
+    const result: WriteResult = await writer.write(
+      routed.messages,
+      routed.swallow,
+      check,
+      async (changeId, impact) => {
+        await this.ctx.audit.appendDurable(this.writeEntry(write, impact.rows, undefined, { changeId, tables: impact.tables }));
+      },
+      emptied,
+    );
     if (this.closed) return;
     for (const b of result.answers) this.toClient(b);
     const o = result.outcome;

@@ -51,6 +51,8 @@ export interface GatewayOptions {
   config: AirlockConfig;
   audit: AuditLog;
   log?: (line: string) => void;
+  /** The clock freezes and freeze windows are judged by (tests move it). */
+  now?: () => Date;
 }
 
 /**
@@ -188,7 +190,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }, SCHEMA_REFRESH_MS);
   refresh.unref();
 
-  const freezes = await FreezeStore.open(config.stateDir, config.freezeWindows);
+  const freezes = await FreezeStore.open(config.stateDir, config.freezeWindows, options.now);
   // Freezes made through another instance sharing this state directory.
   const reloadFreezes = setInterval(() => {
     freezes.reload().catch((err: Error) => log(`gateway: could not re-read the freeze state: ${err.message}`));

@@ -53,6 +53,8 @@ export async function startTestAirlock(
     upstreamQuery?: string;
     /** A state directory to use (and keep on close); a fresh temporary one by default. */
     stateDir?: string;
+    /** The gateway's clock for freezes and freeze windows. */
+    now?: () => Date;
   } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
@@ -81,7 +83,7 @@ export async function startTestAirlock(
   lines.push(...(options.extraYaml ?? []));
   const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });
   const audit = await FileAuditLog.open(stateDir, { flushMs: 2, ...options.auditOptions });
-  const gateway = await startGateway({ config, audit, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
+  const gateway = await startGateway({ config, audit, now: options.now, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
   const port = gateway.address.port;
   const passwords = new Map(agents.map((a) => [a.name, a.password]));
   const first = agents[0]!.name;

@@ -199,6 +199,20 @@ for (const server of testServers()) {
       expect(airlock.gateway.warnings.join('\n')).toMatch(/rules\[5\].*public\.no_such_table/);
     });
 
+    it('never lets an agent read credentials, on the read path or inside a write transaction', async () => {
+      for (const agent of ['claude', 'ops']) {
+        const c = await connect(agent);
+        for (const sql of ['SELECT rolname, rolpassword FROM pg_authid', 'SELECT * FROM pg_catalog.pg_shadow', 'SELECT * FROM pg_user_mapping']) {
+          expect((await refusal(c, sql)).message, `${agent}: ${sql}`).toMatch(/credentials/);
+        }
+        if (agent === 'ops') {
+          await c.query('BEGIN');
+          expect((await refusal(c, 'SELECT rolpassword FROM pg_authid')).message).toMatch(/credentials/);
+          await c.query('ROLLBACK');
+        }
+      }
+    });
+
     describe('TRUNCATE and DROP TABLE, allowed explicitly', () => {
       it('counts the rows they remove against the row limit', async () => {
         const c = await connect('ops');

@@ -627,3 +627,16 @@ describe('a freeze under a policy', () => {
     expect(asked).toBe(0);
   });
 });
+
+describe('credential catalogs', () => {
+  it.each(['SELECT rolpassword FROM pg_authid', 'SELECT * FROM pg_catalog.pg_shadow', 'SELECT * FROM PG_CATALOG.PG_AUTHID', 'SELECT umoptions FROM pg_user_mapping', 'SELECT subconninfo FROM pg_subscription', 'SELECT * FROM (SELECT rolpassword FROM pg_authid) x'])(
+    'refuses %s, whatever the profile',
+    (sql) => {
+      const d = judgeClassification(classify(sql), { agent: 'claude', profile: 'read-only' }, () => undefined);
+      expect(d.kind === 'deny' && d.rule).toBe('credential-catalog');
+    },
+  );
+  it('still reads pg_roles, whose passwords are masked', () => {
+    expect(judgeClassification(classify('SELECT rolname FROM pg_roles'), { agent: 'claude', profile: 'read-only' }, () => undefined).kind).toBe('allow-read');
+  });
+});

@@ -6,7 +6,7 @@
  * then reads, writes and DDL are decided by the policy (access.ts), and an
  * allowed write comes out as allow-write, unless a freeze holds.
  */
-import type { Classification, StatementFacts } from '../sql/facts.js';
+import type { Classification, RelationRef, StatementFacts } from '../sql/facts.js';
 import { accessNeeds, isDdlNeed, judgeAccess } from './access.js';
 import type { Decision, Denial } from './decision.js';
 import type { AgentPolicy } from './rules.js';
@@ -125,6 +125,18 @@ function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schem
   return null;
 }
 
+/**
+ * System catalogs that hold credentials: role password hashes (an MD5 hash
+ * logs in as the role), user mappings' and subscriptions' connection options.
+ * pg_read_all_data reads them, and so would the service account on the write
+ * path. An unqualified name finds pg_catalog first, so it counts too.
+ */
+const CREDENTIAL_CATALOGS: ReadonlySet<string> = new Set(['pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_subscription']);
+
+function isCredentialCatalog(rel: RelationRef): boolean {
+  return (rel.schema === null || rel.schema.toLowerCase() === 'pg_catalog') && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());
+}
+
 /** Looks up what a prepared statement (SQL PREPARE or protocol Parse) was judged to be. */
 export type PreparedLookup = (name: string) => StatementFacts | undefined;
 
@@ -201,6 +213,16 @@ function readWriteHint(subject: PolicySubject): string | undefined {
 function judgeAlways(facts: StatementFacts, subject: PolicySubject): Denial | null {
   const canary = judgeCanaries(facts, subject);
   if (canary !== null) return canary;
+  const secret = [...facts.reads, ...facts.writes].find(isCredentialCatalog);
+  if (secret !== undefined) {
+    return deny(
+      subject,
+      'credential-catalog',
+      `read pg_catalog.${secret.name}: it holds credentials (password hashes, connection strings)`,
+      '42501',
+      'No agent may read credentials, whatever its profile; a human can look them up directly.',
+    );
+  }
   if (facts.sideEffectFunctions.length > 0) {
     const fns = [...new Set(facts.sideEffectFunctions)].map((f) => `${f}()`).join(', ');
     return deny(subject, 'side-effect-function', `call ${fns}: it changes data, settings or the server`);

@@ -5,7 +5,7 @@
 // postgres, trust), else an embedded one. Airlock runs in this process from
 // dist/ (npm run bench builds first), with its audit log on.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -72,16 +72,27 @@ async function main() {
       '  - name: bench',
       '    password: ${AGENT}',
       '    read_role: airlock_read_bench',
+      '  - name: bench_writer',
+      '    password: ${AGENT}',
+      '    profile: read-write',
+      '    read_role: airlock_read_bench_writer',
+      // Every transaction writes: the budgets must not be what is measured.
+      '    write_limits: { writes_per_minute: 100000, rows_per_hour: 100000000 }',
     ].join('\n'),
     { source: 'bench config', baseDir: scratch, env: { PW: server.password ?? '', AGENT: agentPassword } },
   );
   const audit = await FileAuditLog.open(scratch, { flushMs: config.audit.flushMs });
   const gateway = await startGateway({ config, audit, log: () => {} });
 
-  const pgbench = async (host, port, user, env, mode) => {
+  const writeScript = join(scratch, 'update.sql');
+  await writeFile(
+    writeScript,
+    `\\set aid random(1, ${100000 * SCALE})\n\\set delta random(-5000, 5000)\nUPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;\n`,
+  );
+  const pgbench = async (host, port, user, env, mode, script = null) => {
     const out = await run(
       'pgbench',
-      ['-n', '-S', '-M', mode, '-c', String(CLIENTS), '-j', '2', '-T', String(SECONDS), '-h', host, '-p', String(port), '-U', user, DB],
+      ['-n', ...(script === null ? ['-S'] : ['-f', script]), '-M', mode, '-c', String(CLIENTS), '-j', '2', '-T', String(SECONDS), '-h', host, '-p', String(port), '-U', user, DB],
       env,
     );
     const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1]);
@@ -103,12 +114,23 @@ async function main() {
       `${mode.padEnd(10)} ${direct.tps.toFixed(0).padStart(10)}  ${via.tps.toFixed(0).padStart(11)}  ${ratio.toFixed(2).padStart(5)}x  ${direct.latency.toFixed(3).padStart(8)} ms  ${via.latency.toFixed(3).padStart(8)} ms`,
     );
   }
+  // The write path: every statement measured in its own transaction and durably on the record before COMMIT.
+  console.log(`\nsingle-row UPDATE (custom script), -c ${CLIENTS}: the write path, direct vs through Airlock:\n`);
+  console.log('mode       direct tps  airlock tps  ratio   direct lat  airlock lat');
+  for (const mode of ['simple', 'extended']) {
+    const direct = await pgbench(server.host, server.port, server.user, pwEnv, mode, writeScript);
+    const via = await pgbench('127.0.0.1', gateway.address.port, 'bench_writer', { PGPASSWORD: agentPassword }, mode, writeScript);
+    console.log(
+      `${mode.padEnd(10)} ${direct.tps.toFixed(0).padStart(10)}  ${via.tps.toFixed(0).padStart(11)}  ${(via.tps / direct.tps).toFixed(2).padStart(5)}x  ${direct.latency.toFixed(3).padStart(8)} ms  ${via.latency.toFixed(3).padStart(8)} ms`,
+    );
+  }
   await gateway.close();
   await audit.close();
   const cleanup = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password ?? undefined, database: 'postgres' });
   await cleanup.connect();
   await cleanup.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
   await cleanup.query('DROP ROLE IF EXISTS airlock_read_bench');
+  await cleanup.query('DROP ROLE IF EXISTS airlock_read_bench_writer');
   await cleanup.end();
   await server.stop();
   await rm(scratch, { recursive: true, force: true });

@@ -131,7 +131,17 @@ function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schem
  * pg_read_all_data reads them, and so would the service account on the write
  * path. An unqualified name finds pg_catalog first, so it counts too.
  */
-const CREDENTIAL_CATALOGS: ReadonlySet<string> = new Set(['pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_subscription']);
+const CREDENTIAL_CATALOGS: ReadonlySet<string> = new Set([
+  'pg_authid',
+  'pg_shadow',
+  'pg_user_mapping',
+  'pg_user_mappings',
+  'pg_subscription',
+  // The server's own configuration files, as a superuser service account would read them (primary_conninfo, pg_hba.conf).
+  'pg_file_settings',
+  'pg_hba_file_rules',
+  'pg_ident_file_rules',
+]);
 
 function isCredentialCatalog(rel: RelationRef): boolean {
   return (rel.schema === null || rel.schema.toLowerCase() === 'pg_catalog') && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());

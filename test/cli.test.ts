@@ -375,7 +375,7 @@ describe('airlock demo', () => {
     if (cwd !== undefined) await rm(cwd, { recursive: true, force: true });
   });
 
-  it('serves the printed SELECT, refuses the printed DELETE, and stops everything on Ctrl-C', async () => {
+  it('serves the printed SELECT, refuses the printed DELETE, runs what it prints for ops, and stops everything on Ctrl-C', async () => {
     const port = await freePort();
     const run = airlock(['demo', '--port', String(port)], { cwd, timeoutMs: 90_000 });
     await run.waitFor(/Press Ctrl-C/, 90_000);
@@ -405,6 +405,41 @@ describe('airlock demo', () => {
 
     const psql = await runProcess('psql', [url!, '-X', '-At', '-c', select!], { env: { ...process.env, PGCONNECT_TIMEOUT: '10' } });
     expect(psql.stdout.trim().split('\n')).toHaveLength(5);
+
+    // ops: a read-write agent under the demo's rules. Each printed statement does what the line above it says.
+    const opsUrl = run.stdout.match(/psql "(postgres:\/\/ops:[^"]+)"/)?.[1];
+    const update = run.stdout.match(/An UPDATE that works[^\n]*\n\s+(UPDATE[^\n]+)/)?.[1];
+    const tooMany = run.stdout.match(/A DELETE that the row limit refuses[^\n]*\n\s+(DELETE[^\n]+)/)?.[1];
+    const approval = run.stdout.match(/A write that needs a human's approval[^\n]*\n\s+([A-Z][^\n]+)/)?.[1];
+    expect(opsUrl).toMatch(new RegExp(`^postgres://ops:[^@]+@127\\.0\\.0\\.1:${port}/demo$`));
+    expect([update, tooMany, approval]).not.toContain(undefined);
+    const ops = new pg.Client({ connectionString: opsUrl });
+    await ops.connect();
+    const counts = async () =>
+      (await ops.query<{ tasks: number; projects: number }>('SELECT (SELECT count(*)::int FROM tasks) AS tasks, (SELECT count(*)::int FROM projects) AS projects')).rows[0];
+    try {
+      const updated = await ops.query(update!);
+      expect(updated.rowCount).toBe(1);
+      expect(updated.rows[0]).toMatchObject({ id: '1', status: 'done' });
+
+      const before = await counts();
+      const limit = await ops.query(tooMany!).catch((e: unknown) => e as pg.DatabaseError);
+      expect(limit).toBeInstanceOf(pg.DatabaseError);
+      expect((limit as pg.DatabaseError).code).toBe('54000');
+      expect((limit as pg.DatabaseError).detail).toMatch(/^Rule: row-limit\./);
+      expect((limit as pg.DatabaseError).message).toContain('public.tasks 1792, public.projects 448');
+      expect(await counts()).toEqual(before);
+
+      const approve = await ops.query(approval!).catch((e: unknown) => e as pg.DatabaseError);
+      expect(approve).toBeInstanceOf(pg.DatabaseError);
+      expect((approve as pg.DatabaseError).code).toBe('42501');
+      expect((approve as pg.DatabaseError).detail).toBe('Rule: approval-required. The statement was not sent to the database.');
+      // Nobody reads the customers' credentials, ops included.
+      const hidden = await ops.query('SELECT count(*) FROM api_keys').catch((e: unknown) => e as pg.DatabaseError);
+      expect((hidden as pg.DatabaseError).code).toBe('42501');
+    } finally {
+      await ops.end();
+    }
 
     const stopped = await run.stop('SIGINT', 60_000);
     expect(stopped.stdout).toContain('Stopping Airlock and the demo database');

@@ -25,6 +25,9 @@ const SCHEMA = `
   CREATE TABLE public.children (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES public.parents ON DELETE CASCADE);
   CREATE FUNCTION public.tasks_sneaky() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN IF NEW.title = 'wipe' THEN DELETE FROM public.companies; END IF; RETURN NEW; END $$;
+  CREATE VIEW public.company_names AS SELECT name FROM public.companies;
+  CREATE VIEW public.secret_view AS SELECT * FROM public.secrets;
+  CREATE VIEW public.secret_view_view AS SELECT * FROM public.secret_view;
   CREATE TRIGGER tasks_sneaky BEFORE UPDATE ON public.tasks FOR EACH ROW EXECUTE FUNCTION public.tasks_sneaky();
 `;
 
@@ -142,12 +145,19 @@ for (const server of testServers()) {
           ['INSERT INTO tasks SELECT 300, secret FROM secrets', '42501'],
           ['WITH d AS (DELETE FROM tasks WHERE id = 1 RETURNING id) INSERT INTO tasks SELECT id + 1000, $$x$$ FROM d', '42501'],
           ['UPDATE tasks SET done = true', '42501'],
+          // Rules about a table hold for the views over it.
+          ['SELECT * FROM company_names', '42501'],
+          ['SELECT * FROM secret_view', '42501'],
+          ['SELECT * FROM secret_view_view', '42501'],
+          ['INSERT INTO tasks (id, title) SELECT id + 500, secret FROM secret_view_view', '42501'],
         ];
         for (const [sql, code] of cases) {
           const err = await refusal(c, sql);
           expect(err.code, sql).toBe(code);
         }
         expect((await refusal(c, 'SELECT * FROM companies')).message).toMatch(/approval/);
+        expect((await refusal(c, 'SELECT * FROM company_names')).message).toMatch(/approval/);
+        expect((await refusal(c, 'SELECT * FROM secret_view_view')).message).toMatch(/public\.secrets/);
         expect((await refusal(c, 'UPDATE tasks SET done = true')).message).toMatch(/WHERE/);
         expect(await counts()).toEqual({ tasks: 200, parents: 30, children: 150, done: 0 });
         expect((await c.query('SELECT count(*)::int AS n FROM tasks')).rows).toEqual([{ n: 200 }]);

@@ -17,6 +17,25 @@ import { waitForSignal } from './signals.js';
 
 const DEMO_DATABASE = 'demo';
 
+/**
+ * The demo's policy, the issue's example on the demo schema. Rules are first
+ * match wins, so what must hold for everyone comes first: the customers'
+ * credentials in api_keys stay hidden, no DDL (not even with an approval),
+ * anything on companies waits for a human (the rule names the view over it
+ * too: a rule matches relations as statements name them, and a view is a
+ * relation of its own). Then ops may write tasks and projects; its profile
+ * (read-write) would let it write every other table too, so the last rule
+ * takes that back.
+ */
+const DEMO_RULES = [
+  'rules:',
+  '  - { tables: [public.api_keys], decision: deny, note: "customer credentials: no agent reads or changes them" }',
+  '  - { kinds: [ddl], decision: deny, note: "no schema changes from agents" }',
+  '  - { tables: [public.companies], decision: approve, note: "anything on companies needs a human" }',
+  '  - { agents: [ops], kinds: [insert, update, delete], tables: [public.tasks, public.projects], decision: allow }',
+  '  - { agents: [ops], kinds: [write], decision: deny, note: "ops writes tasks and projects only" }',
+];
+
 export async function runDemo(args: CommandArgs): Promise<number> {
   const port = Number(args.values.port ?? '6432');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, not "${args.values.port}"`);
@@ -43,6 +62,7 @@ export async function runDemo(args: CommandArgs): Promise<number> {
     await seedDemo(postgres.url(DEMO_DATABASE));
 
     const agentPassword = randomBytes(12).toString('hex');
+    const opsPassword = randomBytes(12).toString('hex');
     // The demo's service account is the cluster's superuser, as many real
     // set-ups are: the read path must hold anyway.
     const { config, warnings } = parseConfig(
@@ -56,23 +76,30 @@ export async function runDemo(args: CommandArgs): Promise<number> {
         '  - name: claude',
         '    password: ${DEMO_AGENT_PASSWORD}',
         '    profile: read-only',
+        '  - name: ops',
+        '    password: ${DEMO_OPS_PASSWORD}',
+        '    profile: read-write',
+        ...DEMO_RULES,
       ].join('\n'),
       {
         source: 'demo config',
         baseDir: stateDir,
-        env: { DEMO_UPSTREAM_PASSWORD: postgres.password, DEMO_AGENT_PASSWORD: agentPassword },
+        env: { DEMO_UPSTREAM_PASSWORD: postgres.password, DEMO_AGENT_PASSWORD: agentPassword, DEMO_OPS_PASSWORD: opsPassword },
       },
     );
     for (const w of warnings) console.error(`airlock: warning: ${w}`);
 
     const audit = await FileAuditLog.open(config.stateDir, { flushMs: config.audit.flushMs });
     const gateway = await startGateway({ config, audit });
-    const url = `postgres://claude:${agentPassword}@127.0.0.1:${gateway.address.port}/${DEMO_DATABASE}`;
+    const address = `127.0.0.1:${gateway.address.port}/${DEMO_DATABASE}`;
+    const url = `postgres://claude:${agentPassword}@${address}`;
+    const opsUrl = `postgres://ops:${opsPassword}@${address}`;
     console.log(`
 Airlock is running on 127.0.0.1:${gateway.address.port}, in front of a real PostgreSQL (port ${postgres.port}) holding a demo company
-(1,196 companies, 1,206 executives, ...). The agent "claude" may only read.
+(1,196 companies, 1,206 executives, ...). The agent "claude" may only read; the agent "ops" may also write tasks and projects.
+No agent may touch api_keys or change the schema, and anything on companies needs a human's approval.
 
-Connect as the agent:
+Connect as the agent "claude" (profile read-only):
   psql "${url}"
 
 A read that works:
@@ -80,6 +107,21 @@ A read that works:
 
 A DELETE that Airlock refuses (the data stays):
   DELETE FROM executives;
+
+Connect as the agent "ops" (profile read-write; at most 100 rows per statement, cascaded rows included):
+  psql "${opsUrl}"
+
+An UPDATE that works (one row; it is kept, and on the record):
+  UPDATE tasks SET status = 'done' WHERE id = 1 RETURNING id, title, status;
+
+A DELETE that the row limit refuses (448 projects and, by ON DELETE CASCADE, their 1,792 tasks: it runs, is counted, and is rolled back):
+  DELETE FROM projects WHERE status = 'archived';
+
+A write that needs a human's approval (approvals are not available yet, so it is refused):
+  UPDATE companies SET plan = 'enterprise' WHERE id = 1;
+
+Three destructive statements refused within 10 minutes trip the tripwire, which freezes the agent (reads go on);
+stop the demo and delete .airlock/ to start over.
 
 Every statement is on the audit record; watch it from another terminal:
   npm run airlock -- audit tail -f --state-dir .airlock

@@ -48,6 +48,7 @@ export async function loadSchemaKnowledge(
     unsafeOperators: new Map(),
     unsafePolicies: new Map(),
     canaryViews: new Map(),
+    viewReads: new Map(),
     relations: [],
   };
 
@@ -126,9 +127,20 @@ export async function loadSchemaKnowledge(
   }
   const unsafeViews = new Map<string, string>();
   const canaryViews = new Map<string, string>();
+  const viewReads = new Map<string, readonly string[]>();
   for (const [name, v] of views) {
     if (v.reasons.length > 0) unsafeViews.set(name, v.reasons[0]!);
     if (v.canary !== null) canaryViews.set(name, v.canary);
+    // Everything under the view, through views over views.
+    const seen = new Set<string>();
+    const stack = [...v.reads];
+    while (stack.length > 0) {
+      const r = stack.pop()!;
+      if (seen.has(r)) continue;
+      seen.add(r);
+      stack.push(...(views.get(r)?.reads ?? []));
+    }
+    viewReads.set(name, [...seen]);
   }
 
   return {
@@ -138,6 +150,7 @@ export async function loadSchemaKnowledge(
     unsafeOperators,
     unsafePolicies,
     canaryViews,
+    viewReads,
     relations: relations.rows.map((r) => r.name),
   };
 }

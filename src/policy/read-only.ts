@@ -147,6 +147,26 @@ function isCredentialCatalog(rel: RelationRef): boolean {
   return (rel.schema === null || rel.schema.toLowerCase() === 'pg_catalog') && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());
 }
 
+/**
+ * The facts with every relation read through a view added to the reads: a
+ * rule about a table holds for a view over it (deny and approve as much as
+ * allow), however many views deep.
+ */
+function throughViews(facts: StatementFacts, schema: SchemaKnowledge | null | undefined): StatementFacts {
+  if (schema === null || schema === undefined || schema.viewReads.size === 0) return facts;
+  let under: RelationRef[] | null = null;
+  for (const r of facts.reads) {
+    const reads = schema.viewReads.get(qualifiedRelation(r).toLowerCase());
+    if (reads === undefined) continue;
+    under ??= [];
+    for (const name of reads) {
+      const dot = name.indexOf('.');
+      under.push({ schema: name.slice(0, dot), name: name.slice(dot + 1) });
+    }
+  }
+  return under === null ? facts : { ...facts, reads: [...facts.reads, ...under] };
+}
+
 /** Looks up what a prepared statement (SQL PREPARE or protocol Parse) was judged to be. */
 export type PreparedLookup = (name: string) => StatementFacts | undefined;
 
@@ -273,7 +293,7 @@ export function judgeStatement(facts: StatementFacts, subject: PolicySubject, pr
         if (inner.kind === 'deny') return inner;
       }
       if (policy !== undefined) {
-        const refused = judgeAccess(facts, subject, policy);
+        const refused = judgeAccess(throughViews(facts, subject.schema), subject, policy);
         if (refused !== null) return refused;
       }
       return allowRead();
@@ -403,7 +423,8 @@ function judgeWrite(facts: StatementFacts, subject: PolicySubject, policy: Agent
   return judgeDirectWrite(facts, subject, policy);
 }
 
-function judgeDirectWrite(facts: StatementFacts, subject: PolicySubject, policy: AgentPolicy): Decision {
+function judgeDirectWrite(written: StatementFacts, subject: PolicySubject, policy: AgentPolicy): Decision {
+  const facts = throughViews(written, subject.schema);
   const needs = accessNeeds(facts);
   const ddl = needs.some(isDdlNeed);
   if (!needs.some((n) => n.kind !== 'select')) {

@@ -22,6 +22,7 @@ const knowledge: SchemaKnowledge = {
   unsafeOperators: new Map([['###', 'it runs public.notify_op(), which is a function Airlock cannot see inside']]),
   unsafePolicies: new Map([['public.watched_notes', 'its row-level security policy calls public.notify_op()']]),
   canaryViews: new Map(),
+  viewReads: new Map(),
   relations: [],
 };
 const trusted = new Set(['public.format_money']);

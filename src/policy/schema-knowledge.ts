@@ -28,6 +28,8 @@ export interface SchemaKnowledge {
   unsafePolicies: ReadonlyMap<string, string>;
   /** Views (schema.name) that read a canary table, directly or through other views, with that table. */
   canaryViews: ReadonlyMap<string, string>;
+  /** Every relation (schema.name, lower-case) each view reads, directly or through other views: rules about a table hold for views over it. */
+  viewReads: ReadonlyMap<string, readonly string[]>;
   /** Every table, view and materialized view outside the system schemas (schema.name, lower-case). */
   relations: readonly string[];
 }

@@ -103,7 +103,8 @@ export async function startTestAirlock(
     async close() {
       await gateway.close();
       await audit.close();
-      if (options.stateDir === undefined) await rm(stateDir, { recursive: true, force: true });
+      // A tripwire freeze may still be persisting (the tripwire trips asynchronously): retry on ENOTEMPTY.
+      if (options.stateDir === undefined) await rm(stateDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
       // Read roles are cluster-wide: leave none behind. A test that shares
       // them between instances drops them itself, after the last one.
       if (options.keepRoles !== true) await dropRoles(server, config.agents.map((a) => a.readRole));

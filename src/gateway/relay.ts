@@ -937,7 +937,6 @@ export class Relay {
     return null;
   }
 
-  /** The audit entry of an allowed statement, answered. */
   private writeEntry(s: InFlight, rows: number | null, sqlstate: string | undefined, detail: Record<string, unknown> | undefined): AuditEntry {
     const entry: AuditEntry = {
       event: 'statement',
@@ -1120,7 +1119,22 @@ export class Relay {
   // ---- audit ---------------------------------------------------------------
 
   private record(s: InFlight, rows: number | null, sqlstate: string | undefined): void {
-    this.audit(sqlstate === SKIPPED ? this.writeEntry(s, rows, undefined, { skipped: true }) : this.writeEntry(s, rows, sqlstate, undefined));
+    const entry: AuditEntry = {
+      event: 'statement',
+      agent: this.who.agent,
+      session: this.who.session,
+      client: this.who.client,
+      text: s.text,
+      fingerprint: s.fingerprint,
+      decision: 'allow',
+      rule: s.rule,
+      durationMs: Date.now() - s.started,
+      rows,
+    };
+    if (s.params !== undefined && s.params.length > 0) entry.params = s.params;
+    if (sqlstate === SKIPPED) entry.detail = { skipped: true };
+    else if (sqlstate !== undefined) entry.sqlstate = sqlstate;
+    this.audit(entry);
   }
 
   private recordDenial(d: Denial, text: string, classification: Classification | undefined, params: (string | null)[] | undefined): void {

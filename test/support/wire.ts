@@ -9,7 +9,7 @@
  */
 import net from 'node:net';
 import { ScramClientExchange } from '../../src/protocol/auth/scram-client.js';
-import { AUTH, parseErrorFields, parseParameterStatus, parseDataRow } from '../../src/protocol/backend.js';
+import { AUTH, parseErrorFields, parseParameterStatus } from '../../src/protocol/backend.js';
 import { FRONTEND, encodeQuery, encodeSaslInitialResponse, encodeSaslResponse, encodeTerminate } from '../../src/protocol/frontend.js';
 import { MessageReader } from '../../src/protocol/message-reader.js';
 import { PROTOCOL_3_0, encodeCancelRequest, encodeStartupMessage } from '../../src/protocol/startup.js';
@@ -156,8 +156,23 @@ export function errorsIn(messages: WireMessage[]): Map<string, string>[] {
   return messages.filter((m) => m.type === 'E').map((m) => parseErrorFields(m.body));
 }
 
-/** DataRow values as text: the gateway's own decoder. */
-export const dataRowValues = parseDataRow;
+/** DataRow: Int16 column count, then per column Int32 length (-1 for NULL) and the bytes, read as text. */
+export function dataRowValues(body: Buffer): (string | null)[] {
+  const count = body.readInt16BE(0);
+  const values: (string | null)[] = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    const length = body.readInt32BE(at);
+    at += 4;
+    if (length < 0) {
+      values.push(null);
+      continue;
+    }
+    values.push(body.toString('utf8', at, at + length));
+    at += length;
+  }
+  return values;
+}
 
 /** A short description for failure messages: the types in order, errors with their SQLSTATE and message. */
 export function describeMessages(messages: WireMessage[]): string {

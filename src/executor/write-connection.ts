@@ -6,7 +6,7 @@
  * of ReadyForQuery, so it can look at everything before the agent sees any of it.
  */
 import type net from 'node:net';
-import { BACKEND, parseParameterStatus } from '../protocol/backend.js';
+import { BACKEND, parseErrorFields, parseParameterStatus } from '../protocol/backend.js';
 import type { TransactionStatus } from '../protocol/backend.js';
 import { encodeTerminate } from '../protocol/frontend.js';
 import { MessageReader } from '../protocol/message-reader.js';
@@ -39,6 +39,8 @@ export class WriteConnection {
   private round: Round | null = null;
   private lost: WriteConnectionLost | null = null;
   status: TransactionStatus = 'I';
+  /** Told once if the connection is lost other than by close() (the server ended it: an idle-in-transaction timeout, a shutdown). */
+  onLost: ((why: string) => void) | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -51,6 +53,11 @@ export class WriteConnection {
     socket.on('close', () => this.fail('the connection to the database was lost'));
     socket.on('error', (err) => this.fail(`the connection to the database failed: ${err.message}`));
     socket.resume();
+  }
+
+  /** Whether a round is running. */
+  get busy(): boolean {
+    return this.round !== null;
   }
 
   get broken(): boolean {
@@ -105,14 +112,20 @@ export class WriteConnection {
         continue;
       }
       if (m.type === BACKEND.noticeResponse || m.type === BACKEND.notificationResponse) {
-        if (round !== null) round.sink(m);
+        if (round !== null && !this.deliver(round, m)) return;
         continue;
       }
       if (round === null) {
+        if (m.type === BACKEND.errorResponse) {
+          // The server ends the session on its own (idle_in_transaction_session_timeout, an administrator): say why.
+          const fields = parseErrorFields(m.body);
+          this.fail(`the database ended the write connection: ${fields.get('M') ?? 'no reason given'} (SQLSTATE ${fields.get('C') ?? '?'})`);
+          return;
+        }
         this.fail(`the database sent message '${String.fromCharCode(m.type)}' when nothing was asked`);
         return;
       }
-      round.sink(m);
+      if (!this.deliver(round, m)) return;
       if (m.type === BACKEND.readyForQuery) {
         this.status = String.fromCharCode(m.body[0]!) as TransactionStatus;
         if (--round.cycles === 0) {
@@ -123,13 +136,29 @@ export class WriteConnection {
     }
   }
 
-  private fail(why: string): void {
+  /**
+   * Hands a message to the round's sink. A sink that throws (its owner can
+   * no longer follow the answers) ends the connection, so the server rolls
+   * back whatever is open, and the round rejects with the sink's error.
+   */
+  private deliver(round: Round, m: Message): boolean {
+    try {
+      round.sink(m);
+      return true;
+    } catch (err) {
+      this.fail(`the answers could not be followed: ${(err as Error).message}`, err instanceof Error ? err : undefined);
+      return false;
+    }
+  }
+
+  private fail(why: string, cause?: Error): void {
     if (this.lost !== null) return;
     this.lost = new WriteConnectionLost(why);
     this.socket.destroy();
     const round = this.round;
     this.round = null;
-    round?.reject(this.lost);
+    if (round !== null) round.reject(cause ?? this.lost);
+    else this.onLost?.(why);
   }
 }
 

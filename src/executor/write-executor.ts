@@ -11,12 +11,12 @@
  * including those of open subtransactions).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { BACKEND, errorResponse, parseDataRow, parseErrorFields, readyForQuery } from '../protocol/backend.js';
+import { BACKEND, parseDataRow, parseErrorFields } from '../protocol/backend.js';
 import type { ErrorFields, TransactionStatus } from '../protocol/backend.js';
 import { encodeQuery } from '../protocol/frontend.js';
 import type { Message } from '../protocol/message-reader.js';
 import type { Denial } from '../policy/decision.js';
-import { copy } from './write-connection.js';
+import { WriteConnectionLost } from './write-connection.js';
 import type { MessageSink, WriteConnection } from './write-connection.js';
 
 /** Rows inserted, updated and deleted so far in this transaction, per table. */
@@ -50,25 +50,48 @@ export interface WriteImpact {
 export type ImpactCheck = (impact: WriteImpact) => Denial | null;
 
 /** Puts the write on the record, durably, before it is kept; a rejection takes it back. */
-export type RecordWrite = (changeId: string, impact: WriteImpact) => Promise<void>;
+export type RecordWrite = (changeId: string, impact: WriteImpact, txid: string) => Promise<void>;
 
 export type WriteOutcome =
   /** Kept: committed, or released into the agent's transaction. */
-  | { kind: 'kept'; changeId: string; impact: WriteImpact }
-  /** PostgreSQL refused it (or its COMMIT): the agent sees the server's error. */
-  | { kind: 'failed'; sqlstate: string; impact: WriteImpact | null }
-  /** Airlock took it back: over a limit, a freeze, the record could not be written. */
-  | { kind: 'refused'; denial: Denial; impact: WriteImpact };
+  | { kind: 'kept'; changeId: string; impact: WriteImpact; txid: string }
+  /** PostgreSQL refused it (or its COMMIT): nothing of it was kept. `error` is what the agent is told when its own answers hold no error. */
+  | { kind: 'failed'; sqlstate: string; impact: WriteImpact | null; error: ErrorFields | null }
+  /** Airlock took it back: over a limit, a freeze, the record could not be written, the measurement failed. */
+  | { kind: 'refused'; denial: Denial; impact: WriteImpact | null };
 
 export interface WriteResult {
   outcome: WriteOutcome;
-  /** The answers to send the agent, ending with its ReadyForQuery. */
-  answers: Buffer[];
+  /** The agent's transaction status once the write is settled. */
   status: TransactionStatus;
 }
 
+/**
+ * The connection was lost after COMMIT (or RELEASE) was sent: whether the
+ * write was kept is unknown until `pg_xact_status(txid)` says.
+ */
+export class WriteOutcomeUnknown extends Error {
+  constructor(
+    readonly changeId: string,
+    readonly txid: string,
+    readonly impact: WriteImpact,
+    cause: string,
+  ) {
+    super(`the connection was lost after the write's COMMIT was sent (${cause}); transaction ${txid} must be settled`);
+    this.name = 'WriteOutcomeUnknown';
+  }
+}
+
+/** The agent's own messages ended Airlock's transaction around its write: never allowed to happen; the session must end. */
+export class WriteEscaped extends Error {
+  constructor(readonly txid: string) {
+    super(`the agent's messages ended the transaction Airlock opened around its write (transaction ${txid})`);
+    this.name = 'WriteEscaped';
+  }
+}
+
 /** Answers that come before a statement produces anything: kept when it is refused after running. */
-const PREAMBLE: ReadonlySet<number> = new Set([
+export const PREAMBLE: ReadonlySet<number> = new Set([
   BACKEND.parseComplete,
   BACKEND.bindComplete,
   BACKEND.closeComplete,
@@ -81,6 +104,8 @@ const PREAMBLE: ReadonlySet<number> = new Set([
 export class WriteExecutor {
   /** The savepoint Airlock sets inside an agent's transaction; random, so the agent cannot name it. */
   private readonly savepoint = `airlock_write_${randomBytes(6).toString('hex')}`;
+  /** True while the agent's own messages run: the only time a CancelRequest of the agent's may reach this connection. */
+  private agentRunning = false;
 
   constructor(readonly connection: WriteConnection) {}
 
@@ -88,21 +113,22 @@ export class WriteExecutor {
     return this.connection.status;
   }
 
+  /** The connection while the agent's statement runs on it, else null: Airlock's own queries are never cancelled by the agent. */
+  get cancellable(): WriteConnection | null {
+    return this.agentRunning ? this.connection : null;
+  }
+
   /**
    * Runs messages that write nothing Airlock measures (reads and transaction
-   * control inside a write transaction); answers go to `sink` as they come,
-   * minus `swallow` ParseComplete/CloseComplete answers to statements Airlock
-   * prepared on this connection itself.
+   * control inside a write transaction); every answer goes to `sink` as it comes.
    */
-  pass(messages: readonly Buffer[], swallow: number, sink: MessageSink): Promise<TransactionStatus> {
-    let left = swallow;
-    return this.connection.exchange(messages, 1, (m) => {
-      if (left > 0 && (m.type === BACKEND.parseComplete || m.type === BACKEND.closeComplete)) {
-        left--;
-        return;
-      }
-      sink(m);
-    });
+  async pass(messages: readonly Buffer[], sink: MessageSink): Promise<TransactionStatus> {
+    this.agentRunning = true;
+    try {
+      return await this.connection.exchange(messages, 1, sink);
+    } finally {
+      this.agentRunning = false;
+    }
   }
 
   /**
@@ -121,46 +147,81 @@ export class WriteExecutor {
 
   /**
    * Runs one write (a Query, or extended-protocol messages up to Sync)
-   * measured and checked. `emptied` names tables the statement truncates or
-   * drops: neither changes the row counters, so their rows are counted beforehand.
+   * measured and checked; the agent's answers go to `sink` as they come (the
+   * caller holds them until the outcome is known). `emptied` names tables the
+   * statement truncates or drops: neither changes the row counters, so their
+   * rows are counted beforehand.
+   *
+   * Every answer of Airlock's own statements is checked to be exactly what
+   * it asked for; anything else takes the write back. What the agent is told
+   * follows from the outcome, never from the agent's own answers alone.
    */
   async write(
     messages: readonly Buffer[],
-    swallow: number,
+    sink: MessageSink,
     check: ImpactCheck,
     record: RecordWrite,
     emptied: readonly { schema: string; name: string }[] = [],
   ): Promise<WriteResult> {
     const conn = this.connection;
-    const autocommit = conn.status === 'I';
+    // Read afresh each time: every round changes it.
+    const txState = (): TransactionStatus => conn.status;
+    const autocommit = txState() === 'I';
+    if (txState() === 'E') throw new Error('write path: a write was sent into a failed transaction');
     // Counted before as well as after, even at the start of a transaction: a
     // backend reports its counts to the shared statistics at most once a
     // second, and until then the "current transaction" counters still hold
     // earlier transactions' rows.
-    let open = autocommit ? 'BEGIN READ WRITE' : `SAVEPOINT ${this.savepoint}`;
+    let open = `${autocommit ? 'BEGIN READ WRITE' : `SAVEPOINT ${this.savepoint}`}; SELECT pg_catalog.pg_current_xact_id()::text`;
     if (emptied.length > 0) open += `; ${countRowsQuery(emptied)}`;
-    const rounds: Message[][] = [[], [], []];
-    let round = 0;
-    let left = swallow;
-    await conn.exchange([encodeQuery(`${open}; ${STATS_QUERY}`), ...messages, encodeQuery(STATS_QUERY)], 3, (m) => {
-      if (round === 1 && left > 0 && (m.type === BACKEND.parseComplete || m.type === BACKEND.closeComplete)) {
-        left--;
-        return;
-      }
-      rounds[round]!.push(copy(m));
-      if (m.type === BACKEND.readyForQuery) round++;
-    });
-    const [opening, answers, closing] = rounds as [Message[], Message[], Message[]];
+    const opening = await conn.collect([encodeQuery(`${open}; ${STATS_QUERY}`)], 1);
     const openError = firstError(opening);
-    if (openError !== null) throw new Error(`write path: could not open the write's transaction: ${openError.get('M') ?? '?'}`);
-    const clientStatus: TransactionStatus = autocommit ? 'I' : 'T';
+    const openTag = firstTag(opening);
+    if (openError !== null || openTag !== (autocommit ? 'BEGIN' : 'SAVEPOINT') || txState() !== 'T') {
+      if (openError === null && txState() !== 'E') {
+        throw new Error(`write path: opening the write's transaction answered ${openTag ?? 'nothing'} (status ${txState()})`);
+      }
+      // Cancelled or refused before the agent's statement ran: nothing of it ran.
+      const status = autocommit ? await this.rollback() : await this.failAgentTransaction();
+      const fields = openError === null ? null : errorFieldsOf(openError);
+      return { outcome: { kind: 'failed', sqlstate: fields?.code ?? 'XX000', impact: null, error: fields }, status };
+    }
+    const txid = opening.filter((m) => m.type === BACKEND.dataRow).map((m) => parseDataRow(m.body)).find((cells) => cells.length === 1)?.[0] ?? '?';
 
-    const failure = firstError(answers);
-    if (failure !== null) {
+    let agentError = false;
+    this.agentRunning = true;
+    let after: TransactionStatus;
+    try {
+      after = await conn.exchange(messages, 1, (m) => {
+        if (m.type === BACKEND.errorResponse) agentError = true;
+        sink(m);
+      });
+    } finally {
+      this.agentRunning = false;
+    }
+    if (agentError) {
       // The server refused the statement: its error is the answer. Airlock's
       // own transaction is rolled back; the agent's is failed, as it should be.
-      if (autocommit) await this.rollback();
-      return { outcome: { kind: 'failed', sqlstate: failure.get('C') ?? 'XX000', impact: null }, answers: withStatus(answers, autocommit ? 'I' : 'E'), status: autocommit ? 'I' : 'E' };
+      const status = autocommit ? await this.rollback() : await this.takeBackSavepoint();
+      return { outcome: { kind: 'failed', sqlstate: 'XX000', impact: null, error: null }, status };
+    }
+    if (after !== 'T') throw new WriteEscaped(txid);
+
+    // Deferred constraint triggers and foreign-key actions would run at
+    // COMMIT, unmeasured: make them run now, inside the measurement.
+    const closing = await conn.collect([encodeQuery(`SET CONSTRAINTS ALL IMMEDIATE; ${STATS_QUERY}`)], 1);
+    const closeError = firstError(closing);
+    if (closeError !== null || txState() !== 'T') {
+      const fields = closeError === null ? null : errorFieldsOf(closeError);
+      const denial: Denial = {
+        kind: 'deny',
+        rule: 'measurement-failed',
+        message: `airlock: the write could not be measured, so it was rolled back${fields === null ? '' : `: ${fields.message}`}`,
+        hint: 'Nothing was changed. Send the statement again; if a deferred constraint failed, fix the data it checks.',
+        sqlstate: fields?.code ?? 'XX000',
+      };
+      const status = await this.takeBack(autocommit);
+      return { outcome: { kind: 'refused', denial, impact: null }, status };
     }
     const impact = measure(opening, closing);
     for (const m of opening) {
@@ -175,7 +236,7 @@ export class WriteExecutor {
     const changeId = randomUUID();
     if (denial === null) {
       try {
-        await record(changeId, impact);
+        await record(changeId, impact, txid);
       } catch (err) {
         denial = {
           kind: 'deny',
@@ -188,26 +249,36 @@ export class WriteExecutor {
     }
     if (denial !== null) {
       const status = await this.takeBack(autocommit);
-      return {
-        outcome: { kind: 'refused', denial, impact },
-        answers: refusedAnswers(answers, denialFields(denial, 'The statement ran and was rolled back; nothing was changed.'), status),
-        status,
-      };
+      return { outcome: { kind: 'refused', denial, impact }, status };
     }
-    const done = await conn.collect([encodeQuery(autocommit ? 'COMMIT' : `RELEASE SAVEPOINT ${this.savepoint}`)], 1);
+    let done: Message[];
+    try {
+      done = await conn.collect([encodeQuery(autocommit ? 'COMMIT' : `RELEASE SAVEPOINT ${this.savepoint}`)], 1);
+    } catch (err) {
+      throw new WriteOutcomeUnknown(changeId, txid, impact, (err as Error).message);
+    }
     const commitError = firstError(done);
-    if (commitError !== null) {
-      // A deferred constraint or a serialization failure at COMMIT: the server rolled it back.
-      const fields = errorFieldsOf(commitError);
-      const status = autocommit ? 'I' : 'E';
-      return { outcome: { kind: 'failed', sqlstate: fields.code, impact }, answers: refusedAnswers(answers, fields, status), status };
+    const tag = firstTag(done);
+    const kept = autocommit ? tag === 'COMMIT' && txState() === 'I' : tag === 'RELEASE' && txState() === 'T';
+    if (!kept) {
+      // A deferred check or a serialization failure at COMMIT, or a COMMIT
+      // answered with ROLLBACK: the server did not keep it.
+      const fields: ErrorFields =
+        commitError !== null
+          ? errorFieldsOf(commitError)
+          : { severity: 'ERROR', code: '40000', message: `airlock: the database answered the write's ${autocommit ? 'COMMIT' : 'RELEASE'} with ${tag ?? 'nothing'}; the write was not kept` };
+      let now = txState();
+      if (autocommit && now !== 'I') now = await this.rollback();
+      return { outcome: { kind: 'failed', sqlstate: fields.code, impact, error: fields }, status: autocommit ? 'I' : now };
     }
-    return { outcome: { kind: 'kept', changeId, impact }, answers: withStatus(answers, clientStatus), status: clientStatus };
+    return { outcome: { kind: 'kept', changeId, impact, txid }, status: autocommit ? 'I' : 'T' };
   }
 
-  /** Rolls back the agent's transaction (a COMMIT refused under a freeze). */
-  async rollback(): Promise<void> {
-    await this.connection.collect([encodeQuery('ROLLBACK')], 1);
+  /** Rolls back the whole transaction (Airlock's own, or the agent's on a COMMIT refused under a freeze). */
+  async rollback(): Promise<TransactionStatus> {
+    const answers = await this.connection.collect([encodeQuery('ROLLBACK')], 1);
+    if (this.connection.status !== 'I') throw new WriteConnectionLost(`ROLLBACK was answered with ${firstTag(answers) ?? 'an error'}`);
+    return 'I';
   }
 
   /**
@@ -216,16 +287,28 @@ export class WriteExecutor {
    * transaction as any error would (PostgreSQL's semantics: an error aborts it).
    */
   private async takeBack(autocommit: boolean): Promise<TransactionStatus> {
-    if (autocommit) {
-      await this.rollback();
-      return 'I';
-    }
-    await this.connection.collect(
-      [encodeQuery(`ROLLBACK TO SAVEPOINT ${this.savepoint}; RELEASE SAVEPOINT ${this.savepoint}`), encodeQuery('airlock_refused')],
-      2,
-    );
-    return this.connection.status;
+    return autocommit ? this.rollback() : this.takeBackSavepoint();
   }
+
+  private async takeBackSavepoint(): Promise<TransactionStatus> {
+    const answers = await this.connection.collect([encodeQuery(`ROLLBACK TO SAVEPOINT ${this.savepoint}; RELEASE SAVEPOINT ${this.savepoint}`)], 1);
+    const error = firstError(answers);
+    if (error !== null) throw new WriteConnectionLost(`ROLLBACK TO SAVEPOINT failed: ${error.get('M') ?? '?'}`);
+    return this.failAgentTransaction();
+  }
+
+  /** Puts the agent's transaction in the failed state, as an error of its own would. */
+  private async failAgentTransaction(): Promise<TransactionStatus> {
+    await this.connection.collect([encodeQuery('airlock_refused')], 1);
+    if (this.connection.status !== 'E') throw new WriteConnectionLost(`the agent's transaction could not be failed (status ${this.connection.status})`);
+    return 'E';
+  }
+}
+
+/** The first CommandComplete's tag. */
+function firstTag(messages: readonly Message[]): string | null {
+  const m = messages.find((x) => x.type === BACKEND.commandComplete);
+  return m === undefined ? null : m.body.subarray(0, m.body.indexOf(0)).toString('utf8');
 }
 
 function firstError(messages: readonly Message[]): Map<string, string> | null {
@@ -308,18 +391,3 @@ function measure(before: readonly Message[], after: readonly Message[]): WriteIm
   return { rows, tables, changes };
 }
 
-/** The answers with their final ReadyForQuery saying `status`. */
-function withStatus(answers: readonly Message[], status: TransactionStatus): Buffer[] {
-  return answers.map((m) => (m.type === BACKEND.readyForQuery ? readyForQuery(status) : m.raw));
-}
-
-/** What the agent sees of a write taken back: what came before its results, the error, ReadyForQuery. */
-function refusedAnswers(answers: readonly Message[], error: ErrorFields, status: TransactionStatus): Buffer[] {
-  const out: Buffer[] = [];
-  for (const m of answers) {
-    if (!PREAMBLE.has(m.type)) break;
-    out.push(m.raw);
-  }
-  out.push(errorResponse(error), readyForQuery(status));
-  return out;
-}

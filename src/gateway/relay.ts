@@ -1,48 +1,66 @@
 /**
  * The relay between one agent's client connection and its upstream
- * connection: every statement is judged before any byte of it reaches the
- * database, and the upstream's answers are passed through, scanned only for
- * the few messages Airlock must see.
+ * connections: every statement is judged before any byte of it reaches the
+ * database, and the upstream's answers are passed through, followed step by
+ * step (answer-tracker.ts) so that Airlock's picture of each connection's
+ * statements, portals and transaction is the server's own.
+ *
+ * A session that may write has a second connection for its write
+ * transactions (executor/); a write runs alone, between Airlock's own
+ * transaction boundaries, measured, and is kept only once it is on the record.
  */
 import { randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import type net from 'node:net';
-import {
-  BACKEND,
-  commandTagRows,
-  errorResponse,
-  parseErrorFields,
-  parseParameterStatus,
-  readyForQuery,
-} from '../protocol/backend.js';
+import { BACKEND, errorResponse, parseParameterStatus, readyForQuery } from '../protocol/backend.js';
 import type { ErrorFields, TransactionStatus } from '../protocol/backend.js';
 import {
   FRONTEND,
   encodeClose,
+  encodeDescribe,
+  encodeExecute,
   encodeParse,
+  encodeParseMessage,
   encodeQuery,
+  encodeSync,
   parseBind,
   parseExecute,
   parseParse,
   parseQuery,
   parseTarget,
+  renameBind,
 } from '../protocol/frontend.js';
 import { MessageReader, ProtocolViolation } from '../protocol/message-reader.js';
 import type { Message } from '../protocol/message-reader.js';
 import type { Classification, StatementFacts } from '../sql/facts.js';
 import type { Decision, Denial } from '../policy/decision.js';
-import { describeFreeze, judgeClassification } from '../policy/read-only.js';
+import { judgeClassification } from '../policy/read-only.js';
 import { rowLimitDenial } from '../policy/limits.js';
 import type { WriteBudget } from '../policy/limits.js';
 import type { AgentPolicy } from '../policy/rules.js';
 import type { PolicySubject } from '../policy/read-only.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 import type { TablePattern } from '../policy/table-pattern.js';
+import {
+  freezeCommitDenial,
+  freezeWriteDenial,
+  readOnlyTransactionDenial,
+  truncateCascadeDenial,
+  unallowedChangeDenial,
+  unattributableDenial,
+  writeShapeDenial,
+} from '../policy/write-denials.js';
 import type { FreezeCause } from '../state/freeze-store.js';
-import type { AuditEntry, AuditLog } from '../state/audit-log.js';
+import type { AuditLog } from '../state/audit-log.js';
 import type { StatementCache } from './statement-cache.js';
-import { WriteExecutor, denialFields } from '../executor/write-executor.js';
-import type { WriteImpact, WriteResult } from '../executor/write-executor.js';
+import { Cycle, CycleQueue, LostTrack } from './answer-tracker.js';
+import type { AnswerAction, RunStatement, Step } from './answer-tracker.js';
+import { ClientNamespace, ConnectionObjects, NameAllocator, isReservedName } from './statement-registry.js';
+import type { ConnectionName, Portal, Prepared } from './statement-registry.js';
+import { SessionAudit } from './session-audit.js';
+import type { InFlight, SessionIdentity } from './session-audit.js';
+import { PREAMBLE, WriteEscaped, WriteExecutor, WriteOutcomeUnknown, denialFields } from '../executor/write-executor.js';
+import type { WriteImpact } from '../executor/write-executor.js';
 import { WriteConnectionLost } from '../executor/write-connection.js';
 import type { WriteConnection } from '../executor/write-connection.js';
 
@@ -63,98 +81,16 @@ export interface RelayContext {
   pinnedParameters: ReadonlyMap<string, string>;
   /** The agent's compiled policy; undefined for a plain read-only agent. */
   policyFor: (agent: string) => AgentPolicy | undefined;
-  /** Opens a session's write connection (the service account, read-write), for agents that may write. */
+  /** Opens a session's write connection (the agent's write role, read-write), for agents that may write. */
   openWriteConnection: (who: RelayIdentity) => Promise<WriteConnection>;
   /** Every agent's write budgets, over all its sessions. */
   budget: WriteBudget;
   log: (line: string) => void;
 }
 
-export interface RelayIdentity {
-  agent: string;
-  profile: string;
-  session: string;
-  client: string;
-}
-
-/** A statement sent upstream whose outcome is not known yet. */
-interface InFlight {
-  text: string;
-  fingerprint: string | undefined;
-  params: (string | null)[] | undefined;
-  rule: string;
-  started: number;
-  /** An allowed write: it runs measured on the write connection. */
-  write?: boolean;
-  /** For a write: what it is. */
-  facts?: StatementFacts;
-}
-
-/** Everything between two ReadyForQuery messages. */
-interface Cycle {
-  statements: InFlight[];
-  /** Statements answered so far. */
-  done: number;
-  /** A refusal injected into this cycle: the upstream's syntax error for `token` is replaced by `denial`. */
-  refusal: { token: string; denial: Denial } | null;
-  /** ParseComplete/CloseComplete answers to statements Airlock itself re-prepared on this connection, not to be passed on. */
-  swallow: number;
-}
-
-/** A prepared statement as Airlock judged it. */
-interface Prepared {
-  text: string;
-  classification: Classification;
-  /** The client's Parse message, kept (sessions that may write) to prepare it again on the other connection. */
-  parse?: Buffer;
-}
-
-/** Where a session's current transaction runs. */
-type Home = 'read' | 'write';
-
-/** What a cycle (up to Sync or a Query) of a session that may write needs, as it was judged message by message. */
-interface Routing {
-  /** Allowed writes in it. */
-  writes: number;
-  /** It starts a transaction block. */
-  begins: boolean;
-  /** It ends a transaction block with COMMIT. */
-  commits: boolean;
-  /** It asks for a read-write transaction (BEGIN/SET TRANSACTION ... READ WRITE): never on the read path. */
-  readWrite: boolean;
-  /** Prepared statements named in the batch, by position, so each connection can be given the ones it lacks. */
-  events: StatementEvent[];
-}
-
-interface StatementEvent {
-  /** Index of the message in the batch. */
-  index: number;
-  kind: 'parse' | 'close' | 'use';
-  name: string;
-  prepared: Prepared | undefined;
-}
-
-/** A cycle bound for the write connection. */
-interface WriteJob {
-  cycle: Cycle;
-  batch: Buffer[];
-  routing: Routing;
-}
-
-function newRouting(): Routing {
-  return { writes: 0, begins: false, commits: false, readWrite: false, events: [] };
-}
+export type RelayIdentity = SessionIdentity;
 
 const EMPTY_PARAMS: (string | null)[] = [];
-
-/** Marks a statement the server skipped because an earlier one in its cycle failed. */
-const SKIPPED = 'skipped';
-
-function newCycle(): Cycle {
-  return { statements: [], done: 0, refusal: null, swallow: 0 };
-}
-
-const EMPTY = Buffer.alloc(0);
 
 /**
  * A token the upstream echoes in its syntax error ('syntax error at or near
@@ -167,18 +103,70 @@ function refusalToken(): string {
   return 'airlock_refused_' + randomBytes(8).toString('hex');
 }
 
+/** A judged client message, waiting for its batch to be sent to a connection. */
+interface Item {
+  kind: 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'query' | 'sync' | 'refusal' | 'flush';
+  /** The message as the server receives it (Airlock's names). */
+  raw: Buffer;
+  /** What the server's answer completes; none for a Flush, which has no answer of its own. */
+  step?: Step;
+  /** parse: the statement it creates; bind, describe: the statement it needs on the connection. */
+  prepared?: Prepared;
+  /** bind: the portal it creates; execute, describe: the portal it uses. */
+  portal?: Portal;
+  /** close: the statement it closes. */
+  closes?: Prepared;
+  /** query: its statements' facts (DEALLOCATE ALL and the like change what the connection holds). */
+  facts?: readonly StatementFacts[];
+  /** Takes back what judging it did to the client's names, when it is never sent. */
+  undo?: () => void;
+}
+
+/** Everything the client sends up to a Sync (or one Query), judged message by message. */
+interface Batch {
+  items: Item[];
+  bytes: number;
+  /** Statements it runs: Executes, and the statements of a Query. */
+  executes: number;
+  /** Statements in it that are not plain reads (transaction control, settings, writes): a write runs with none of them. */
+  unsafe: number;
+  /** Binds and Executes in it (a Flush before any of them only describes). */
+  runs: number;
+  /** Allowed writes in it (at most one, alone). */
+  writes: number;
+  write: { statement: InFlight; facts: StatementFacts | undefined } | null;
+  /** It starts a transaction block. */
+  begins: boolean;
+  /** It ends a transaction block with COMMIT. */
+  commits: boolean;
+  /** It asks for a read-write transaction (BEGIN/SET TRANSACTION ... READ WRITE): never on the read path. */
+  readWrite: boolean;
+  /** The whole batch is refused: none of it is sent, the client gets this error. */
+  whole: { denial: Denial } | null;
+  /** Part of it already went to the read connection (a Flush); the rest must follow it there. */
+  cycle: Cycle | null;
+}
+
+function newBatch(): Batch {
+  return { items: [], bytes: 0, executes: 0, unsafe: 0, runs: 0, writes: 0, write: null, begins: false, commits: false, readWrite: false, whole: null, cycle: null };
+}
+
+/** Where a session's current transaction runs. */
+type Home = ConnectionName;
+
 export class Relay {
   private readonly reader: MessageReader;
   private readonly subject: PolicySubject;
-  private readonly statements = new Map<string, Prepared>();
-  private readonly portals = new Map<string, { prepared: Prepared | undefined; params: (string | null)[] }>();
-  /** Messages judged but not yet forwarded: they go at the next Sync or Flush. */
-  private batch: Buffer[] = [];
-  private batchBytes = 0;
+  private readonly audit: SessionAudit;
+  private readonly names = new NameAllocator();
+  private readonly ns = new ClientNamespace();
+  private readonly objects: Record<ConnectionName, ConnectionObjects> = { read: new ConnectionObjects(), write: new ConnectionObjects() };
+  private readonly seq: Record<ConnectionName, number> = { read: 0, write: 0 };
+  private batch: Batch = newBatch();
   /** After a refusal in the extended protocol, the upstream skips to Sync; so does Airlock. */
   private skipping = false;
-  private open: Cycle = newCycle();
-  private readonly inflight: Cycle[] = [];
+  /** Cycles sent on the read connection and not yet answered to their end. */
+  private readonly readCycles = new CycleQueue();
   /** Upstream bytes of an uninteresting message still to pass through unscanned. */
   private passRemaining = 0;
   private upstreamHeld: Buffer | null = null;
@@ -195,12 +183,10 @@ export class Relay {
   /** Client messages that arrived while the write connection worked; handled, in order, once it is done. */
   private held: Message[] | null = null;
   private heldBytes = 0;
-  private routing: Routing = newRouting();
-  /** Which prepared statement each connection holds under each name. */
-  private readonly onRead = new Map<string, Prepared>();
-  private readonly onWrite = new Map<string, Prepared>();
   /** Resolved when the read connection has answered everything sent to it. */
   private drainWaiters: (() => void)[] = [];
+  /** A batch is on the write path now. */
+  private jobRunning = false;
 
   constructor(
     private readonly client: net.Socket,
@@ -213,6 +199,7 @@ export class Relay {
     private readonly cancelUpstream: () => void = () => undefined,
   ) {
     this.reader = new MessageReader(ctx.maxMessageBytes);
+    this.audit = new SessionAudit(ctx.audit, who, ctx.log);
     this.subject = {
       agent: who.agent,
       profile: who.profile,
@@ -248,10 +235,8 @@ export class Relay {
 
   private fromClient(chunk: Buffer): void {
     if (this.closed) return;
-    let messages: Message[];
     try {
-      messages = this.reader.push(chunk);
-      for (const m of messages) {
+      for (const m of this.reader.push(chunk)) {
         this.onClientMessage(m);
         if (this.closed) return;
       }
@@ -259,7 +244,7 @@ export class Relay {
       this.failSession(err);
       return;
     }
-    if (this.batchBytes > this.ctx.maxMessageBytes) {
+    if (this.batch.bytes > this.ctx.maxMessageBytes) {
       this.fatal({
         severity: 'FATAL',
         code: '08P01',
@@ -277,7 +262,7 @@ export class Relay {
     }
     if (this.skipping && m.type !== FRONTEND.sync) {
       // The upstream would discard these too (it is skipping to Sync after
-      // the refusal); they are never forwarded.
+      // the refusal); they are never judged nor forwarded.
       return;
     }
     switch (m.type) {
@@ -293,44 +278,23 @@ export class Relay {
       case FRONTEND.execute:
         this.onExecute(m);
         return;
-      case FRONTEND.describe: {
-        const t = parseTarget(m.body, 'Describe');
-        if (this.policy !== null && t.target === 'statement') this.statementEvent('use', t.name, this.statements.get(t.name));
-        this.queue(m.raw);
+      case FRONTEND.describe:
+        this.onDescribe(m);
         return;
-      }
-      case FRONTEND.close: {
-        const t = parseTarget(m.body, 'Close');
-        if (t.target === 'statement') {
-          if (this.policy !== null) this.statementEvent('close', t.name, undefined);
-          this.statements.delete(t.name);
-        } else {
-          this.portals.delete(t.name);
-        }
-        this.queue(m.raw);
+      case FRONTEND.close:
+        this.onClose(m);
         return;
-      }
       case FRONTEND.flush:
-        this.queue(m.raw);
-        // A session that may write sends a batch bound for the write
-        // connection only at Sync: its answers come then.
-        if (this.policy === null || !this.needsWriter()) this.forwardBatch();
+        this.onFlush(m);
         return;
-      case FRONTEND.sync: {
+      case FRONTEND.sync:
         this.skipping = false;
-        this.queue(m.raw);
-        if (this.policy !== null && this.needsWriter()) {
-          this.routeToWriter(null);
-          return;
-        }
-        const cycle = this.open;
-        this.inflight.push(cycle);
-        this.open = newCycle();
-        this.forwardBatch(cycle);
+        this.add({ kind: 'sync', raw: m.raw, step: { kind: 'sync' } });
+        this.dispatch();
         return;
-      }
       case FRONTEND.functionCall:
-        this.refuseSimple(
+        this.outsideBatch('FunctionCall');
+        this.refuseQuery(
           {
             kind: 'deny',
             rule: 'function-call-message',
@@ -348,8 +312,6 @@ export class Relay {
         // the server ignores these outside COPY, and so does Airlock.
         return;
       case FRONTEND.terminate:
-        this.queue(m.raw);
-        this.forwardBatch();
         this.end('client terminated');
         return;
       default:
@@ -357,31 +319,21 @@ export class Relay {
     }
   }
 
-  private queue(raw: Buffer): void {
-    this.batch.push(raw);
-    this.batchBytes += raw.length;
+  private add(item: Item): void {
+    this.batch.items.push(item);
+    this.batch.bytes += item.raw.length;
   }
 
-  private forwardBatch(cycle: Cycle = this.open): void {
-    if (this.batch.length === 0) return;
-    let batch = this.batch;
-    this.batch = [];
-    this.batchBytes = 0;
-    if (this.policy !== null) {
-      const routed = this.forConnection(this.onRead, batch, this.takeEvents());
-      batch = routed.messages;
-      cycle.swallow += routed.swallow;
-    }
-    let ok = true;
-    const whole = contiguous(batch);
-    if (whole !== null) {
-      ok = this.upstream.write(whole);
-    } else {
-      this.upstream.cork();
-      for (const b of batch) ok = this.upstream.write(b);
-      this.upstream.uncork();
-    }
-    if (!ok) this.client.pause();
+  /**
+   * A Query or FunctionCall answers with a ReadyForQuery of its own. In the
+   * middle of an unfinished extended-protocol batch, the server would run it
+   * inside that batch's implicit transaction, or skip it after an error, and
+   * no answer would tell which: the session ends instead, and nothing of the
+   * batch is kept.
+   */
+  private outsideBatch(what: string): void {
+    if (this.batch.items.length === 0 && this.batch.cycle === null) return;
+    throw new ProtocolViolation(`a ${what} message arrived before the Sync that ends the extended-protocol messages sent before it`);
   }
 
   /** Decodes statement text exactly as the server will read it, or explains why it can't be judged. */
@@ -400,112 +352,164 @@ export class Relay {
 
   private judge(text: string): { classification: Classification; decision: Decision } {
     const classification = this.ctx.cache.classify(text);
+    return { classification, decision: this.judgeClassification(classification) };
+  }
+
+  private judgeClassification(classification: Classification): Decision {
     if (!this.ctx.audit.healthy) {
       return {
-        classification,
-        decision: {
-          kind: 'deny',
-          rule: 'audit-unavailable',
-          message: 'airlock: the audit log cannot be written, so no statement is served until it can',
-          hint: "A human must check Airlock's state directory (disk space, permissions) and its log.",
-          sqlstate: '58030',
-        },
+        kind: 'deny',
+        rule: 'audit-unavailable',
+        message: 'airlock: the audit log cannot be written, so no statement is served until it can',
+        hint: "A human must check Airlock's state directory (disk space, permissions) and its log.",
+        sqlstate: '58030',
       };
     }
     this.subject.schema = this.ctx.schema();
-    const decision = judgeClassification(classification, this.subject, (name) => this.preparedFacts(name));
-    return { classification, decision };
+    const decision = judgeClassification(classification, this.subject, (name) => this.sqlPreparedFacts(name));
+    if (decision.kind === 'deny' || !classification.ok) return decision;
+    const declared = new Set<string>();
+    for (const facts of classification.statements) {
+      const refused = this.objectNameDenial(facts, declared);
+      if (refused !== null) return refused;
+      if (facts.cursor?.action === 'declare' && facts.cursor.name !== null) declared.add(facts.cursor.name);
+    }
+    return decision;
   }
 
-  private preparedFacts(name: string): StatementFacts | undefined {
-    const p = this.statements.get(name);
-    if (p === undefined || !p.classification.ok || p.classification.statements.length !== 1) return undefined;
-    return p.classification.statements[0];
+  private sqlPreparedFacts(name: string): StatementFacts | undefined {
+    const c = this.ns.sqlPrepared.get(name);
+    if (c === undefined || !c.ok || c.statements.length !== 1) return undefined;
+    return c.statements[0];
   }
+
+  /**
+   * SQL names of prepared statements and cursors: Airlock's own (the
+   * server-side names of protocol-level objects) are never reachable from
+   * SQL, and FETCH or MOVE may only run a cursor this session declared.
+   */
+  private objectNameDenial(facts: StatementFacts, declaredHere: ReadonlySet<string>): Denial | null {
+    const names = [facts.prepared?.name, facts.cursor?.name, facts.inner?.prepared?.name, facts.inner?.cursor?.name];
+    for (const name of names) {
+      if (name != null && isReservedName(name)) return unattributableDenial(this.who, `name ${name}, one of Airlock's own statements or portals`);
+    }
+    const cursor = facts.cursor;
+    if (cursor !== undefined && (cursor.action === 'fetch' || cursor.action === 'move') && (cursor.name === null || (!this.ns.sqlCursors.has(cursor.name) && !declaredHere.has(cursor.name)))) {
+      return unattributableDenial(this.who, `${cursor.action.toUpperCase()} from cursor ${cursor.name ?? '(none)'}, which this session did not declare`);
+    }
+    return null;
+  }
+
+  /** What a statement does to SQL-level prepared statements and cursors (and, for DEALLOCATE ALL / CLOSE ALL, to protocol-level ones). */
+  private trackSqlObjects(classification: Classification): void {
+    if (!classification.ok) return;
+    for (const facts of classification.statements) {
+      const p = facts.prepared;
+      if (p?.action === 'prepare' && p.name !== null && facts.inner !== undefined) {
+        this.ns.sqlPrepared.set(p.name, { ok: true, statements: [facts.inner], fingerprint: classification.fingerprint });
+      } else if (p?.action === 'deallocate' && p.name !== null) {
+        this.ns.sqlPrepared.delete(p.name);
+      }
+      const c = facts.cursor;
+      if (c?.action === 'declare' && c.name !== null) this.ns.sqlCursors.add(c.name);
+      else if (c?.action === 'close' && c.name !== null) this.ns.sqlCursors.delete(c.name);
+      if (dropsAllStatements(facts)) {
+        this.ns.sqlPrepared.clear();
+        for (const name of [...this.ns.statements.keys()]) if (name !== '') this.ns.statements.delete(name);
+      }
+      if (closesAllPortals(facts)) {
+        this.ns.sqlCursors.clear();
+        for (const name of [...this.ns.portals.keys()]) if (name !== '') this.ns.portals.delete(name);
+      }
+    }
+  }
+
+  // ---- judging, message by message ------------------------------------------
 
   private onQuery(m: Message): void {
+    this.outsideBatch('Query');
     const text = this.statementText(parseQuery(m.body));
     if (typeof text !== 'string') {
-      this.refuseSimple(text, '(invalid UTF-8)');
+      this.refuseQuery(text, '(invalid UTF-8)');
       return;
     }
     const { classification, decision } = this.judge(text);
     if (decision.kind === 'deny') {
-      this.refuseSimple(decision, text, classification);
+      this.refuseQuery(decision, text, classification);
       return;
     }
     const write = decision.kind === 'allow-write';
     if (this.policy !== null && classification.ok) {
       if (write && classification.statements.length > 1) {
-        this.refuseSimple(this.writeShapeDenial('multi-statement-write', 'send a write together with other statements in one query string'), text, classification);
+        this.refuseQuery(writeShapeDenial(this.who, 'multi-statement-write', 'send a write together with other statements in one query string'), text, classification);
         return;
       }
       for (const facts of classification.statements) this.noteTransaction(facts);
-      if (write) this.routing.writes++;
     }
-    const cycle = this.closeCycle();
     const started = Date.now();
+    const statements: RunStatement[] = [];
     if (classification.ok) {
       // One statement: record the text as sent (a cache hit by shape carries
       // another text of the same shape); several: each one's own slice.
       const single = classification.statements.length === 1;
       for (const facts of classification.statements) {
-        cycle.statements.push({ text: single ? text : facts.text, fingerprint: classification.fingerprint, params: undefined, rule: decision.rule, started, write, facts });
+        const s: InFlight = { text: single ? text : facts.text, fingerprint: classification.fingerprint, params: undefined, rule: decision.rule, started };
+        if (write) {
+          this.batch.writes++;
+          this.batch.write = { statement: s, facts };
+        }
+        statements.push(this.recorder(s, write));
       }
-      this.trackSqlPrepared(classification);
+      this.batch.executes += classification.statements.length;
+      this.trackSqlObjects(classification);
     }
-    this.queue(m.raw);
-    if (this.policy !== null && this.needsWriter()) {
-      this.routeToWriter(cycle);
-      return;
-    }
-    this.inflight.push(cycle);
-    this.forwardBatch(cycle);
+    // A simple Query drops the unnamed statement and portal (PostgreSQL's exec_simple_query).
+    this.ns.statements.delete('');
+    this.ns.portals.delete('');
+    this.add({ kind: 'query', raw: m.raw, step: { kind: 'query', statements }, facts: classification.ok ? classification.statements : [] });
+    this.dispatch();
+  }
+
+  /** Records a statement when its answer comes; a write's record is the write path's. */
+  private recorder(s: InFlight, write: boolean): RunStatement {
+    return {
+      settle: (rows, sqlstate) => {
+        if (!write) this.audit.statement(s, rows, sqlstate);
+      },
+    };
+  }
+
+  /** Refuses a Query (or FunctionCall): the upstream fails an injected statement, and its error is replaced. */
+  private refuseQuery(denial: Denial, text: string, classification?: Classification): void {
+    this.recordDenial(denial, text, classification, undefined);
+    const token = refusalToken();
+    this.add({ kind: 'query', raw: encodeQuery(token), step: { kind: 'query', statements: [], refusal: { token, denial } }, facts: [] });
+    this.dispatch();
   }
 
   /**
-   * Ends the open cycle for a message that gets its own ReadyForQuery (Query,
-   * FunctionCall). Extended-protocol messages sent before it without a Sync
-   * are answered in the same cycle, so they stay in it.
+   * Refuses an extended-protocol message where it stands: a Parse that fails
+   * takes its place, and the server (and Airlock) skip to the Sync. In a
+   * batch that holds a write, the whole batch is refused instead, unsent.
    */
-  private closeCycle(): Cycle {
-    const cycle = this.open;
-    this.open = newCycle();
-    return cycle;
-  }
-
-  /** SQL-level PREPARE and DEALLOCATE share the namespace of protocol-level statements. */
-  private trackSqlPrepared(classification: Extract<Classification, { ok: true }>): void {
-    for (const facts of classification.statements) {
-      const p = facts.prepared;
-      if (p === undefined) continue;
-      if (p.action === 'prepare' && p.name !== null && facts.inner !== undefined && !this.statements.has(p.name)) {
-        this.statements.set(p.name, {
-          text: facts.inner.text,
-          classification: { ok: true, statements: [facts.inner], fingerprint: classification.fingerprint },
-        });
-      } else if (p.action === 'deallocate' && p.name !== null) {
-        this.statements.delete(p.name);
-      } else if (p.action === 'deallocate-all') {
-        this.statements.clear();
-      }
-    }
-  }
-
-  /** Refuses a simple-protocol message: the upstream fails an injected statement, and its error is replaced. */
-  private refuseSimple(denial: Denial, text: string, classification?: Classification): void {
-    this.recordDenial(denial, text, classification, undefined);
-    const token = refusalToken();
-    const cycle = this.closeCycle();
-    cycle.refusal = { token, denial };
-    this.queue(encodeQuery(token));
-    if (this.policy !== null && this.needsWriter()) {
-      // The agent's transaction is on the write connection: the refusal fails it there.
-      this.routeToWriter(cycle);
+  private refuseHere(denial: Denial, text: string, classification: Classification | undefined, params: (string | null)[] | undefined, opts: { unnamedParse?: boolean; record?: boolean } = {}): void {
+    if (opts.record !== false) this.recordDenial(denial, text, classification, params);
+    else this.audit.refusal(denial, text, classification, params);
+    this.skipping = true;
+    if (this.batch.writes > 0 && this.batch.cycle === null) {
+      this.batch.whole = { denial };
       return;
     }
-    this.inflight.push(cycle);
-    this.forwardBatch(cycle);
+    const token = refusalToken();
+    // A failed Parse of the unnamed statement drops it, as the refused one's would have.
+    const name = opts.unnamedParse === true ? '' : this.names.statement();
+    this.add({ kind: 'refusal', raw: encodeParse(name, token), step: { kind: 'parse', refusal: { token, denial } } });
+    if (opts.unnamedParse === true) this.ns.statements.delete('');
+  }
+
+  /** An error PostgreSQL itself would give (a name that exists, or does not): Airlock gives it, since the server never sees the client's names. */
+  private protocolError(code: string, message: string, text: string): void {
+    this.refuseHere({ kind: 'deny', rule: 'protocol', message, hint: 'This is what PostgreSQL answers too.', sqlstate: code }, text, undefined, undefined, { record: false });
   }
 
   private onParse(m: Message): void {
@@ -519,93 +523,199 @@ export class Relay {
       decision = text;
     }
     if (decision.kind === 'deny') {
-      this.recordDenial(decision, typeof text === 'string' ? text : '(invalid UTF-8)', classification, undefined);
-      const token = refusalToken();
-      this.open.refusal = { token, denial: decision };
-      // Same name as the refused statement: a failed Parse of the unnamed
-      // statement drops the old one, a failed named Parse changes nothing;
-      // the upstream then does to its statements what it would have done.
-      this.queue(encodeParse(parse.name, token));
-      if (parse.name === '') this.statements.delete('');
-      this.skipping = true;
+      this.refuseHere(decision, typeof text === 'string' ? text : '(invalid UTF-8)', classification, undefined, { unnamedParse: parse.name === '' });
       return;
     }
-    // The server refuses to redefine a named statement that exists; keep
-    // Airlock's view identical to the server's.
-    if (parse.name === '' || !this.statements.has(parse.name)) {
-      const prepared: Prepared = { text: text as string, classification: classification! };
-      this.statements.set(parse.name, prepared);
-      if (this.policy !== null) {
-        prepared.parse = Buffer.from(m.raw);
-        this.statementEvent('parse', parse.name, prepared);
-      }
+    if (parse.name !== '' && this.ns.statements.has(parse.name)) {
+      this.protocolError('42P05', `prepared statement "${parse.name}" already exists`, text as string);
+      return;
     }
-    this.queue(m.raw);
+    const serverName = parse.name === '' ? '' : this.names.statement();
+    const raw = parse.name === '' ? m.raw : encodeParseMessage({ ...parse, name: serverName });
+    const prepared: Prepared = { name: parse.name, text: text as string, classification: classification!, serverName, parse: parse.name === '' ? Buffer.from(m.raw) : raw };
+    const before = this.ns.statements.get(parse.name);
+    this.ns.statements.set(parse.name, prepared);
+    const undo = (): void => {
+      if (this.ns.statements.get(parse.name) !== prepared) return;
+      if (before === undefined) this.ns.statements.delete(parse.name);
+      else this.ns.statements.set(parse.name, before);
+    };
+    this.add({
+      kind: 'parse',
+      raw,
+      prepared,
+      undo,
+      step: {
+        kind: 'parse',
+        // A failed Parse of the unnamed statement has dropped the old one; a skipped one left it.
+        onFail: (failed) => {
+          if (failed && parse.name === '') {
+            if (this.ns.statements.get('') === prepared) this.ns.statements.delete('');
+          } else {
+            undo();
+          }
+        },
+      },
+    });
   }
 
   private onBind(m: Message): void {
     const bind = parseBind(m.body);
-    const prepared = this.statements.get(bind.statement);
-    this.portals.set(bind.portal, { prepared, params: bind.params });
-    if (this.policy !== null) this.statementEvent('use', bind.statement, prepared);
-    this.queue(m.raw);
+    const prepared = this.ns.statements.get(bind.statement);
+    if (prepared === undefined) {
+      this.protocolError('26000', bind.statement === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${bind.statement}" does not exist`, `(Bind of "${bind.statement}")`);
+      return;
+    }
+    if (bind.portal !== '' && this.ns.portals.has(bind.portal)) {
+      this.protocolError('42P03', `portal "${bind.portal}" already exists`, prepared.text);
+      return;
+    }
+    const serverName = bind.portal === '' ? '' : this.names.portal();
+    const portal: Portal = { name: bind.portal, prepared, params: bind.params, serverName, conn: null, cycle: 0 };
+    const before = this.ns.portals.get(bind.portal);
+    this.ns.portals.set(bind.portal, portal);
+    const undo = (): void => {
+      if (this.ns.portals.get(bind.portal) !== portal) return;
+      if (before === undefined) this.ns.portals.delete(bind.portal);
+      else this.ns.portals.set(bind.portal, before);
+    };
+    const raw = bind.portal === '' && bind.statement === '' ? m.raw : renameBind(m.body, serverName, prepared.serverName);
+    this.batch.runs++;
+    this.add({ kind: 'bind', raw, prepared, portal, undo, step: { kind: 'bind', onFail: () => undo() } });
+  }
+
+  private onDescribe(m: Message): void {
+    const t = parseTarget(m.body, 'Describe');
+    if (t.target === 'statement') {
+      const prepared = this.ns.statements.get(t.name);
+      if (prepared === undefined) {
+        this.protocolError('26000', t.name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${t.name}" does not exist`, `(Describe of "${t.name}")`);
+        return;
+      }
+      const raw = t.name === '' ? m.raw : encodeDescribe('statement', prepared.serverName);
+      this.add({ kind: 'describe', raw, prepared, step: { kind: 'describe' } });
+      return;
+    }
+    const portal = this.ns.portals.get(t.name);
+    if (portal === undefined) {
+      this.protocolError('34000', `portal "${t.name}" does not exist`, `(Describe of portal "${t.name}")`);
+      return;
+    }
+    const raw = t.name === '' ? m.raw : encodeDescribe('portal', portal.serverName);
+    this.add({ kind: 'describe', raw, portal, step: { kind: 'describe' } });
+  }
+
+  private onClose(m: Message): void {
+    const t = parseTarget(m.body, 'Close');
+    if (t.target === 'statement') {
+      const prepared = this.ns.statements.get(t.name);
+      // Closing what does not exist is no error in PostgreSQL: close a name nothing holds.
+      const raw = prepared === undefined ? encodeClose('statement', this.names.statement()) : t.name === '' ? m.raw : encodeClose('statement', prepared.serverName);
+      if (prepared !== undefined) this.ns.statements.delete(t.name);
+      const undo = (): void => {
+        if (prepared !== undefined && !this.ns.statements.has(t.name)) this.ns.statements.set(t.name, prepared);
+      };
+      this.add({ kind: 'close', raw, closes: prepared, undo, step: { kind: 'close', onFail: () => undo() } });
+      return;
+    }
+    const portal = this.ns.portals.get(t.name);
+    const raw = portal === undefined ? encodeClose('portal', this.names.portal()) : t.name === '' ? m.raw : encodeClose('portal', portal.serverName);
+    if (portal !== undefined) this.ns.portals.delete(t.name);
+    const undo = (): void => {
+      if (portal !== undefined && !this.ns.portals.has(t.name)) this.ns.portals.set(t.name, portal);
+    };
+    this.add({ kind: 'close', raw, undo, step: { kind: 'close', onFail: () => undo() } });
   }
 
   private onExecute(m: Message): void {
     const exec = parseExecute(m.body);
-    const portal = this.portals.get(exec.portal);
-    const prepared = portal?.prepared;
+    const portal = this.ns.portals.get(exec.portal);
+    if (portal === undefined) {
+      this.protocolError('34000', `portal "${exec.portal}" does not exist`, `(Execute of portal "${exec.portal}")`);
+      return;
+    }
+    const prepared = portal.prepared;
     let rule = 'read';
     let write = false;
-    if (this.policy !== null && prepared !== undefined) {
+    if (this.policy !== null) {
       // Judged again as it runs: a freeze or a spent budget since the Parse counts.
-      const decision = this.judgeAgain(prepared);
-      if (decision.kind === 'deny' || (decision.kind === 'allow-write' && this.routing.writes > 0)) {
-        const denial =
-          decision.kind === 'deny'
-            ? decision
-            : this.writeShapeDenial('pipelined-write', 'send a second write before the Sync that ends the first');
-        this.recordDenial(denial, prepared.text, prepared.classification, portal?.params);
-        const token = refusalToken();
-        this.open.refusal = { token, denial };
-        // A named Parse that fails creates nothing; the server skips to Sync.
-        this.queue(encodeParse(token, token));
-        this.skipping = true;
+      const decision = this.judgeClassification(prepared.classification);
+      if (decision.kind === 'deny') {
+        this.refuseHere(decision, prepared.text, prepared.classification, portal.params);
         return;
       }
       rule = decision.rule;
       write = decision.kind === 'allow-write';
-      if (write) this.routing.writes++;
+      if (write && this.batch.cycle !== null) {
+        this.refuseHere(
+          writeShapeDenial(this.who, 'flush-before-write', 'write in a batch part of which was already sent with Flush', 'Send Sync before the write, and no Flush between a write and its Sync.'),
+          prepared.text,
+          prepared.classification,
+          portal.params,
+        );
+        return;
+      }
+      if ((write && this.batch.unsafe > 0) || (this.batch.writes > 0 && (write || !plainRead(decision, prepared.classification)))) {
+        this.refuseHere(
+          writeShapeDenial(this.who, 'write-not-alone', 'run a write in the same batch (up to Sync) as another statement'),
+          prepared.text,
+          prepared.classification,
+          portal.params,
+        );
+        return;
+      }
       if (prepared.classification.ok) for (const facts of prepared.classification.statements) this.noteTransaction(facts);
     }
-    this.open.statements.push({
-      text: prepared?.text ?? `(portal "${exec.portal}")`,
-      fingerprint: prepared?.classification.ok === true ? prepared.classification.fingerprint : undefined,
-      params: portal?.params ?? EMPTY_PARAMS,
+    this.trackSqlObjects(prepared.classification);
+    const s: InFlight = {
+      text: prepared.text,
+      fingerprint: prepared.classification.ok ? prepared.classification.fingerprint : undefined,
+      params: portal.params ?? EMPTY_PARAMS,
       rule,
       started: Date.now(),
-      write,
-      facts: write && prepared?.classification.ok === true ? prepared.classification.statements[0] : undefined,
-    });
-    this.queue(m.raw);
-  }
-
-  // ---- the write path (sessions that may write) ------------------------------
-
-  private judgeAgain(prepared: Prepared): Decision {
-    if (!this.ctx.audit.healthy) return this.judge(prepared.text).decision;
-    this.subject.schema = this.ctx.schema();
-    return judgeClassification(prepared.classification, this.subject, (name) => this.preparedFacts(name));
-  }
-
-  private writeShapeDenial(rule: string, what: string): Denial {
-    return {
-      kind: 'deny',
-      rule,
-      message: `airlock: agent "${this.who.agent}" may not ${what}: each write runs on its own, measured and limited`,
-      hint: 'Send each write as a statement of its own (one per query string, or one Execute per Sync).',
-      sqlstate: '0A000',
     };
+    this.batch.executes++;
+    this.batch.runs++;
+    if (this.policy !== null && !plainRead({ kind: write ? 'allow-write' : 'allow-read', rule }, prepared.classification)) this.batch.unsafe++;
+    if (write) {
+      this.batch.writes++;
+      this.batch.write = { statement: s, facts: prepared.classification.ok ? prepared.classification.statements[0] : undefined };
+    }
+    const raw = exec.portal === '' ? m.raw : encodeExecute(portal.serverName, exec.maxRows);
+    this.add({ kind: 'execute', raw, portal, step: { kind: 'execute', statements: [this.recorder(s, write)] } });
+  }
+
+  private onFlush(m: Message): void {
+    if (this.batch.whole !== null) return;
+    if (this.policy !== null && this.batch.cycle === null && this.batch.runs === 0) {
+      // Parse and Describe only (drivers ask what a statement takes and
+      // returns before they bind it): answered now, on the connection the
+      // transaction is on, closed with a Sync of Airlock's own, so that what
+      // follows can still go to either connection.
+      this.describeNow();
+      return;
+    }
+    // A session that may write sends a batch bound for the write connection
+    // only at Sync: its answers come then.
+    if (this.policy !== null && this.needsWriter(this.batch)) return;
+    this.add({ kind: 'flush', raw: m.raw });
+    this.sendRead(this.batch, false);
+  }
+
+  private describeNow(): void {
+    const batch = this.batch;
+    this.batch = newBatch();
+    if (batch.items.length === 0) return;
+    batch.items.push({ kind: 'sync', raw: encodeSync(), step: { kind: 'sync', own: true } });
+    if (this.home === 'read') {
+      this.sendRead(batch, true);
+      return;
+    }
+    this.runJob(async () => {
+      await this.readDrained();
+      if (this.closed) return;
+      await this.passOnWriter(await this.openWriter(), batch);
+    });
   }
 
   /** Notes what a statement does to the transaction, for routing. */
@@ -613,91 +723,243 @@ export class Relay {
     const t = facts.transaction;
     if (t === undefined) return;
     // Whatever could turn read-only off goes to the write connection or nowhere.
-    if (t.readWrite) this.routing.readWrite = true;
+    if (t.readWrite) this.batch.readWrite = true;
     if (facts.kind !== 'transaction') return;
-    if (t.action === 'begin') this.routing.begins = true;
-    if (t.action === 'commit') this.routing.commits = true;
+    if (t.action === 'begin') this.batch.begins = true;
+    if (t.action === 'commit') this.batch.commits = true;
   }
 
-  private statementEvent(kind: StatementEvent['kind'], name: string, prepared: Prepared | undefined): void {
-    this.routing.events.push({ index: this.batch.length, kind, name, prepared });
+  /** Whether a batch must go to the write connection (or wait to know). */
+  private needsWriter(batch: Batch): boolean {
+    if (batch.cycle !== null) return false;
+    return this.home === 'write' || batch.writes > 0 || batch.begins || batch.readWrite;
   }
 
-  private takeEvents(): StatementEvent[] {
-    const events = this.routing.events;
-    if (events.length > 0) this.routing.events = [];
-    return events;
+  // ---- sending batches ---------------------------------------------------------
+
+  /** The batch is complete (Sync, or a Query): send it where it belongs. */
+  private dispatch(): void {
+    const batch = this.batch;
+    this.batch = newBatch();
+    if (this.policy !== null && this.needsWriter(batch)) {
+      this.runJob(() => this.job(batch));
+      return;
+    }
+    if (batch.whole !== null) this.replaceWithRefusal(batch, batch.whole.denial);
+    this.sendRead(batch, true);
   }
 
-  /** Whether the cycle being collected must go to the write connection (or wait to know). */
-  private needsWriter(): boolean {
-    return this.home === 'write' || this.routing.writes > 0 || this.routing.begins || this.routing.readWrite;
+  /** Drops a batch's messages (taking back what judging them did) for a refusal and its Sync. */
+  private replaceWithRefusal(batch: Batch, denial: Denial, detail?: string): void {
+    const ending = batch.items.at(-1);
+    for (let i = batch.items.length - 1; i >= 0; i--) batch.items[i]!.undo?.();
+    const token = refusalToken();
+    const refusal = { token, denial, detail };
+    batch.items =
+      ending?.kind === 'query'
+        ? [{ kind: 'query', raw: encodeQuery(token), step: { kind: 'query', statements: [], refusal }, facts: [] }]
+        : [{ kind: 'refusal', raw: encodeParse(this.names.statement(), token), step: { kind: 'parse', refusal } }, ...(ending === undefined ? [] : [ending])];
+    batch.writes = 0;
+    batch.write = null;
+    batch.begins = false;
+    batch.commits = false;
+    batch.readWrite = false;
+    batch.whole = null;
+  }
+
+  /** Sends a batch's judged messages to the read connection; `complete` when it ends with its Sync or Query. */
+  private sendRead(batch: Batch, complete: boolean): void {
+    if (batch.items.length === 0) return;
+    let cycle = batch.cycle;
+    if (cycle === null) {
+      cycle = new Cycle(this.seq.read++);
+      this.readCycles.push(cycle);
+      if (!complete) batch.cycle = cycle;
+    }
+    const out = this.materialize(batch.items, 'read', cycle);
+    batch.items = [];
+    batch.bytes = 0;
+    let ok = true;
+    const whole = contiguous(out);
+    if (whole !== null) {
+      ok = this.upstream.write(whole);
+    } else {
+      this.upstream.cork();
+      for (const b of out) ok = this.upstream.write(b);
+      this.upstream.uncork();
+    }
+    if (!ok) this.client.pause();
   }
 
   /**
-   * The batch as one connection must receive it: a statement the client
-   * prepared on the other connection is prepared here first (answers
-   * swallowed), so named statements work whichever way a cycle goes.
+   * The messages one connection must receive for these items, each with its
+   * step in `cycle`: a statement the client prepared on the other connection
+   * is prepared here first (answers swallowed), and what each message does
+   * to the connection's statements is noted, and taken back if the server
+   * refuses or skips it. A portal bound on the other connection cannot be
+   * used here: the rest of the batch is refused.
    */
-  private forConnection(has: Map<string, Prepared>, batch: Buffer[], events: readonly StatementEvent[]): { messages: Buffer[]; swallow: number } {
-    if (events.length === 0) return { messages: batch, swallow: 0 };
+  private materialize(items: readonly Item[], conn: ConnectionName, cycle: Cycle): Buffer[] {
+    const here = this.objects[conn];
+    const other = this.objects[conn === 'read' ? 'write' : 'read'];
     const out: Buffer[] = [];
-    let swallow = 0;
-    let e = 0;
-    for (let i = 0; i < batch.length; i++) {
-      for (; e < events.length && events[e]!.index === i; e++) {
-        const ev = events[e]!;
-        const here = has.get(ev.name);
-        if (ev.kind === 'close') {
-          has.delete(ev.name);
-        } else if (ev.prepared !== undefined && here !== ev.prepared) {
-          // The name holds another statement here (closed by the client on the other connection): close it first.
-          if (ev.name !== '' && here !== undefined) {
-            out.push(encodeClose('statement', ev.name));
-            swallow++;
-          }
-          if (ev.kind === 'use' && ev.prepared.parse !== undefined) {
-            out.push(ev.prepared.parse);
-            swallow++;
-          }
-          has.set(ev.name, ev.prepared);
-        }
-      }
-      out.push(batch[i]!);
+    const send = (raw: Buffer, step: Step | undefined): void => {
+      out.push(raw);
+      if (step !== undefined) cycle.add(step);
+    };
+    while (here.toClose.length > 0) {
+      const name = here.toClose.pop()!;
+      here.named.delete(name);
+      send(encodeClose('statement', name), { kind: 'close', own: true });
     }
-    return { messages: out, swallow };
+    const ensure = (p: Prepared): void => {
+      if (here.holds(p)) return;
+      const before = here.unnamed;
+      if (p.serverName === '') here.unnamed = p;
+      else here.named.add(p.serverName);
+      send(p.parse, {
+        kind: 'parse',
+        own: true,
+        onFail: (failed) => {
+          if (p.serverName !== '') here.named.delete(p.serverName);
+          else if (here.unnamed === p) here.unnamed = failed ? null : before;
+        },
+      });
+    };
+    let dropping = false;
+    for (const item of items) {
+      if (dropping && item.kind !== 'sync') {
+        item.undo?.();
+        continue;
+      }
+      const step = item.step;
+      switch (item.kind) {
+        case 'parse': {
+          const p = item.prepared!;
+          const before = here.unnamed;
+          if (p.serverName === '') here.unnamed = p;
+          else here.named.add(p.serverName);
+          const onFail = step!.onFail;
+          step!.onFail = (failed) => {
+            if (p.serverName !== '') here.named.delete(p.serverName);
+            else if (here.unnamed === p) here.unnamed = failed ? null : before;
+            onFail?.(failed);
+          };
+          break;
+        }
+        case 'refusal':
+          if (item.raw.readUInt8(5) === 0) here.unnamed = null;
+          break;
+        case 'bind':
+          ensure(item.prepared!);
+          item.portal!.conn = conn;
+          item.portal!.cycle = cycle.seq;
+          break;
+        case 'describe':
+        case 'execute': {
+          if (item.prepared !== undefined) ensure(item.prepared);
+          const portal = item.portal;
+          if (portal !== undefined && portal.conn !== conn) {
+            const denial = unattributableDenial(this.who, `use portal "${portal.name}" here: it was bound in another transaction, on another connection`);
+            this.recordDenial(denial, portal.prepared.text, portal.prepared.classification, portal.params);
+            const token = refusalToken();
+            send(encodeParse(this.names.statement(), token), { kind: 'parse', refusal: { token, denial } });
+            item.undo?.();
+            dropping = true;
+            continue;
+          }
+          break;
+        }
+        case 'close': {
+          const p = item.closes;
+          if (p !== undefined) {
+            if (p.serverName === '') {
+              if (here.unnamed === p) here.unnamed = null;
+            } else {
+              here.named.delete(p.serverName);
+              if (other.named.has(p.serverName)) other.toClose.push(p.serverName);
+            }
+          }
+          break;
+        }
+        case 'query':
+          here.querySent();
+          for (const facts of item.facts ?? []) if (dropsAllStatements(facts)) here.named.clear();
+          break;
+        case 'sync':
+        case 'flush':
+          break;
+      }
+      send(item.raw, step);
+    }
+    return out;
   }
 
-  /** Hands the collected cycle to the write connection; client input waits until it is answered. */
-  private routeToWriter(cycle: Cycle | null): void {
-    const job: WriteJob = { cycle: cycle ?? this.open, batch: this.batch, routing: this.routing };
-    if (cycle === null) this.open = newCycle();
-    this.batch = [];
-    this.batchBytes = 0;
-    this.routing = newRouting();
+  // ---- the write path (sessions that may write) ------------------------------
+
+  /** Runs work on the write path; client input waits until it is answered. */
+  private runJob(work: () => Promise<void>): void {
     this.held = [];
     this.heldBytes = 0;
     this.client.pause();
-    this.runJob(job).then(
+    this.jobRunning = true;
+    work().then(
       () => {
-        if (this.closed) return;
+        this.jobRunning = false;
+        if (this.closed) {
+          this.writer?.connection.close();
+          return;
+        }
         this.client.resume();
         this.release();
       },
       (err: unknown) => {
-        if (this.closed) return;
-        if (err instanceof WriteConnectionLost) {
-          this.fatal({
-            severity: 'FATAL',
-            code: '08006',
-            message: `airlock: the write connection to the database was lost (${err.message}); any open transaction was rolled back`,
-            hint: 'Reconnect and try again.',
-          });
-          return;
-        }
-        this.failSession(err);
+        this.jobRunning = false;
+        this.jobFailed(err);
+        if (this.closed) this.writer?.connection.close();
       },
     );
+  }
+
+  private jobFailed(err: unknown): void {
+    if (err instanceof WriteOutcomeUnknown) {
+      this.audit.append({
+        event: 'statement',
+        agent: this.who.agent,
+        session: this.who.session,
+        client: this.who.client,
+        decision: 'allow',
+        rule: 'write',
+        reason: err.message,
+        rows: err.impact.rows,
+        detail: { changeId: err.changeId, txid: err.txid, tables: err.impact.tables, outcome: 'unknown' },
+      });
+      this.fatal({
+        severity: 'FATAL',
+        code: '08006',
+        message: `airlock: the connection to the database was lost while the write was being committed; whether it was kept is not known yet (transaction ${err.txid})`,
+        hint: `A human can check with: SELECT pg_xact_status('${err.txid}'). Reconnect before sending anything else.`,
+      });
+      return;
+    }
+    if (err instanceof WriteEscaped || err instanceof LostTrack) {
+      this.breach(err.message);
+      return;
+    }
+    if (this.closed) {
+      this.ctx.log(`session ${this.who.session}: the write path failed after the client left: ${(err as Error).message}`);
+      return;
+    }
+    if (err instanceof WriteConnectionLost) {
+      this.fatal({
+        severity: 'FATAL',
+        code: '08006',
+        message: `airlock: the write connection to the database was lost (${err.message}); any open transaction was rolled back`,
+        hint: 'Reconnect and try again.',
+      });
+      return;
+    }
+    this.failSession(err);
   }
 
   /** Handles, in order, what the client sent while the write connection worked. */
@@ -710,7 +972,6 @@ export class Relay {
         // onClientMessage may have started another write, which holds input again.
         const held = this.held as Message[] | null;
         if (held !== null) {
-          // Another write started: the rest waits for it.
           const rest = queue.slice(i);
           held.push(...rest);
           for (const m of rest) this.heldBytes += m.raw.length;
@@ -724,26 +985,32 @@ export class Relay {
     }
   }
 
-  /** The write connection while a write runs on it (what a CancelRequest should reach), else null. */
+  /** The write connection while the agent's own statement runs on it (what a CancelRequest should reach), else null. */
   get writeConnection(): WriteConnection | null {
-    return this.held !== null && this.writer !== null ? this.writer.connection : null;
+    return this.writer?.cancellable ?? null;
   }
 
   private readDrained(): Promise<void> {
-    if (this.inflight.length === 0) return Promise.resolve();
+    if (this.readCycles.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   private async openWriter(): Promise<WriteExecutor> {
+    if (this.writer !== null && this.writer.connection.broken) {
+      this.writer = null;
+      this.objects.write = new ConnectionObjects();
+    }
     if (this.writer === null) {
       try {
-        const writer = new WriteExecutor(await this.ctx.openWriteConnection(this.who));
+        const conn = await this.ctx.openWriteConnection(this.who);
+        const writer = new WriteExecutor(conn);
         try {
           await writer.verifyMeasurable();
         } catch (err) {
-          writer.connection.close();
+          conn.close();
           throw err;
         }
+        conn.onLost = (why) => this.writerLost(why);
         this.writer = writer;
       } catch (err) {
         throw new WriteConnectionLost(`could not open it: ${(err as Error).message}`);
@@ -752,133 +1019,106 @@ export class Relay {
     return this.writer;
   }
 
-  private async runJob(job: WriteJob): Promise<void> {
+  /** The server ended the write connection between statements (an idle-in-transaction timeout, say). */
+  private writerLost(why: string): void {
+    if (this.closed) return;
+    if (this.home === 'write') {
+      this.fatal({ severity: 'FATAL', code: '08006', message: `airlock: ${why}; the transaction was rolled back`, hint: 'Reconnect; keep transactions short (limits.idle_in_transaction_ms).' });
+      return;
+    }
+    this.ctx.log(`session ${this.who.session}: ${why}`);
+  }
+
+  /** Sends a refusal (and the batch's Sync) to the connection the transaction is on, as an ordinary cycle. */
+  private async refuseBatch(batch: Batch, denial: Denial, record: boolean): Promise<void> {
+    const w = batch.write?.statement;
+    if (record) this.recordDenial(denial, w?.text ?? '(batch)', undefined, w?.params);
+    this.replaceWithRefusal(batch, denial);
+    if (this.home === 'read') {
+      this.sendRead(batch, true);
+      return;
+    }
+    await this.passOnWriter(this.writer!, batch);
+  }
+
+  private async job(batch: Batch): Promise<void> {
     // Answers go back in order: what is in flight on the read connection first.
     await this.readDrained();
     if (this.closed) return;
-    const { cycle, routing } = job;
+    if (batch.whole !== null) {
+      if (this.home === 'write' && this.writer === null) await this.openWriter();
+      await this.refuseBatch(batch, batch.whole.denial, false);
+      return;
+    }
     if (this.home === 'read') {
       const frozen = this.ctx.freezeCause(this.who.agent);
-      const toWriter = routing.writes > 0 || (routing.begins && this.txStatus === 'I' && frozen === null);
-      if ((routing.writes > 0 && this.txStatus !== 'I') || (routing.readWrite && (!toWriter || this.txStatus !== 'I'))) {
+      const toWriter = batch.writes > 0 || (batch.begins && this.txStatus === 'I' && frozen === null);
+      if ((batch.writes > 0 && this.txStatus !== 'I') || (batch.readWrite && (!toWriter || this.txStatus !== 'I'))) {
         // The transaction began on the read path (read-only, or under a freeze): it stays read-only.
-        const denial: Denial =
-          frozen !== null && this.txStatus === 'I'
-            ? {
-                kind: 'deny',
-                rule: 'freeze',
-                message: `airlock: agent "${this.who.agent}" may not begin a read-write transaction: ${describeFreeze(frozen)}`,
-                hint: 'Reads go on. Only a human with an admin token can lift the freeze (airlock unfreeze); nothing sent over this connection can.',
-                sqlstate: '25006',
-              }
-            : {
-                kind: 'deny',
-                rule: 'read-only-transaction',
-                message: `airlock: agent "${this.who.agent}" may not write in this transaction: it began on the read path, where PostgreSQL refuses writes`,
-                hint: 'End the transaction and begin a new one for the write (a transaction begun while the agent was frozen, or READ ONLY, stays read-only).',
-                sqlstate: '25006',
-              };
-        const w = cycle.statements.find((s) => s.write === true) ?? cycle.statements[0];
-        this.recordDenial(denial, w?.text ?? '(write)', undefined, w?.params);
-        const token = refusalToken();
-        cycle.refusal = { token, denial };
-        cycle.statements = [];
-        this.inflight.push(cycle);
-        this.upstream.write(encodeQuery(token));
+        const denial = frozen !== null && this.txStatus === 'I' ? freezeWriteDenial(this.who, frozen, 'begin a read-write transaction') : readOnlyTransactionDenial(this.who);
+        await this.refuseBatch(batch, denial, true);
         return;
       }
       if (!toWriter) {
         // Nothing for the write connection after all (a BEGIN while frozen): the read path takes it.
-        this.inflight.push(cycle);
-        this.batch = job.batch;
-        this.routing.events = routing.events;
-        this.forwardBatch(cycle);
+        this.sendRead(batch, true);
         return;
       }
     }
     const writer = await this.openWriter();
     if (this.closed) return;
-    const cause = routing.commits && this.txWrote ? this.ctx.freezeCause(this.who.agent) : null;
+    const cause = batch.commits && this.txWrote ? this.ctx.freezeCause(this.who.agent) : null;
     if (cause !== null) {
-      await this.refuseCommit(writer, cycle, cause);
+      await this.refuseCommit(writer, batch, cause);
       return;
     }
-    const routed = this.forConnection(this.onWrite, job.batch, routing.events);
-    const write = cycle.statements.find((s) => s.write === true);
-    // A cycle with a refusal in it fails as a whole (PostgreSQL aborts the
-    // transaction, implicit or not, at the refused statement): nothing in it
-    // can be kept, so it needs no measuring.
-    if (write !== undefined && writer.status !== 'E' && cycle.refusal === null) {
-      await this.runWrite(writer, cycle, write, routed);
+    if (batch.write !== null && writer.status !== 'E') {
+      await this.runWrite(writer, batch, batch.write);
       return;
     }
     // Reads, transaction control, refusals inside the write transaction:
     // answered as the read path answers, through the same bookkeeping.
-    this.inflight.push(cycle);
-    const status = await writer.pass(routed.messages, routed.swallow, (m) => {
-      const replacement = this.inspect(m.type, m.body);
-      if (!this.closed) this.toClient(replacement ?? m.raw);
+    await this.passOnWriter(writer, batch);
+  }
+
+  /** Runs a batch on the write connection unmeasured (nothing in it writes), answers streamed to the client. */
+  private async passOnWriter(writer: WriteExecutor, batch: Batch): Promise<void> {
+    const cycle = new Cycle(this.seq.write++);
+    const messages = this.materialize(batch.items, 'write', cycle);
+    const status = await writer.pass(messages, (m) => {
+      const action = cycle.answer(m.type, m.body);
+      if (!this.closed) this.forward(m.raw, action);
     });
-    this.settle(status);
+    this.settle(status, cycle);
   }
 
   /** A transaction that wrote cannot commit under a freeze: it is rolled back instead. */
-  private async refuseCommit(writer: WriteExecutor, cycle: Cycle, cause: FreezeCause): Promise<void> {
+  private async refuseCommit(writer: WriteExecutor, batch: Batch, cause: FreezeCause): Promise<void> {
+    for (let i = batch.items.length - 1; i >= 0; i--) batch.items[i]!.undo?.();
     await writer.rollback();
-    const denial: Denial = {
-      kind: 'deny',
-      rule: 'freeze',
-      message: `airlock: agent "${this.who.agent}" may not commit a transaction that wrote: ${describeFreeze(cause)}`,
-      hint: 'The transaction was rolled back; nothing it wrote was kept. Only a human with an admin token can lift the freeze.',
-      sqlstate: '25006',
-    };
-    const commit = cycle.statements.find((s) => /^\s*(commit|end)\b/i.test(s.text)) ?? cycle.statements[0];
-    this.recordDenial(denial, commit?.text ?? 'COMMIT', undefined, undefined);
+    this.objects.write.querySent();
+    const denial = freezeCommitDenial(this.who, cause);
+    this.recordDenial(denial, 'COMMIT', undefined, undefined);
     this.toClient(Buffer.concat([errorResponse(denialFields(denial, 'The transaction was rolled back.')), readyForQuery('I')]));
-    this.settle('I');
+    this.settle('I', null);
   }
 
-  private async runWrite(writer: WriteExecutor, cycle: Cycle, write: InFlight, routed: { messages: Buffer[]; swallow: number }): Promise<void> {
+  private async runWrite(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>): Promise<void> {
     const policy = this.policy!;
     const limits = policy.limits;
     const facts = write.facts;
     const truncates = facts?.changes.some((c) => c.action === 'truncate') === true;
-    const early =
-      truncates && facts?.cascade === true
-        ? {
-            kind: 'deny' as const,
-            rule: 'truncate-cascade',
-            message: `airlock: agent "${this.who.agent}" may not run TRUNCATE ... CASCADE: Airlock cannot count beforehand the rows it would remove from the tables it reaches`,
-            hint: 'Truncate the tables by name (without CASCADE), or DELETE, which is measured; or a human runs it.',
-            sqlstate: '0A000',
-          }
-        : this.ctx.budget.beforeWrite(this.subject, limits);
+    const early = truncates && facts?.cascade === true ? truncateCascadeDenial(this.who) : this.ctx.budget.beforeWrite(this.subject, limits);
     if (early !== null) {
       // Refused before it runs; the refusal fails the agent's transaction, if any, as an error would.
-      this.recordDenial(early, write.text, undefined, write.params);
-      const token = refusalToken();
-      cycle.refusal = { token, denial: early };
-      cycle.statements = [];
-      this.inflight.push(cycle);
-      this.settle(await writer.pass([encodeQuery(token)], 0, (m) => {
-        const replacement = this.inspect(m.type, m.body);
-        if (!this.closed) this.toClient(replacement ?? m.raw);
-      }));
+      await this.refuseBatch(batch, early, true);
       return;
     }
     const check = (impact: WriteImpact): Denial | null => {
       const frozen = this.ctx.freezeCause(this.who.agent);
-      if (frozen !== null) {
-        return {
-          kind: 'deny',
-          rule: 'freeze',
-          message: `airlock: agent "${this.who.agent}" may not write: ${describeFreeze(frozen)}`,
-          hint: 'Reads go on. Only a human with an admin token can lift the freeze (airlock unfreeze); nothing sent over this connection can.',
-          sqlstate: '25006',
-        };
-      }
+      if (frozen !== null) return freezeWriteDenial(this.who, frozen);
       if (impact.rows > limits.maxRows) return rowLimitDenial(this.subject, impact.rows, limits.maxRows, impact.tables);
-      const beyond = this.unallowedChange(impact);
+      const beyond = unallowedChangeDenial(this.who, policy, impact.changes);
       if (beyond !== null) return beyond;
       return this.ctx.budget.afterWrite(this.subject, impact.rows, limits);
     };
@@ -886,81 +1126,67 @@ export class Relay {
     const emptied = (facts?.command === 'DROP TABLE' ? facts.writes : (facts?.changes ?? []).filter((c) => c.action === 'truncate').map((c) => c.relation)).map(
       (r) => ({ schema: r.schema ?? 'public', name: r.name }),
     );
-    const result: WriteResult = await writer.write(
-      routed.messages,
-      routed.swallow,
+    // Airlock's own queries around the write drop the unnamed statement.
+    this.objects.write.querySent();
+    const cycle = new Cycle(this.seq.write++);
+    const messages = this.materialize(batch.items, 'write', cycle);
+    const answers: { type: number; raw: Buffer }[] = [];
+    const s = write.statement;
+    const result = await writer.write(
+      messages,
+      (m) => {
+        const action = cycle.answer(m.type, m.body);
+        if (action === 'swallow') return;
+        answers.push({ type: m.type, raw: Buffer.from(action === 'pass' ? m.raw : action) });
+      },
       check,
-      async (changeId, impact) => {
-        await this.ctx.audit.appendDurable(this.writeEntry(write, impact.rows, undefined, { changeId, tables: impact.tables }));
+      async (changeId, impact, txid) => {
+        await this.audit.durable({
+          event: 'write-intent',
+          agent: this.who.agent,
+          session: this.who.session,
+          client: this.who.client,
+          text: s.text,
+          params: s.params !== undefined && s.params.length > 0 ? s.params : undefined,
+          rows: impact.rows,
+          detail: { changeId, txid, tables: impact.tables },
+        });
       },
       emptied,
     );
-    if (this.closed) return;
-    for (const b of result.answers) this.toClient(b);
+    this.objects.write.querySent();
     const o = result.outcome;
-    if (o.kind === 'refused') {
-      this.recordDenial({ ...o.denial, message: o.denial.message }, write.text, undefined, write.params);
-    } else if (o.kind === 'failed') {
-      this.audit(this.writeEntry(write, null, o.sqlstate, o.impact === null ? undefined : { tables: o.impact.tables, committed: false }));
-    } else if (result.status !== 'I') {
-      this.txWrote = true;
+    if (o.kind === 'kept') {
+      // On the record as kept before the agent hears of it, whatever it does next.
+      await this.audit.durable(this.audit.entry(s, o.impact.rows, undefined, { changeId: o.changeId, txid: o.txid, tables: o.impact.tables, outcome: 'committed' }));
+      if (result.status !== 'I') this.txWrote = true;
+    } else if (o.kind === 'refused') {
+      this.recordDenial(o.denial, s.text, undefined, s.params, o.impact === null ? undefined : { tables: o.impact.tables, rows: o.impact.rows, outcome: 'rolled back' });
+    } else {
+      const sqlstate = o.error?.code ?? firstErrorCode(answers) ?? 'XX000';
+      this.audit.statement(s, null, sqlstate, { outcome: 'rolled back', ...(o.impact === null ? {} : { tables: o.impact.tables }) });
     }
-    // Other statements of the cycle (a read before the write in one batch) were answered with it.
-    for (const s of cycle.statements) if (s !== write) this.record(s, null, undefined);
-    this.txStatus = result.status;
-    this.settle(result.status);
-  }
-
-  /**
-   * Rows changed where the statement did not say (cascades, triggers, rules)
-   * must be rows the agent may change there too: no table is written behind
-   * the policy's back.
-   */
-  private unallowedChange(impact: WriteImpact): Denial | null {
-    const policy = this.policy!;
-    for (const change of impact.changes) {
-      for (const action of ['insert', 'update', 'delete'] as const) {
-        if (change[action] === 0) continue;
-        const { decision, by } = policy.decide(action, { schema: change.schema, name: change.name });
-        if (decision === 'allow') continue;
-        return {
-          kind: 'deny',
-          rule: 'write',
-          message:
-            `airlock: agent "${this.who.agent}" may not ${action} rows of ${change.schema}.${change.name} ` +
-            `(the statement did so through a cascade, trigger or rule: ${change[action]} rows; ${by} says ${decision}); it was rolled back (profile ${this.who.profile})`,
-          hint: 'A human can run the statement directly, or allow that table in the Airlock rules.',
-          sqlstate: '42501',
-        };
+    if (this.closed) return;
+    if (o.kind === 'kept' || (o.kind === 'failed' && o.error === null)) {
+      for (const a of answers) this.toClient(a.type === BACKEND.readyForQuery ? readyForQuery(result.status) : a.raw);
+    } else {
+      const error: ErrorFields = o.kind === 'refused' ? denialFields(o.denial, 'The statement ran and was rolled back; nothing was changed.') : o.error!;
+      for (const a of answers) {
+        if (!PREAMBLE.has(a.type)) break;
+        this.toClient(a.raw);
       }
+      this.toClient(Buffer.concat([errorResponse(error), readyForQuery(result.status)]));
     }
-    return null;
-  }
-
-  private writeEntry(s: InFlight, rows: number | null, sqlstate: string | undefined, detail: Record<string, unknown> | undefined): AuditEntry {
-    const entry: AuditEntry = {
-      event: 'statement',
-      agent: this.who.agent,
-      session: this.who.session,
-      client: this.who.client,
-      text: s.text,
-      fingerprint: s.fingerprint,
-      decision: 'allow',
-      rule: s.rule,
-      durationMs: Date.now() - s.started,
-      rows,
-    };
-    if (s.params !== undefined && s.params.length > 0) entry.params = s.params;
-    if (sqlstate !== undefined) entry.sqlstate = sqlstate;
-    if (detail !== undefined) entry.detail = detail;
-    return entry;
+    this.settle(result.status, null);
+    if (result.status === 'I') this.ns.transactionEnded('write', cycle.seq);
   }
 
   /** Where the session's transaction is, after the write connection answered with `status`. */
-  private settle(status: TransactionStatus): void {
+  private settle(status: TransactionStatus, cycle: Cycle | null): void {
     this.txStatus = status;
     this.home = status === 'I' ? 'read' : 'write';
     if (this.home === 'read') this.txWrote = false;
+    if (cycle !== null && status === 'I') this.ns.transactionEnded('write', cycle.seq);
   }
 
   // ---- upstream → client -------------------------------------------------
@@ -983,6 +1209,10 @@ export class Relay {
   private failSession(err: unknown): void {
     if (err instanceof ProtocolViolation) {
       this.fatal({ severity: 'FATAL', code: '08P01', message: `airlock: protocol violation: ${err.message}` });
+      return;
+    }
+    if (err instanceof LostTrack) {
+      this.breach(`Airlock lost track of the database's answers (${err.message})`);
       return;
     }
     this.ctx.log(`session ${this.who.session}: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
@@ -1018,11 +1248,11 @@ export class Relay {
         continue;
       }
       if (end > buf.length) break;
-      const replacement = this.inspect(type, buf.subarray(at + 5, end));
+      const action = this.inspect(type, buf.subarray(at + 5, end));
       if (this.closed) return;
-      if (replacement !== null) {
+      if (action !== 'pass') {
         if (at > from) this.toClient(buf.subarray(from, at));
-        this.toClient(replacement);
+        if (action !== 'swallow') this.toClient(action);
         from = end;
       }
       at = end;
@@ -1031,170 +1261,80 @@ export class Relay {
     if (at > from) this.toClient(buf.subarray(from, at));
   }
 
+  private forward(raw: Buffer, action: AnswerAction): void {
+    if (action === 'swallow') return;
+    this.toClient(action === 'pass' ? raw : action);
+  }
+
   private toClient(bytes: Buffer): void {
     if (!this.client.write(bytes)) this.upstream.pause();
   }
 
-  private get answering(): Cycle {
-    return this.inflight[0] ?? this.open;
-  }
-
-  /** Looks at one upstream message; returns bytes to send instead, or null to pass it on. */
-  private inspect(type: number, body: Buffer): Buffer | null {
+  /** Looks at one message of the read connection's; says what the client gets instead. */
+  private inspect(type: number, body: Buffer): AnswerAction {
     switch (type) {
-      case BACKEND.commandComplete:
-        this.complete(commandTagRows(body), undefined);
-        return null;
-      case BACKEND.emptyQueryResponse:
-      case BACKEND.portalSuspended:
-        this.complete(null, undefined);
-        return null;
-      case BACKEND.errorResponse: {
-        const cycle = this.answering;
-        const refusal = cycle.refusal;
-        if (refusal !== null) {
-          const fields = parseErrorFields(body);
-          if ((fields.get('M') ?? '').includes(refusal.token)) {
-            cycle.refusal = null;
-            return errorResponse({
-              severity: 'ERROR',
-              code: refusal.denial.sqlstate,
-              message: refusal.denial.message,
-              detail: `Rule: ${refusal.denial.rule}. The statement was not sent to the database.`,
-              hint: refusal.denial.hint,
-            });
-          }
-        }
-        this.complete(null, parseErrorFields(body).get('C') ?? 'XX000');
-        return null;
-      }
-      case BACKEND.readyForQuery: {
-        this.txStatus = String.fromCharCode(body[0]!) as TransactionStatus;
-        const cycle = this.inflight.shift();
-        if (cycle !== undefined) {
-          // Statements after an error in the same cycle were skipped by the server.
-          while (cycle.done < cycle.statements.length) this.record(cycle.statements[cycle.done++]!, null, SKIPPED);
-        }
-        if (this.inflight.length === 0 && this.drainWaiters.length > 0) {
-          const waiters = this.drainWaiters;
-          this.drainWaiters = [];
-          for (const resolve of waiters) resolve();
-        }
-        return null;
-      }
-      case BACKEND.parseComplete:
-      case BACKEND.closeComplete: {
-        const cycle = this.answering;
-        if (cycle.swallow === 0) return null;
-        cycle.swallow--;
-        return EMPTY;
-      }
       case BACKEND.parameterStatus: {
         const { name, value } = parseParameterStatus(body);
         const pinned = this.ctx.pinnedParameters.get(name);
         if (pinned !== undefined && value !== pinned) {
           this.breach(`the database reported ${name} = ${value}; Airlock requires ${pinned} on the read path`);
         }
-        return null;
+        return 'pass';
       }
       case BACKEND.copyInResponse:
       case BACKEND.copyBothResponse:
         // Never allowed on the read path: if the server asks for data anyway,
         // something got past judgement. End the session; the upstream rolls back.
         this.breach('the database started a COPY FROM STDIN or replication stream on the read path');
-        return null;
-      default:
-        return null;
+        return 'pass';
+      default: {
+        const { action, ended } = this.readCycles.answer(type, body);
+        if (ended !== null) this.readCycleEnded(ended);
+        return action;
+      }
     }
   }
 
-  private complete(rows: number | null, sqlstate: string | undefined): void {
-    const cycle = this.answering;
-    const s = cycle.statements[cycle.done];
-    if (s === undefined) return;
-    cycle.done++;
-    this.record(s, rows, sqlstate);
+  private readCycleEnded(cycle: Cycle): void {
+    const status = cycle.status!;
+    if (status === 'I') this.ns.transactionEnded('read', cycle.seq);
+    if (this.home === 'read') this.txStatus = status;
+    if (this.readCycles.length === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
   }
 
   // ---- audit ---------------------------------------------------------------
 
-  private record(s: InFlight, rows: number | null, sqlstate: string | undefined): void {
-    const entry: AuditEntry = {
-      event: 'statement',
-      agent: this.who.agent,
-      session: this.who.session,
-      client: this.who.client,
-      text: s.text,
-      fingerprint: s.fingerprint,
-      decision: 'allow',
-      rule: s.rule,
-      durationMs: Date.now() - s.started,
-      rows,
-    };
-    if (s.params !== undefined && s.params.length > 0) entry.params = s.params;
-    if (sqlstate === SKIPPED) entry.detail = { skipped: true };
-    else if (sqlstate !== undefined) entry.sqlstate = sqlstate;
-    this.audit(entry);
-  }
-
-  private recordDenial(d: Denial, text: string, classification: Classification | undefined, params: (string | null)[] | undefined): void {
-    this.recordRefusal(d, text, classification, params);
+  private recordDenial(d: Denial, text: string, classification: Classification | undefined, params: (string | null)[] | undefined, detail?: Record<string, unknown>): void {
+    this.audit.refusal(d, text, classification, params, detail);
     this.ctx.onRefusal(this.who, d, text);
-  }
-
-  private recordRefusal(d: Denial, text: string, classification: Classification | undefined, params: (string | null)[] | undefined): void {
-    this.audit({
-      event: 'statement',
-      agent: this.who.agent,
-      session: this.who.session,
-      client: this.who.client,
-      text,
-      params,
-      fingerprint: classification?.ok === true ? classification.fingerprint : undefined,
-      decision: 'deny',
-      rule: d.rule,
-      reason: d.message,
-      sqlstate: d.sqlstate,
-    });
-  }
-
-  private audit(entry: AuditEntry): void {
-    try {
-      this.ctx.audit.append(entry);
-    } catch (err) {
-      // The log went unhealthy between judging and recording: statements from
-      // now on are refused (see judge); this one is reported loudly instead.
-      this.ctx.log(`audit: could not record a statement of session ${this.who.session}: ${(err as Error).message}`);
-    }
   }
 
   // ---- endings ---------------------------------------------------------------
 
   private breach(what: string): void {
     this.ctx.log(`SECURITY: session ${this.who.session} (agent ${this.who.agent}): ${what}; ending the session`);
-    this.audit({
-      event: 'breach',
-      agent: this.who.agent,
-      session: this.who.session,
-      client: this.who.client,
-      reason: what,
-    });
+    this.audit.breach(what);
     this.fatal({
       severity: 'FATAL',
       code: '42501',
       message: `airlock: session ended: ${what}`,
-      hint: 'This is reported to the operators. Reconnect to start a fresh read-only session.',
+      hint: 'This is reported to the operators. Reconnect to start a fresh session.',
     });
   }
 
   /**
    * The client went away. PostgreSQL notices a vanished client only when it
    * next writes to it, so a running query would run on to its end: cancel
-   * it first.
+   * it first. A write being measured is settled by the write path as if the
+   * client were still there: its record tells what happened.
    */
   private clientLeft(): void {
     if (this.closed) return;
-    if (this.inflight.length > 0 || this.open.statements.length > this.open.done) this.cancelUpstream();
+    if (this.readCycles.length > 0) this.cancelUpstream();
     this.end('client disconnected');
   }
 
@@ -1221,9 +1361,43 @@ export class Relay {
     this.client.end();
     this.client.destroySoon?.();
     this.upstream.destroy();
-    this.writer?.connection.close();
+    // A write being measured settles first, as if the client were still
+    // there, so that its record says what happened; then its connection closes.
+    if (!this.jobRunning) this.writer?.connection.close();
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
     this.onEnd(reason);
   }
+}
+
+/** A statement that only reads: it may share a batch with a write (inside the write's own transaction). */
+function plainRead(decision: Decision, classification: Classification): boolean {
+  if (decision.kind !== 'allow-read' || !classification.ok) return false;
+  return classification.statements.every((f) => f.kind === 'read' && f.transaction === undefined && f.setting === undefined);
+}
+
+/** DEALLOCATE ALL and DISCARD ALL drop every named prepared statement, protocol-level ones included. */
+function dropsAllStatements(facts: StatementFacts): boolean {
+  return facts.prepared?.action === 'deallocate-all' || (facts.command === 'DISCARD' && /^\s*discard\s+all\b/i.test(facts.text));
+}
+
+/** CLOSE ALL and DISCARD ALL close every portal, protocol-level ones included. */
+function closesAllPortals(facts: StatementFacts): boolean {
+  return facts.cursor?.action === 'close-all' || (facts.command === 'DISCARD' && /^\s*discard\s+all\b/i.test(facts.text));
+}
+
+function firstErrorCode(answers: readonly { type: number; raw: Buffer }[]): string | undefined {
+  const e = answers.find((a) => a.type === BACKEND.errorResponse);
+  if (e === undefined) return undefined;
+  const body = e.raw.subarray(5);
+  for (let i = 0; i < body.length && body[i] !== 0; ) {
+    const field = body[i]!;
+    const end = body.indexOf(0, i + 1);
+    if (field === 0x43) return body.subarray(i + 1, end).toString('utf8');
+    i = end + 1;
+  }
+  return undefined;
 }
 
 /**
@@ -1243,7 +1417,7 @@ function contiguous(batch: Buffer[]): Buffer | null {
   return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
-/** Backend message types the relay must see whole; all others pass through unscanned. */
+/** Backend message types the relay must see whole; all others (DataRow above all) pass through unscanned. */
 const INSPECTED: boolean[] = [];
 for (const t of [
   BACKEND.commandComplete,
@@ -1255,7 +1429,10 @@ for (const t of [
   BACKEND.copyInResponse,
   BACKEND.copyBothResponse,
   BACKEND.parseComplete,
+  BACKEND.bindComplete,
   BACKEND.closeComplete,
+  BACKEND.noData,
+  BACKEND.rowDescription,
 ]) {
   INSPECTED[t] = true;
 }

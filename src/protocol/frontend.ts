@@ -171,6 +171,39 @@ export function encodeParse(name: string, text: string): Buffer {
   return message(FRONTEND.parse, Buffer.concat([Buffer.from(name + '\0' + text + '\0', 'utf8'), Buffer.from([0, 0])]));
 }
 
+/** Parse with the query's bytes as given (never re-encoded) and its parameter type OIDs. */
+export function encodeParseMessage(parse: ParseMessage): Buffer {
+  const types = Buffer.alloc(2 + 4 * parse.paramTypes.length);
+  types.writeInt16BE(parse.paramTypes.length, 0);
+  parse.paramTypes.forEach((oid, i) => types.writeInt32BE(oid, 2 + 4 * i));
+  return message(FRONTEND.parse, Buffer.concat([Buffer.from(parse.name + '\0', 'utf8'), parse.query, Buffer.from([0]), types]));
+}
+
+/**
+ * The client's Bind with other portal and statement names: the rest of the
+ * body (formats, values) is copied as it is.
+ */
+export function renameBind(body: Buffer, portal: string, statement: string): Buffer {
+  const portalEnd = body.indexOf(0);
+  const statementEnd = body.indexOf(0, portalEnd + 1);
+  if (portalEnd < 0 || statementEnd < 0) throw new ProtocolViolation('Bind: names are not terminated');
+  return message(FRONTEND.bind, Buffer.concat([Buffer.from(`${portal}\0${statement}\0`, 'utf8'), body.subarray(statementEnd + 1)]));
+}
+
+/** Describe: Byte1 'S' (statement) or 'P' (portal), String name. */
+export function encodeDescribe(target: 'statement' | 'portal', name: string): Buffer {
+  return message(FRONTEND.describe, Buffer.from((target === 'statement' ? 'S' : 'P') + name + '\0', 'utf8'));
+}
+
+/** Execute: String portal, Int32 maximum rows (0: all). */
+export function encodeExecute(portal: string, maxRows: number): Buffer {
+  const name = Buffer.from(portal + '\0', 'utf8');
+  const out = Buffer.alloc(name.length + 4);
+  name.copy(out, 0);
+  out.writeInt32BE(maxRows, name.length);
+  return message(FRONTEND.execute, out);
+}
+
 /** Close: Byte1 'S' (statement) or 'P' (portal), String name. */
 export function encodeClose(target: 'statement' | 'portal', name: string): Buffer {
   return message(FRONTEND.close, Buffer.from((target === 'statement' ? 'S' : 'P') + name + '\0', 'utf8'));

@@ -12,6 +12,8 @@ import { hash as sha256 } from 'node:crypto';
 /** Kinds of event on the record. Later issues extend the list (approvals, freezes, undo). */
 export const AUDIT_EVENTS = [
   'statement',
+  /** A write about to be kept: on the record, durably, before its COMMIT is sent (detail: changeId, txid, tables). */
+  'write-intent',
   'connect',
   'disconnect',
   'auth-failed',

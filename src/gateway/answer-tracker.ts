@@ -1,0 +1,236 @@
+/**
+ * Request/response cycles on one upstream connection, followed from the
+ * server's own answers. Every message Airlock sends that the server answers
+ * (Parse, Bind, Close, Describe, Execute, Query, Sync) is a step; each
+ * answer completes the step it belongs to, an ErrorResponse fails the
+ * current step and skips the rest up to the Sync, and ReadyForQuery ends the
+ * cycle. What Airlock believes about the connection's prepared statements
+ * and portals is confirmed or taken back here, step by step, so it is what
+ * the server did rather than what was sent.
+ *
+ * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
+ */
+import { BACKEND, commandTagRows, errorResponse, parseErrorFields } from '../protocol/backend.js';
+import type { TransactionStatus } from '../protocol/backend.js';
+import type { Denial } from '../policy/decision.js';
+
+export const STEP_KINDS = ['parse', 'bind', 'close', 'describe', 'execute', 'query', 'sync'] as const;
+export type StepKind = (typeof STEP_KINDS)[number];
+
+/** A statement run by an Execute or a Query, for the record. */
+export interface RunStatement {
+  /** Called with the rows the command tag reports (null when it reports none), or with the SQLSTATE it failed with, or 'skipped'. */
+  settle(rows: number | null, sqlstate: string | undefined): void;
+}
+
+export interface Step {
+  kind: StepKind;
+  /** Airlock's own message (a statement prepared again on this connection): its answer is not passed on. */
+  own?: boolean;
+  /** The statements an Execute (one) or a Query (one per statement) runs. */
+  statements?: RunStatement[];
+  /** How many of `statements` have completed. */
+  settled?: number;
+  /** A refusal: the server's syntax error for `token` is replaced by Airlock's `denial`. */
+  refusal?: { token: string; denial: Denial; detail?: string };
+  /** The server did what the step asked. */
+  onDone?: () => void;
+  /** The server refused the step (`failed`), or skipped it after an earlier error in its cycle. */
+  onFail?: (failed: boolean) => void;
+}
+
+/** A step's answer: pass the message on, swallow it, or send these bytes instead. */
+export type AnswerAction = 'pass' | 'swallow' | Buffer;
+
+/** Thrown when the server's answers do not fit the steps Airlock sent: its picture of the connection cannot be trusted. */
+export class LostTrack extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LostTrack';
+  }
+}
+
+export class Cycle {
+  readonly steps: Step[] = [];
+
+  /** `seq`: the cycle's number on its connection. */
+  constructor(readonly seq = 0) {}
+
+  private at = 0;
+  /** Set once the server answered ReadyForQuery. */
+  status: TransactionStatus | null = null;
+  /** An ErrorResponse arrived in this cycle. */
+  failed = false;
+
+  add(step: Step): void {
+    this.steps.push(step);
+  }
+
+  get ended(): boolean {
+    return this.status !== null;
+  }
+
+  private current(what: string): Step {
+    const step = this.steps[this.at];
+    if (step === undefined) throw new LostTrack(`the database answered ${what} to nothing Airlock sent`);
+    return step;
+  }
+
+  private finish(step: Step): void {
+    this.at++;
+    step.onDone?.();
+  }
+
+  private expect(kinds: readonly StepKind[], what: string): Step {
+    const step = this.current(what);
+    if (!kinds.includes(step.kind)) throw new LostTrack(`the database answered ${what} where Airlock expected the answer to ${step.kind}`);
+    return step;
+  }
+
+  /** Handles one answer of the server's; returns what to send the client. */
+  answer(type: number, body: Buffer): AnswerAction {
+    switch (type) {
+      case BACKEND.parseComplete: {
+        const step = this.expect(['parse'], 'ParseComplete');
+        this.finish(step);
+        return step.own === true ? 'swallow' : 'pass';
+      }
+      case BACKEND.bindComplete:
+        this.finish(this.expect(['bind'], 'BindComplete'));
+        return 'pass';
+      case BACKEND.closeComplete: {
+        const step = this.expect(['close'], 'CloseComplete');
+        this.finish(step);
+        return step.own === true ? 'swallow' : 'pass';
+      }
+      case BACKEND.noData:
+        this.finish(this.expect(['describe'], 'NoData'));
+        return 'pass';
+      case BACKEND.rowDescription: {
+        const step = this.expect(['describe', 'execute', 'query'], 'RowDescription');
+        if (step.kind === 'describe') this.finish(step);
+        return 'pass';
+      }
+      case BACKEND.commandComplete:
+      case BACKEND.emptyQueryResponse: {
+        const step = this.expect(['execute', 'query'], type === BACKEND.commandComplete ? 'CommandComplete' : 'EmptyQueryResponse');
+        const rows = type === BACKEND.commandComplete ? commandTagRows(body) : null;
+        this.settleNext(step, rows, undefined);
+        // A Query's step lasts until its ReadyForQuery (it may hold several statements).
+        if (step.kind === 'execute') this.finish(step);
+        return 'pass';
+      }
+      case BACKEND.portalSuspended: {
+        const step = this.expect(['execute'], 'PortalSuspended');
+        this.settleNext(step, null, undefined);
+        this.finish(step);
+        return 'pass';
+      }
+      case BACKEND.errorResponse:
+        return this.error(body);
+      case BACKEND.readyForQuery: {
+        const step = this.current('ReadyForQuery');
+        if (step.kind !== 'sync' && step.kind !== 'query') throw new LostTrack(`the database answered ReadyForQuery where Airlock expected the answer to ${step.kind}`);
+        if (step.kind === 'query') {
+          // Statements of the query string after a failed one were not run.
+          while ((step.settled ?? 0) < (step.statements?.length ?? 0)) this.settleNext(step, null, 'skipped');
+        }
+        this.at++;
+        if (this.at !== this.steps.length) throw new LostTrack('the database ended a cycle before answering everything in it');
+        step.onDone?.();
+        this.status = String.fromCharCode(body[0]!) as TransactionStatus;
+        return step.own === true ? 'swallow' : 'pass';
+      }
+      default:
+        return 'pass';
+    }
+  }
+
+  private settleNext(step: Step, rows: number | null, sqlstate: string | undefined): void {
+    const i = step.settled ?? 0;
+    const s = step.statements?.[i];
+    if (s === undefined) return;
+    step.settled = i + 1;
+    s.settle(rows, sqlstate);
+  }
+
+  /**
+   * The current step failed; the server skips what follows up to the Sync
+   * (or, in a Query, the rest of the query string).
+   */
+  private error(body: Buffer): AnswerAction {
+    const fields = parseErrorFields(body);
+    const step = this.steps[this.at];
+    if (step === undefined) {
+      // An error outside any step (a FATAL as the server ends the connection): passed on as it is.
+      return 'pass';
+    }
+    this.failed = true;
+    let replacement: AnswerAction = 'pass';
+    const refusal = step.refusal;
+    if (refusal !== undefined && (fields.get('M') ?? '').includes(refusal.token)) {
+      replacement = errorResponse({
+        severity: 'ERROR',
+        code: refusal.denial.sqlstate,
+        message: refusal.denial.message,
+        detail: refusal.detail ?? `Rule: ${refusal.denial.rule}. The statement was not sent to the database.`,
+        hint: refusal.denial.hint,
+      });
+    }
+    const code = fields.get('C') ?? 'XX000';
+    if (step.kind === 'query') {
+      this.settleNext(step, null, code);
+      // The Query step itself ends at its ReadyForQuery.
+      return replacement;
+    }
+    if (step.kind === 'execute') this.settleNext(step, null, code);
+    step.onFail?.(true);
+    this.at++;
+    // Everything up to the Sync is skipped by the server.
+    while (this.at < this.steps.length && this.steps[this.at]!.kind !== 'sync') {
+      const skipped = this.steps[this.at]!;
+      if (skipped.kind === 'execute') this.settleNext(skipped, null, 'skipped');
+      skipped.onFail?.(false);
+      this.at++;
+    }
+    if (step.own === true && replacement === 'pass') {
+      // Airlock's own re-prepare failed: the client's next step (which needed it) is what fails in its eyes.
+      return 'pass';
+    }
+    return replacement;
+  }
+}
+
+/** Cycles sent on one connection, answered in order. */
+export class CycleQueue {
+  private readonly cycles: Cycle[] = [];
+
+  push(cycle: Cycle): void {
+    this.cycles.push(cycle);
+  }
+
+  get length(): number {
+    return this.cycles.length;
+  }
+
+  /** The cycle the next answer belongs to, or undefined. */
+  get head(): Cycle | undefined {
+    return this.cycles[0];
+  }
+
+  /** Handles one answer; a cycle that ended leaves the queue. */
+  answer(type: number, body: Buffer): { action: AnswerAction; ended: Cycle | null } {
+    const cycle = this.cycles[0];
+    if (cycle === undefined) {
+      if (type === BACKEND.errorResponse || type === BACKEND.noticeResponse || type === BACKEND.notificationResponse) return { action: 'pass', ended: null };
+      if (type === BACKEND.parameterStatus) return { action: 'pass', ended: null };
+      throw new LostTrack(`the database sent message '${String.fromCharCode(type)}' when nothing was asked`);
+    }
+    const action = cycle.answer(type, body);
+    if (cycle.ended) {
+      this.cycles.shift();
+      return { action, ended: cycle };
+    }
+    return { action, ended: null };
+  }
+}

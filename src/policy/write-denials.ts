@@ -1,0 +1,114 @@
+/**
+ * Refusals of the write path that depend on where a statement stands in the
+ * session (its batch, its transaction, a freeze that arrived meanwhile)
+ * rather than on the statement alone: plain data, one function each.
+ */
+import type { Denial } from './decision.js';
+import { describeFreeze } from './read-only.js';
+import type { FreezeCause } from '../state/freeze-store.js';
+import type { AgentPolicy } from './rules.js';
+
+interface Who {
+  agent: string;
+  profile: string;
+}
+
+const FREEZE_HINT = 'Reads go on. Only a human with an admin token can lift the freeze (airlock unfreeze); nothing sent over this connection can.';
+
+/** The one freeze refusal of the write path; `what` completes "may not …". */
+export function freezeWriteDenial(who: Who, cause: FreezeCause, what = 'write', hint = FREEZE_HINT): Denial {
+  return {
+    kind: 'deny',
+    rule: 'freeze',
+    message: `airlock: agent "${who.agent}" may not ${what}: ${describeFreeze(cause)}`,
+    hint,
+    sqlstate: '25006',
+  };
+}
+
+/** A COMMIT of a transaction that kept writes, under a freeze: it is rolled back. */
+export function freezeCommitDenial(who: Who, cause: FreezeCause): Denial {
+  return freezeWriteDenial(
+    who,
+    cause,
+    'commit a transaction that wrote',
+    'The transaction was rolled back; nothing it wrote was kept. Only a human with an admin token can lift the freeze.',
+  );
+}
+
+/** A write that would not run alone between Airlock's own boundaries. */
+export function writeShapeDenial(who: Who, rule: string, what: string, hint?: string): Denial {
+  return {
+    kind: 'deny',
+    rule,
+    message: `airlock: agent "${who.agent}" may not ${what}: each write runs on its own, measured and limited`,
+    hint: hint ?? 'Send each write as a statement of its own (one per query string, or one Execute per Sync), and transaction control (BEGIN, COMMIT, SAVEPOINT, ...) in batches of its own.',
+    sqlstate: '0A000',
+  };
+}
+
+/** A write in a transaction that began on the read path. */
+export function readOnlyTransactionDenial(who: Who): Denial {
+  return {
+    kind: 'deny',
+    rule: 'read-only-transaction',
+    message: `airlock: agent "${who.agent}" may not write in this transaction: it began on the read path, where PostgreSQL refuses writes`,
+    hint: 'End the transaction and begin a new one for the write (a transaction begun while the agent was frozen, or READ ONLY, stays read-only).',
+    sqlstate: '25006',
+  };
+}
+
+export function truncateCascadeDenial(who: Who): Denial {
+  return {
+    kind: 'deny',
+    rule: 'truncate-cascade',
+    message: `airlock: agent "${who.agent}" may not run TRUNCATE ... CASCADE: Airlock cannot count beforehand the rows it would remove from the tables it reaches`,
+    hint: 'Truncate the tables by name (without CASCADE), or DELETE, which is measured; or a human runs it.',
+    sqlstate: '0A000',
+  };
+}
+
+/** Rows changed per table and kind, as measured. */
+export interface MeasuredChange {
+  schema: string;
+  name: string;
+  insert: number;
+  update: number;
+  delete: number;
+}
+
+/**
+ * Rows changed where the statement did not say (cascades, triggers, rules)
+ * must be rows the agent may change there too: no table is written behind
+ * the policy's back.
+ */
+export function unallowedChangeDenial(who: Who, policy: AgentPolicy, changes: readonly MeasuredChange[]): Denial | null {
+  for (const change of changes) {
+    for (const action of ['insert', 'update', 'delete'] as const) {
+      if (change[action] === 0) continue;
+      const { decision, by } = policy.decide(action, { schema: change.schema, name: change.name });
+      if (decision === 'allow') continue;
+      return {
+        kind: 'deny',
+        rule: 'write',
+        message:
+          `airlock: agent "${who.agent}" may not ${action} rows of ${change.schema}.${change.name} ` +
+          `(the statement did so through a cascade, trigger or rule: ${change[action]} rows; ${by} says ${decision}); it was rolled back (profile ${who.profile})`,
+        hint: 'A human can run the statement directly, or allow that table in the Airlock rules.',
+        sqlstate: '42501',
+      };
+    }
+  }
+  return null;
+}
+
+/** A statement, portal or cursor Airlock cannot tie to exactly what it judged. */
+export function unattributableDenial(who: Who, what: string): Denial {
+  return {
+    kind: 'deny',
+    rule: 'unattributable',
+    message: `airlock: agent "${who.agent}" may not ${what}: Airlock cannot tell with certainty which statement it would run`,
+    hint: 'Use statements and cursors this session prepared or declared itself, in the transaction where they were made.',
+    sqlstate: '42501',
+  };
+}

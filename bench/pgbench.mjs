@@ -1,11 +1,15 @@
 #!/usr/bin/env node
 // `npm run bench`: pgbench -S with 8 clients in simple, extended and prepared
-// modes, straight to PostgreSQL and through Airlock, in the same run.
-// Uses the machine's PostgreSQL at 127.0.0.1:5432 when it answers (user
-// postgres, trust), else an embedded one. Airlock runs in this process from
-// dist/ (npm run bench builds first), with its audit log on.
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+// modes, straight to PostgreSQL, through pgbouncer (session mode) and through
+// Airlock, in the same run. Uses the machine's PostgreSQL at 127.0.0.1:5432
+// when it answers (user postgres, trust), else an embedded one. Airlock runs in
+// this process from dist/ (npm run bench builds first), with its audit log on.
+// pgbouncer is our own instance on a free loopback port (Debian's package is
+// installed when missing and we are root; BENCH_PGBOUNCER=0 leaves it out).
+import { execFileSync, spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -19,6 +23,7 @@ const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,prepared').split(',');
 const DB = 'airlock_bench';
+const WITH_PGBOUNCER = process.env.BENCH_PGBOUNCER !== '0';
 
 function run(cmd, args, env = {}) {
   return new Promise((resolve, reject) => {
@@ -40,6 +45,120 @@ async function localServer() {
   } catch {
     return null; // no local server: the embedded one is used instead
   }
+}
+
+function which(cmd) {
+  for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', ...(process.env.PATH ?? '').split(':')]) {
+    try {
+      accessSync(join(dir, cmd), constants.X_OK);
+      return join(dir, cmd);
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** pgbouncer's path, installing Debian's package when it is missing and we are root; null when it cannot be had. */
+async function findPgbouncer() {
+  const found = which('pgbouncer');
+  if (found !== null || process.getuid?.() !== 0) return found;
+  console.log('pgbouncer is missing: installing Debian\'s package (apt-get install -y pgbouncer)…');
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', 'pgbouncer'], env);
+  try {
+    await install();
+  } catch {
+    await run('apt-get', ['update'], env);
+    await install();
+  }
+  // The package enables a system service; ours is a private instance, so make sure that one is not running.
+  for (const [cmd, args] of [['systemctl', ['disable', '--now', 'pgbouncer']], ['service', ['pgbouncer', 'stop']]]) {
+    await run(cmd, args).catch(() => undefined);
+  }
+  return which('pgbouncer');
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Our own pgbouncer in session mode in front of `server`, on a free loopback
+ * port, with its ini and userlist in `dir`; logs in as the same user as direct.
+ * As root it runs as the OS user postgres (pgbouncer refuses root).
+ */
+async function startPgbouncer(bin, server, dir) {
+  await mkdir(dir, { recursive: true });
+  let ids = null;
+  if (process.getuid?.() === 0) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    ids = { uid, gid };
+  }
+  const port = await freePort();
+  const quote = (s) => `"${s.replace(/"/g, '""')}"`;
+  await writeFile(join(dir, 'userlist.txt'), `${quote(server.user)} ${quote(server.password ?? '')}\n`, { mode: 0o600 });
+  await writeFile(
+    join(dir, 'pgbouncer.ini'),
+    [
+      '[databases]',
+      `${DB} = host=${server.host} port=${server.port} dbname=${DB}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      // Clients authenticate as they would to the server: trust when it trusts, SCRAM with the same password otherwise.
+      `auth_type = ${server.password ? 'scram-sha-256' : 'trust'}`,
+      `auth_file = ${join(dir, 'userlist.txt')}`,
+      'pool_mode = session',
+      `max_client_conn = ${CLIENTS * 2 + 20}`,
+      `default_pool_size = ${CLIENTS + 2}`,
+      `logfile = ${join(dir, 'pgbouncer.log')}`,
+      `pidfile = ${join(dir, 'pgbouncer.pid')}`,
+      'ignore_startup_parameters = extra_float_digits',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  if (ids !== null) {
+    await chmod(join(dir, '..'), 0o711); // the scratch directory: postgres must pass through it
+    await chmod(dir, 0o700);
+    for (const f of ['', 'userlist.txt', 'pgbouncer.ini']) await chown(join(dir, f), ids.uid, ids.gid);
+  }
+  const child = spawn(bin, [join(dir, 'pgbouncer.ini')], { stdio: ['ignore', 'ignore', 'pipe'], ...(ids ?? {}) });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  let exited = false;
+  child.on('exit', () => (exited = true));
+  for (let i = 0; ; i++) {
+    const up = await new Promise((resolve) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (up) break;
+    if (exited || i >= 100) throw new Error(`pgbouncer did not start on port ${port}:\n${err}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    stop: async () => {
+      if (exited) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+    },
+  };
 }
 
 async function main() {
@@ -83,6 +202,17 @@ async function main() {
   );
   const audit = await FileAuditLog.open(scratch, { flushMs: config.audit.flushMs });
   const gateway = await startGateway({ config, audit, log: () => {} });
+  let bouncer = null;
+  if (WITH_PGBOUNCER) {
+    const bin = await findPgbouncer();
+    if (bin === null) console.log('pgbouncer is not installed (and we are not root to install it): its column is left out.');
+    else {
+      bouncer = await startPgbouncer(bin, server, join(scratch, 'pgbouncer')).catch((err) => {
+        console.log(`pgbouncer could not be started, its column is left out: ${err.message}`);
+        return null;
+      });
+    }
+  }
 
   const writeScript = join(scratch, 'update.sql');
   await writeFile(
@@ -102,28 +232,34 @@ async function main() {
     return { tps, latency };
   };
 
-  console.log(`pgbench -S -c ${CLIENTS} -j 2 -T ${SECONDS}, direct vs through Airlock (audit log on), same run:\n`);
-  console.log('mode       direct tps  airlock tps  ratio   direct lat  airlock lat');
+  // One row per mode: direct, pgbouncer (when there is one) and Airlock, run one after the other.
+  const header = `mode       direct tps  pgbouncer tps  airlock tps  airlock/direct  airlock/pgbouncer   latency ms: direct  pgbouncer  airlock`;
+  const row = (mode, direct, pgb, via) =>
+    `${mode.padEnd(10)} ${direct.tps.toFixed(0).padStart(10)}  ${(pgb ? pgb.tps.toFixed(0) : '-').padStart(13)}  ${via.tps.toFixed(0).padStart(11)}  ` +
+    `${(via.tps / direct.tps).toFixed(2).padStart(13)}x  ${(pgb ? (via.tps / pgb.tps).toFixed(2) + 'x' : '-').padStart(17)}   ` +
+    `${direct.latency.toFixed(3).padStart(18)}  ${(pgb ? pgb.latency.toFixed(3) : '-').padStart(9)}  ${via.latency.toFixed(3).padStart(7)}`;
+  const pgbPw = server.password ? { PGPASSWORD: server.password } : {};
+  console.log(`pgbench -S -c ${CLIENTS} -j 2 -T ${SECONDS}: direct, pgbouncer (session mode), Airlock (audit log on), same run:\n`);
+  console.log(header);
   const results = [];
   for (const mode of MODES) {
     const direct = await pgbench(server.host, server.port, server.user, pwEnv, mode);
+    const pgb = bouncer ? await pgbench('127.0.0.1', bouncer.port, server.user, pgbPw, mode) : null;
     const via = await pgbench('127.0.0.1', gateway.address.port, 'bench', { PGPASSWORD: agentPassword }, mode);
     const ratio = via.tps / direct.tps;
-    results.push({ mode, direct, via, ratio });
-    console.log(
-      `${mode.padEnd(10)} ${direct.tps.toFixed(0).padStart(10)}  ${via.tps.toFixed(0).padStart(11)}  ${ratio.toFixed(2).padStart(5)}x  ${direct.latency.toFixed(3).padStart(8)} ms  ${via.latency.toFixed(3).padStart(8)} ms`,
-    );
+    results.push({ mode, direct, pgb, via, ratio });
+    console.log(row(mode, direct, pgb, via));
   }
   // The write path: every statement measured in its own transaction and durably on the record before COMMIT.
-  console.log(`\nsingle-row UPDATE (custom script), -c ${CLIENTS}: the write path, direct vs through Airlock:\n`);
-  console.log('mode       direct tps  airlock tps  ratio   direct lat  airlock lat');
+  console.log(`\nsingle-row UPDATE (custom script), -c ${CLIENTS}: the write path, direct, pgbouncer, Airlock:\n`);
+  console.log(header);
   for (const mode of ['simple', 'extended']) {
     const direct = await pgbench(server.host, server.port, server.user, pwEnv, mode, writeScript);
+    const pgb = bouncer ? await pgbench('127.0.0.1', bouncer.port, server.user, pgbPw, mode, writeScript) : null;
     const via = await pgbench('127.0.0.1', gateway.address.port, 'bench_writer', { PGPASSWORD: agentPassword }, mode, writeScript);
-    console.log(
-      `${mode.padEnd(10)} ${direct.tps.toFixed(0).padStart(10)}  ${via.tps.toFixed(0).padStart(11)}  ${(via.tps / direct.tps).toFixed(2).padStart(5)}x  ${direct.latency.toFixed(3).padStart(8)} ms  ${via.latency.toFixed(3).padStart(8)} ms`,
-    );
+    console.log(row(mode, direct, pgb, via));
   }
+  await bouncer?.stop();
   await gateway.close();
   await audit.close();
   const cleanup = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password ?? undefined, database: 'postgres' });
@@ -134,6 +270,10 @@ async function main() {
   await cleanup.end();
   await server.stop();
   await rm(scratch, { recursive: true, force: true });
+  if (bouncer) {
+    const vsBouncer = results.map((r) => `${r.mode} ${(r.via.tps / r.pgb.tps).toFixed(2)}x`).join(', ');
+    console.log(`\nAirlock against pgbouncer (the price of a relay in front of the same server): ${vsBouncer}.`);
+  }
   const target = 0.5;
   const below = results.filter((r) => r.ratio < target);
   console.log(below.length === 0 ? `\nAll modes at or above the ${target}x target.` : `\nBelow the ${target}x target: ${below.map((r) => r.mode).join(', ')}.`);

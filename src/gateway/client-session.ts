@@ -64,7 +64,7 @@ export interface SessionContext extends RelayContext {
 }
 
 /** How long a refused connection's socket may take to deliver its error and close. */
-const FAILED_SOCKET_LINGER_MS = 5_000;
+const FAILED_SOCKET_LINGER_MS = 1_000;
 
 type Phase = 'startup' | 'auth-first' | 'auth-final' | 'connecting' | 'relaying' | 'closed';
 

@@ -287,8 +287,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     session = new ClientSession(socket, ctx, ticket, (s) => sessions.delete(s));
     sessions.add(session);
   });
-  // Beyond both limits, the kernel's backlog rather than our memory holds the rest.
-  server.maxConnections = config.limits.maxClients + config.limits.maxPendingLogins + 16;
+  // Beyond both limits (plus refused sockets still delivering their error, for up to a second),
+  // the kernel's backlog rather than our memory holds the rest.
+  server.maxConnections = config.limits.maxClients + 2 * config.limits.maxPendingLogins + 64;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>

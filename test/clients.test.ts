@@ -15,9 +15,9 @@ import { startTestAirlock } from './support/airlock.js';
 import type { TestAirlock } from './support/airlock.js';
 import { dropRoles, readRolesOf } from './support/drop-roles.js';
 import { runProcess, startProcess } from './support/run-process.js';
-import { parseErrorFields } from '../src/protocol/backend.js';
+import { parseDataRow, parseErrorFields } from '../src/protocol/backend.js';
 import { encodeParse, encodeQuery, encodeSync } from '../src/protocol/frontend.js';
-import { WireClient, dataRowValues, describeMessages, encodeBind, encodeExecute, encodeFlush, int16, int32, loginClient } from './support/wire.js';
+import { WireClient, describeMessages, encodeBind, encodeExecute, encodeFlush, int16, int32, loginClient } from './support/wire.js';
 
 const PSQL = '/usr/bin/psql';
 const PGBENCH = '/usr/bin/pgbench';
@@ -235,7 +235,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('real clients on t
         await client.login(airlock.clientConfig(), { pipelined });
         const first = await client.until('Z');
         expect(first.map((m) => m.type)).toEqual(['T', 'D', 'C', 'Z']);
-        expect(dataRowValues(first[1]!.body)).toEqual(['1206']);
+        expect(parseDataRow(first[1]!.body)).toEqual(['1206']);
         const second = await client.until('Z');
         expect(parseErrorFields(second[0]!.body).get('C'), describeMessages(second)).toBe('42501');
         expect(parseErrorFields(second[0]!.body).get('M')).toBe(REFUSED_DELETE);

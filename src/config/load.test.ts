@@ -123,6 +123,7 @@ describe('parseConfig: the minimal file', () => {
           writeLimits: { maxRows: 100, requireWhere: true, rowsPerHour: 1000, writesPerMinute: 60 },
           database: 'app',
           readRole: 'airlock_read_claude',
+          maxSessions: 20,
         },
       ],
       rules: [],
@@ -132,10 +133,32 @@ describe('parseConfig: the minimal file', () => {
       freezeWindows: [],
       tripwire: { refusals: 3, windowSeconds: 600, webhook: null },
       audit: { flushMs: 5, checkpoint: null },
-      limits: { maxMessageBytes: 64 * 1024 * 1024, maxClients: 200, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 },
+      limits: {
+        maxMessageBytes: 64 * 1024 * 1024,
+        maxClients: 200,
+        maxPendingLogins: 64,
+        loginTimeoutMs: 5000,
+        connectTimeoutMs: 5000,
+        statementTimeoutMs: 60_000,
+        lockTimeoutMs: 10_000,
+      },
     };
     expect(config).toEqual(expected);
     expect(warnings).toEqual([]);
+  });
+
+  it('resolves session limits: agents[].max_sessions over limits.max_sessions_per_agent', () => {
+    const text =
+      MINIMAL +
+      '  - name: ops\n    password: ${CLAUDE_DB_PASSWORD}\n    max_sessions: 3\n' +
+      'limits:\n  max_sessions_per_agent: 7\n  max_pending_logins: 10\n  login_timeout_ms: 1500\n';
+    const { config } = parse(text);
+    expect(config.agents.map((a) => [a.name, a.maxSessions])).toEqual([
+      ['claude', 7],
+      ['ops', 3],
+    ]);
+    expect(config.limits).toMatchObject({ maxPendingLogins: 10, loginTimeoutMs: 1500 });
+    expect(problemsOf(MINIMAL + '    max_sessions: 0\n').join('\n')).toMatch(/agents\[0\]\.max_sessions/);
   });
 
   it('defaults listen when it is left out', () => {
@@ -160,7 +183,7 @@ describe('parseConfig: valid files', () => {
       'audit and limits',
       withAgent('', 'audit: { flush_ms: 1000 }\nlimits: { max_message_bytes: 1024, max_clients: 1, connect_timeout_ms: 100 }\n'),
       (c) => [c.audit, c.limits],
-      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 }],
+      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 }],
     ],
     [
       'canary tables and a tripwire with a Slack webhook',
@@ -190,7 +213,7 @@ describe('parseConfig: valid files', () => {
       'partial limits keep the other defaults',
       withAgent('', 'limits:\n  max_clients: 20\n'),
       (c) => c.limits,
-      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 },
+      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 },
     ],
     [
       'upstream with every part',

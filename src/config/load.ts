@@ -15,7 +15,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
 import { DEFAULT_WRITE_LIMITS, POLICY_KIND_ALIASES, shadowedRules } from '../policy/rules.js';
 import type { PolicyKind, RuleConfig, WriteLimits } from '../policy/rules.js';
-import { checkConfigFile, defaultReadRole, isLoopbackHost } from './schema.js';
+import { DEFAULTS, checkConfigFile, defaultReadRole, isLoopbackHost } from './schema.js';
 import type { ConfigFile, KeyPath, KeyProblem, Profile, RuleKindName, UpstreamTarget, WebhookFormat } from './schema.js';
 
 export type { Profile, RuleConfig, SslMode, UpstreamTarget, WriteLimits } from './schema.js';
@@ -32,6 +32,8 @@ export interface AgentConfig {
   database: string;
   /** The upstream role this agent's reads run as. */
   readRole: string;
+  /** Most sessions it may hold at once: agents[].max_sessions, else limits.max_sessions_per_agent. */
+  maxSessions: number;
 }
 
 export interface AirlockConfig {
@@ -63,7 +65,12 @@ export interface AirlockConfig {
   };
   limits: {
     maxMessageBytes: number;
+    /** Most logged-in sessions at once. */
     maxClients: number;
+    /** Most connections at once that have not logged in yet. */
+    maxPendingLogins: number;
+    /** How long a connection may take to log in. */
+    loginTimeoutMs: number;
     connectTimeoutMs: number;
     /** Applied to every agent session by the server (statement_timeout); 0 for none. */
     statementTimeoutMs: number;
@@ -475,6 +482,7 @@ function resolveSections(
         writeLimits: resolveWriteLimits(sections.write_limits, a.write_limits),
         database: a.database ?? upstream?.database ?? '',
         readRole,
+        maxSessions: a.max_sessions ?? sections.limits?.max_sessions_per_agent ?? DEFAULTS.maxSessionsPerAgent,
       };
     });
   }
@@ -541,6 +549,8 @@ function resolveSections(
       limits: {
         maxMessageBytes: limits.max_message_bytes,
         maxClients: limits.max_clients,
+        maxPendingLogins: limits.max_pending_logins,
+        loginTimeoutMs: limits.login_timeout_ms,
         connectTimeoutMs: limits.connect_timeout_ms,
         statementTimeoutMs: limits.statement_timeout_ms,
         lockTimeoutMs: limits.lock_timeout_ms,

@@ -74,6 +74,9 @@ export const DEFAULTS = {
   flushMs: 5,
   maxMessageBytes: 64 * 1024 * 1024,
   maxClients: 200,
+  loginTimeoutMs: 5000,
+  maxPendingLogins: 64,
+  maxSessionsPerAgent: 20,
   connectTimeoutMs: 5000,
   statementTimeoutMs: 60_000,
   tripwireRefusals: 3,
@@ -431,6 +434,16 @@ const agentSchema = z
     write_limits: agentWriteLimitsSchema
       .optional()
       .describe("This agent's own write limits; each key left out is the top-level write_limits' value."),
+    max_sessions: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .optional()
+      .describe(
+        'Most sessions this agent may hold at once; a further login is refused (53300). Default: limits.max_sessions_per_agent. ' +
+          'A session of an agent that may write can hold two upstream connections.',
+      ),
     database: z
       .string()
       .min(1, { error: 'must not be empty' })
@@ -618,7 +631,34 @@ export const configFileSchema = z
           .min(1)
           .max(10_000)
           .default(DEFAULTS.maxClients)
-          .describe('Most client connections at once.'),
+          .describe('Most logged-in agent sessions at once (connections still logging in are counted apart: max_pending_logins).'),
+        max_pending_logins: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(DEFAULTS.maxPendingLogins)
+          .describe(
+            'Most connections at once that have not logged in yet. More are refused at once (53300), so that silent or slow ' +
+              'connections cannot take the places of agents that log in.',
+          ),
+        login_timeout_ms: z
+          .number()
+          .int()
+          .min(100)
+          .max(300_000)
+          .default(DEFAULTS.loginTimeoutMs)
+          .describe('How long a connection may take to log in (start-up and password exchange), in milliseconds; then it is closed.'),
+        max_sessions_per_agent: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(DEFAULTS.maxSessionsPerAgent)
+          .describe(
+            "Most sessions one agent may hold at once, unless agents[].max_sessions says otherwise; further logins are refused (53300). " +
+              'A session of an agent that may write can hold two upstream connections (its read role and its write role).',
+          ),
         connect_timeout_ms: z
           .number()
           .int()

@@ -1,9 +1,11 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres } from './embedded-postgres.js';
 import type { RunningPostgres } from './embedded-postgres.js';
@@ -128,15 +130,76 @@ describe('startEmbeddedPostgres', () => {
     await expect(stat(dataDir)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
-  it.skipIf(process.getuid?.() !== 0)('as root, explains a directory the postgres user cannot enter', async () => {
+  it.skipIf(process.getuid?.() !== 0)('as root, keeps the cluster where the postgres user can reach it when a directory above shuts it out', async () => {
     const dir = await workDir();
     const closed = join(dir, 'closed');
     await mkdir(closed, { mode: 0o700 });
-    await expect(startEmbeddedPostgres({ dataDir: join(closed, 'data') })).rejects.toThrow(
-      /the OS user "postgres".*cannot enter .*closed \(mode 700\)/,
-    );
+    const dataDir = join(closed, 'data');
+    const server = await startEmbeddedPostgres({ dataDir, persistent: true });
+    cleanups.push(() => rm(dirname(server.dataDir), { recursive: true, force: true }));
+    expect((await lstat(dataDir)).isSymbolicLink()).toBe(true);
+    expect(await readlink(dataDir)).toBe(server.dataDir);
+    expect(await scalar(server.url(), 'SELECT 1 AS value')).toBe(1);
+    await server.stop();
+    // A restart finds the cluster through the link.
+    const again = await start({ dataDir, persistent: true });
+    expect(again.dataDir).toBe(server.dataDir);
+    expect(await scalar(again.url(), 'SELECT 1 AS value')).toBe(1);
+
+    // A throwaway cluster: on stop, the cluster and the link are gone.
+    const throwaway = join(closed, 'throwaway');
+    const other = await startEmbeddedPostgres({ dataDir: throwaway });
+    await other.stop();
+    await expect(lstat(throwaway)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(stat(other.dataDir)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('stops PostgreSQL when the process that started it is killed (SIGKILL)', async () => {
+    const dataDir = join(await workDir(), 'data');
+    const script = [
+      `const { startEmbeddedPostgres } = await import(${JSON.stringify(new URL('./embedded-postgres.ts', import.meta.url).href)});`,
+      `const pg = await startEmbeddedPostgres({ dataDir: ${JSON.stringify(dataDir)}, persistent: true });`,
+      'console.log(JSON.stringify({ port: pg.port }));',
+      'setInterval(() => undefined, 1000);',
+    ].join('\n');
+    const owner = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    cleanups.push(async () => {
+      owner.kill('SIGKILL');
+    });
+    const port = await new Promise<number>((resolvePort, reject) => {
+      let out = '';
+      let err = '';
+      owner.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const match = /\{"port":(\d+)\}/.exec(out);
+        if (match !== null) resolvePort(Number(match[1]));
+      });
+      owner.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+      owner.once('exit', (code) => reject(new Error(`The owner exited (${code}) before PostgreSQL was up: ${err}`)));
+    });
+    expect(await answers(port)).toBe(true);
+    owner.kill('SIGKILL');
+    const t0 = Date.now();
+    while ((await answers(port)) && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 100));
+    expect(await answers(port)).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    // It was a clean stop: the cluster starts again.
+    const again = await start({ dataDir, persistent: true });
+    expect(await scalar(again.url(), 'SELECT 1 AS value')).toBe(1);
   });
 });
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+async function answers(port: number): Promise<boolean> {
+  return new Promise((resolveAnswer) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolveAnswer(true);
+    });
+    socket.once('error', () => resolveAnswer(false));
+  });
+}
 
 /** Whether any process still works in the data directory (PostgreSQL's processes chdir there). */
 async function childrenAlive(dataDir: string): Promise<boolean> {

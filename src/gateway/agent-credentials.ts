@@ -14,4 +14,6 @@ export interface AgentCredentials {
   readRole: string;
   /** The read role's password, derived from a secret only Airlock holds (read-role-password.ts). */
   readRolePassword: string;
+  /** Most sessions the agent may hold at once. */
+  maxSessions: number;
 }

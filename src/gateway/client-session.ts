@@ -29,6 +29,7 @@ import type { RelayContext } from './relay.js';
 import { connectUpstream, UpstreamError } from './upstream.js';
 import type { UpstreamConnection, UpstreamLogin } from './upstream.js';
 import type { AgentCredentials } from './agent-credentials.js';
+import type { AdmissionTicket } from './admission.js';
 
 /**
  * Start-up parameters a client may send. They only shape presentation; the
@@ -55,11 +56,15 @@ export interface SessionContext extends RelayContext {
   upstream: Omit<UpstreamLogin, 'user' | 'password' | 'params'>;
   /** Settings forced on every upstream session, in its StartupMessage. */
   upstreamParams: Record<string, string>;
-  authTimeoutMs: number;
+  /** How long a connection may take from its first byte to a verified password (limits.login_timeout_ms). */
+  loginTimeoutMs: number;
   /** Registers the session's cancel key; returns a function that unregisters it. */
   registerCancelKey: (processId: number, secretKey: Buffer, cancel: () => void) => () => void;
   onCancelRequest: (processId: number, secretKey: Buffer) => void;
 }
+
+/** How long a refused connection's socket may take to deliver its error and close. */
+const FAILED_SOCKET_LINGER_MS = 1_000;
 
 type Phase = 'startup' | 'auth-first' | 'auth-final' | 'connecting' | 'relaying' | 'closed';
 
@@ -83,14 +88,20 @@ export class ClientSession {
   constructor(
     socket: net.Socket,
     private readonly ctx: SessionContext,
+    /** Its place at the door: counted as waiting until its password is verified, then against its agent's sessions. */
+    private readonly ticket: AdmissionTicket,
     private readonly onClosed: (session: ClientSession) => void,
   ) {
     this.socket = socket;
     this.clientAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
     this.authTimer = setTimeout(() => {
-      this.fail({ severity: 'FATAL', code: '08006', message: 'airlock: the client did not finish logging in in time' });
-    }, ctx.authTimeoutMs);
+      this.fail({
+        severity: 'FATAL',
+        code: '08006',
+        message: `airlock: the client did not finish logging in in time (limits.login_timeout_ms is ${ctx.loginTimeoutMs})`,
+      });
+    }, ctx.loginTimeoutMs);
     this.attach(socket);
   }
 
@@ -240,6 +251,15 @@ export class ClientSession {
       this.authFailed(step.ok ? 'unknown agent' : step.error);
       return;
     }
+    // The password is verified: the login timer stops (the upstream connection has its own timeout),
+    // and the session takes a logged-in place of its agent, if one is free.
+    clearTimeout(this.authTimer);
+    const refusal = this.ticket.login(this.agent.name, this.agent.maxSessions);
+    if (refusal !== null) {
+      this.audit('refused-startup', refusal.message);
+      this.fail(refusal);
+      return;
+    }
     this.socket.write(authenticationSaslFinal(step.serverFinal));
     this.connect(this.agent).catch((err: unknown) => {
       // connect() handles the upstream's failures itself; this is a fault of Airlock's.
@@ -351,7 +371,15 @@ export class ClientSession {
   private fail(fields: ErrorFields): void {
     if (this.phase === 'closed') return;
     this.socket.end(errorResponse(fields));
+    // A peer that neither reads nor closes must not keep the socket (it no longer holds a place) forever.
+    const socket = this.socket;
+    setTimeout(() => socket.destroy(), FAILED_SOCKET_LINGER_MS).unref();
     this.close(fields.message);
+  }
+
+  /** Ends a session that has not logged in yet (its place at the door was given to another). */
+  refuse(fields: ErrorFields): void {
+    if (this.relay === null) this.fail(fields);
   }
 
   /** Ends the session because Airlock is shutting down. */
@@ -368,6 +396,7 @@ export class ClientSession {
     const wasRelaying = this.phase === 'relaying';
     this.phase = 'closed';
     clearTimeout(this.authTimer);
+    this.ticket.release();
     this.unregisterCancel?.();
     if (this.relay !== null) this.relay.end(reason);
     if (wasRelaying) this.audit('disconnect', reason);

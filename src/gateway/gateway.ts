@@ -7,11 +7,12 @@ import net from 'node:net';
 import tls from 'node:tls';
 import pg from 'pg';
 import { createScramVerifier } from '../protocol/auth/scram-verifier.js';
-import { errorResponse } from '../protocol/backend.js';
+
 import { loadParser } from '../sql/classify.js';
 import type { AirlockConfig } from '../config/load.js';
 import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
+import { Admission } from './admission.js';
 import { ClientSession } from './client-session.js';
 import { prepareReadRole } from './read-roles.js';
 import { readRolePassword, readRoleSecret } from './read-role-password.js';
@@ -155,6 +156,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         verifier: createScramVerifier(agent.password),
         readRole: agent.readRole,
         readRolePassword: password,
+        maxSessions: agent.maxSessions,
       });
     }
   } finally {
@@ -258,7 +260,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       statement_timeout: String(config.limits.statementTimeoutMs),
       lock_timeout: String(config.limits.lockTimeoutMs),
     },
-    authTimeoutMs: 30_000,
+    loginTimeoutMs: config.limits.loginTimeoutMs,
     registerCancelKey: (processId: number, secretKey: Buffer, cancel: () => void) => {
       const key = keyOf(processId, secretKey);
       cancelKeys.set(key, cancel);
@@ -271,22 +273,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   };
 
+  const admission = new Admission({ maxClients: config.limits.maxClients, maxPendingLogins: config.limits.maxPendingLogins });
   const server = net.createServer((socket) => {
-    if (sessions.size >= config.limits.maxClients) {
-      socket.on('error', () => socket.destroy());
-      socket.end(
-        errorResponse({
-          severity: 'FATAL',
-          code: '53300',
-          message: `airlock: too many clients (limits.max_clients is ${config.limits.maxClients})`,
-        }),
-      );
-      return;
-    }
-    const session = new ClientSession(socket, ctx, (s) => sessions.delete(s));
+    let session: ClientSession | null = null;
+    const ticket = admission.arrive(() =>
+      session?.refuse({
+        severity: 'FATAL',
+        code: '53300',
+        message: `airlock: too many connections are logging in at once (limits.max_pending_logins is ${config.limits.maxPendingLogins}); this one waited longest`,
+        hint: `Log in within limits.login_timeout_ms (${config.limits.loginTimeoutMs} ms) of connecting.`,
+      }),
+    );
+    session = new ClientSession(socket, ctx, ticket, (s) => sessions.delete(s));
     sessions.add(session);
   });
-  server.maxConnections = config.limits.maxClients + 16;
+  // Beyond both limits (plus refused sockets still delivering their error, for up to a second),
+  // the kernel's backlog rather than our memory holds the rest.
+  server.maxConnections = config.limits.maxClients + 2 * config.limits.maxPendingLogins + 64;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>

@@ -385,7 +385,8 @@ describe('followAudit', () => {
     const { end } = await readAuditTail(dir, 10);
     const seen: AuditRecord[] = [];
     const abort = new AbortController();
-    const following = followAudit(dir, (r) => seen.push(r), abort.signal, { from: end, pollMs: 5 });
+    // Its handler is attached at once: a follower failing early is this test's failure, not an unhandled rejection.
+    const stopped = expect(followAudit(dir, (r) => seen.push(r), abort.signal, { from: end, pollMs: 5 })).resolves.toBeUndefined();
     log.append(entry(1));
     log.append(entry(2));
     await vi.waitFor(() => expect(seen.map((r) => r.seq)).toEqual([2, 3]), { timeout: 2000, interval: 5 });
@@ -404,32 +405,32 @@ describe('followAudit', () => {
     expect(seen[2]?.text).toBe('SELECT \u00e9\u00e9');
 
     abort.abort();
-    await expect(following).resolves.toBeUndefined();
+    await stopped;
   });
 
   it('starts at the end by default and waits for a log that does not exist yet', async () => {
     const dir = await stateDir();
     const seen: number[] = [];
     const abort = new AbortController();
-    const following = followAudit(dir, (r) => seen.push(r.seq), abort.signal, { pollMs: 5 });
+    const stopped = expect(followAudit(dir, (r) => seen.push(r.seq), abort.signal, { pollMs: 5 })).resolves.toBeUndefined();
     await new Promise((r) => setTimeout(r, 20));
     const log = await FileAuditLog.open(dir, { flushMs: 1 });
     log.append(entry(0));
     await vi.waitFor(() => expect(seen).toEqual([1]), { timeout: 2000, interval: 5 });
     await log.close();
     abort.abort();
-    await following;
+    await stopped;
 
     const later: number[] = [];
     const again = new AbortController();
-    const followingAgain = followAudit(dir, (r) => later.push(r.seq), again.signal, { pollMs: 5 });
+    const stoppedAgain = expect(followAudit(dir, (r) => later.push(r.seq), again.signal, { pollMs: 5 })).resolves.toBeUndefined();
     await new Promise((r) => setTimeout(r, 20));
     const reopened = await FileAuditLog.open(dir, { flushMs: 1 });
     reopened.append(entry(1));
     await vi.waitFor(() => expect(later).toEqual([2]), { timeout: 2000, interval: 5 });
     await reopened.close();
     again.abort();
-    await followingAgain;
+    await stoppedAgain;
   });
 
   it('rejects when records it already passed on are cut off', async () => {
@@ -439,8 +440,11 @@ describe('followAudit', () => {
     await log.close();
     const abort = new AbortController();
     const following = followAudit(dir, () => undefined, abort.signal, { from: 0, pollMs: 5 });
+    // The follower may reject while truncate() is still pending: the expectation's handler is attached first.
+    const rejected = expect(following).rejects.toThrow(/shrank/);
     await new Promise((r) => setTimeout(r, 20));
     await truncate(auditLogPath(dir), 10);
-    await expect(following).rejects.toThrow(/shrank/);
+    await rejected;
+    abort.abort();
   });
 });

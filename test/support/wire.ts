@@ -9,7 +9,7 @@
  */
 import net from 'node:net';
 import { ScramClientExchange } from '../../src/protocol/auth/scram-client.js';
-import { AUTH, parseErrorFields, parseParameterStatus } from '../../src/protocol/backend.js';
+import { AUTH, parseDataRow, parseErrorFields, parseParameterStatus } from '../../src/protocol/backend.js';
 import { FRONTEND, encodeQuery, encodeSaslInitialResponse, encodeSaslResponse, encodeTerminate } from '../../src/protocol/frontend.js';
 import { MessageReader } from '../../src/protocol/message-reader.js';
 import { PROTOCOL_3_0, encodeCancelRequest, encodeStartupMessage } from '../../src/protocol/startup.js';
@@ -154,24 +154,6 @@ export function encodeFunctionCall(oid: number, args: WireValue[] = []): Buffer 
 /** The ErrorResponse messages among `messages`, as field maps ('C' is the SQLSTATE). */
 export function errorsIn(messages: WireMessage[]): Map<string, string>[] {
   return messages.filter((m) => m.type === 'E').map((m) => parseErrorFields(m.body));
-}
-
-/** DataRow: Int16 column count, then per column Int32 length (-1 for NULL) and the bytes, read as text. */
-export function dataRowValues(body: Buffer): (string | null)[] {
-  const count = body.readInt16BE(0);
-  const values: (string | null)[] = [];
-  let at = 2;
-  for (let i = 0; i < count; i++) {
-    const length = body.readInt32BE(at);
-    at += 4;
-    if (length < 0) {
-      values.push(null);
-      continue;
-    }
-    values.push(body.toString('utf8', at, at + length));
-    at += length;
-  }
-  return values;
 }
 
 /** A short description for failure messages: the types in order, errors with their SQLSTATE and message. */
@@ -387,7 +369,7 @@ export class WireClient {
     const messages = await this.query(sql);
     const [error] = errorsIn(messages);
     if (error !== undefined) throw new Error(`${error.get('C') ?? '?'}: ${error.get('M') ?? 'the query failed'}`);
-    return messages.filter((m) => m.type === 'D').map((m) => dataRowValues(m.body));
+    return messages.filter((m) => m.type === 'D').map((m) => parseDataRow(m.body));
   }
 
   /**

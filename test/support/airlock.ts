@@ -71,12 +71,14 @@ export async function startTestAirlock(
   ];
   agents.forEach((a, i) => {
     env[`AGENT_PASSWORD_${i}`] = a.password;
-    // Read roles are cluster-wide: name them after the (unique) database.
+    // Read and write roles are cluster-wide: name them after the (unique) database.
+    const slug = a.name.toLowerCase().replace(/[^a-z0-9_]/g, '_');
     lines.push(
       `  - name: ${a.name}`,
       `    password: \${AGENT_PASSWORD_${i}}`,
       `    profile: ${a.profile ?? 'read-only'}`,
-      `    read_role: ${db.name}_${a.name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`,
+      `    read_role: ${db.name}_${slug}`,
+      `    write_role: ${db.name}_${slug}_w`,
       ...(a.extra ?? []),
     );
   });
@@ -105,9 +107,9 @@ export async function startTestAirlock(
       await audit.close();
       // A tripwire freeze may still be persisting (the tripwire trips asynchronously): retry on ENOTEMPTY.
       if (options.stateDir === undefined) await rm(stateDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
-      // Read roles are cluster-wide: leave none behind. A test that shares
-      // them between instances drops them itself, after the last one.
-      if (options.keepRoles !== true) await dropRoles(server, config.agents.map((a) => a.readRole));
+      // Read and write roles are cluster-wide: leave none behind. A test that
+      // shares them between instances drops them itself, after the last one.
+      if (options.keepRoles !== true) await dropRoles(server, config.agents.flatMap((a) => [a.readRole, a.writeRole]));
     },
   };
 }

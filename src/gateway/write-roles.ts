@@ -149,11 +149,12 @@ export async function desiredWritePrivileges(service: pg.Client, policy: AgentPo
     );
     for (const s of sequences.rows) out.push({ on: 'SEQUENCE', object: s.name, privilege: 'USAGE' });
   }
-  const schemas = await service.query<{ nspname: string }>(
-    `SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%' ORDER BY 1`,
+  const schemas = await service.query<{ nspname: string; quoted: string }>(
+    `SELECT nspname, quote_ident(nspname) AS quoted FROM pg_namespace
+      WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%' ORDER BY 1`,
   );
   for (const s of schemas.rows) {
-    if (policy.couldDecideInSchema('create', s.nspname, GRANTING_DECISIONS)) out.push({ on: 'SCHEMA', object: ident(s.nspname), privilege: 'CREATE' });
+    if (policy.couldDecideInSchema('create', s.nspname, GRANTING_DECISIONS)) out.push({ on: 'SCHEMA', object: s.quoted, privilege: 'CREATE' });
   }
   return out;
 }
@@ -300,9 +301,12 @@ export async function writeRoleShortfall(service: pg.Client, role: string, polic
   const desired = await desiredWritePrivileges(service, policy);
   const missing: ObjectPrivilege[] = [];
   for (const p of desired) {
-    const fn = p.on === 'SCHEMA' ? 'has_schema_privilege' : p.on === 'SEQUENCE' ? 'has_sequence_privilege' : 'has_table_privilege';
-    const object = p.on === 'SCHEMA' ? p.object.replace(/^"(.*)"$/, (_m, inner: string) => inner.replace(/""/g, '"')) : p.object;
-    const r = await service.query<{ ok: boolean }>(`SELECT ${fn}($1, $2, $3) AS ok`, [role, object, p.privilege]);
+    const r = await service.query<{ ok: boolean }>(
+      p.on === 'SCHEMA'
+        ? 'SELECT has_schema_privilege($1, (SELECT oid FROM pg_namespace WHERE quote_ident(nspname) = $2), $3) AS ok'
+        : `SELECT ${p.on === 'SEQUENCE' ? 'has_sequence_privilege' : 'has_table_privilege'}($1, $2, $3) AS ok`,
+      [role, p.object, p.privilege],
+    );
     if (r.rows[0]?.ok !== true) missing.push(p);
   }
   return missing;

@@ -171,6 +171,34 @@ for (const server of testServers()) {
       });
     });
 
+    describe("the agent's write role", () => {
+      const writeRoleOf = (agent: string): string => airlock.config.agents.find((a) => a.name === agent)!.writeRole;
+
+      it('runs writes as the agent own write role, never as the service account', async () => {
+        const c = await connect('claude');
+        await c.query('BEGIN');
+        await c.query('UPDATE tasks SET done = true WHERE id = 1');
+        expect((await c.query('SELECT current_user AS u, session_user AS s')).rows).toEqual([{ u: writeRoleOf('claude'), s: writeRoleOf('claude') }]);
+        await c.query('ROLLBACK');
+        const [attrs] = await direct<{ rolsuper: boolean }>(`SELECT rolsuper FROM pg_roles WHERE rolname = '${writeRoleOf('claude')}'`);
+        expect(attrs).toEqual({ rolsuper: false });
+      });
+
+      it('meets PostgreSQL refusal for a write the rules allow but the role holds no privilege for', async () => {
+        // Behind Airlock's back: the classifier still allows the UPDATE, the role no longer may.
+        await direct(`REVOKE UPDATE ON tasks FROM ${writeRoleOf('claude')}`);
+        try {
+          const c = await connect('claude');
+          const err = await refusal(c, 'UPDATE tasks SET done = true WHERE id = 1');
+          expect(err.code).toBe('42501');
+          expect(err.message).toMatch(/permission denied for table tasks/);
+          expect(await counts()).toMatchObject({ done: 0 });
+        } finally {
+          await direct(`GRANT UPDATE ON tasks TO ${writeRoleOf('claude')}`);
+        }
+      });
+    });
+
     describe('the row limit', () => {
       it('refuses a 150-row DELETE, says how many rows it would have touched, and changes nothing', async () => {
         const c = await connect('ops');

@@ -184,6 +184,20 @@ for (const server of testServers()) {
         expect(attrs).toEqual({ rolsuper: false });
       });
 
+      it('refuses to write through a write role made superuser behind its back', async () => {
+        await direct(`ALTER ROLE ${writeRoleOf('claude')} SUPERUSER`);
+        try {
+          const c = await connect('claude');
+          // Airlock ends the session after telling the agent why.
+          c.on('error', () => undefined);
+          const err = await refusal(c, 'UPDATE tasks SET done = true WHERE id = 1');
+          expect(err.message).toMatch(/is_superuser = on/);
+          expect(await counts()).toMatchObject({ done: 0 });
+        } finally {
+          await direct(`ALTER ROLE ${writeRoleOf('claude')} NOSUPERUSER`);
+        }
+      });
+
       it('meets PostgreSQL refusal for a write the rules allow but the role holds no privilege for', async () => {
         // Behind Airlock's back: the classifier still allows the UPDATE, the role no longer may.
         await direct(`REVOKE UPDATE ON tasks FROM ${writeRoleOf('claude')}`);

@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import pg from 'pg';
 import { createScramVerifier } from '../protocol/auth/scram-verifier.js';
-import { errorResponse } from '../protocol/backend.js';
+import { errorResponse, parseParameterStatus } from '../protocol/backend.js';
 import { loadParser } from '../sql/classify.js';
 import type { AirlockConfig } from '../config/load.js';
 import type { AuditLog } from '../state/audit-log.js';
@@ -75,10 +75,14 @@ const FREEZE_RELOAD_MS = 1000;
 /** How often the upstream's functions and views are read again. */
 const SCHEMA_REFRESH_MS = 30_000;
 
-/** Settings the write connection reports and must keep: what is judged is what runs. */
+/**
+ * Settings the write connection reports and must keep: what is judged is what
+ * runs, and the write role is no superuser (else its grants are no wall).
+ */
 const WRITE_PINNED_PARAMETERS = new Map([
   ['client_encoding', 'UTF8'],
   ['standard_conforming_strings', 'on'],
+  ['is_superuser', 'off'],
 ]);
 
 /** Forced on every upstream session of the read path, in its StartupMessage. */
@@ -275,6 +279,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           application_name: `airlock write ${who.agent}`.slice(0, 63),
         },
       });
+      for (const raw of conn.parameterStatus) {
+        const { name, value } = parseParameterStatus(raw.subarray(5));
+        const pinned = WRITE_PINNED_PARAMETERS.get(name);
+        if (pinned !== undefined && value !== pinned) {
+          conn.socket.destroy();
+          log(`SECURITY: write role ${writer.role} starts with ${name} = ${value}; refusing its write connection`);
+          throw new Error(`the write path is not safe: the database reports ${name} = ${value} for role "${writer.role}"; an operator should run \`airlock doctor\``);
+        }
+      }
       return new WriteConnection(conn.socket, WRITE_PINNED_PARAMETERS, conn.processId, conn.secretKey);
     },
     log,

@@ -39,7 +39,9 @@ export async function dropRoles(server: TestServer, roles: string[]): Promise<vo
           await there.end();
         }
       }
-      await client.query(`DROP ROLE IF EXISTS ${client.escapeIdentifier(role)}`);
+      await client.query(`DROP ROLE IF EXISTS ${client.escapeIdentifier(role)}`).catch((err: pg.DatabaseError) => {
+        throw new Error(`could not drop role ${role}: ${err.message} (${err.detail ?? ''})`);
+      });
     }
   } finally {
     await client.end();

@@ -253,7 +253,8 @@ async function checkWriteRole(service: pg.Client, agent: string, role: string, p
   if (extra.length > 0) add('fail', `write role "${role}" is also a member of ${extra.join(', ')}; REVOKE ${extra.map(ident).join(', ')} FROM ${ident(role)};`);
 
   const excess = await writeRoleExcess(service, role, policy);
-  const own = excess.filter((e) => !e.viaPublic);
+  const own = excess.filter((e) => !e.viaPublic && !e.owned);
+  const owned = excess.filter((e) => !e.viaPublic && e.owned);
   const viaPublic = excess.filter((e) => e.viaPublic);
   const list = (xs: typeof excess): string => xs.slice(0, 10).map((e) => `${e.privilege} on ${e.object}`).join(', ') + (xs.length > 10 ? ` and ${xs.length - 10} more` : '');
   if (own.length > 0) {
@@ -261,6 +262,7 @@ async function checkWriteRole(service: pg.Client, agent: string, role: string, p
   } else {
     add('ok', `write role "${role}" holds no write privilege beyond what its rules could allow.`);
   }
+  if (owned.length > 0) add('warn', `write role "${role}" holds ${list(owned)} as the owner, beyond its rules; an owner may grant itself anything there: ALTER … OWNER TO another role if the agent should not.`);
   if (viaPublic.length > 0) add('warn', `write role "${role}" may ${list(viaPublic)} through grants to PUBLIC, beyond its rules; revoke those from PUBLIC.`);
   const missing = await writeRoleShortfall(service, role, policy);
   if (missing.length > 0) {

@@ -255,16 +255,27 @@ async function tolerating(service: pg.Client, sql: string): Promise<void> {
   }
 }
 
+/** A privilege beyond what the rules allow, and how the role comes to hold it. */
+export interface ExcessPrivilege {
+  /** Qualified relation name, or `schema <name>`. */
+  object: string;
+  privilege: string;
+  /** PUBLIC holds it too. */
+  viaPublic: boolean;
+  /** The role owns the object (it created it, or an operator gave it): an owner may grant itself anything there. */
+  owned: boolean;
+}
+
 /** Write-ish privileges `role` holds by any route (directly, as owner, through PUBLIC) beyond what `policy` earns. */
 export async function writeRoleExcess(
   service: pg.Client,
   role: string,
   policy: AgentPolicy,
-): Promise<{ object: string; privilege: string; viaPublic: boolean }[]> {
+): Promise<ExcessPrivilege[]> {
   const desired = new Set((await desiredWritePrivileges(service, policy)).map(key));
-  const rows = await service.query<{ object: string; privilege: string; via_public: boolean; seq: boolean }>(
+  const rows = await service.query<{ object: string; privilege: string; via_public: boolean; seq: boolean; owned: boolean }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS object, p.privilege, c.relkind = 'S' AS seq,
-            has_table_privilege('public', c.oid, p.privilege) AS via_public
+            has_table_privilege('public', c.oid, p.privilege) AS via_public, pg_get_userbyid(c.relowner) = $1 AS owned
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
             unnest($2::text[]) AS p(privilege)
       WHERE c.relkind IN ('r', 'p', 'v', 'f')
@@ -272,25 +283,26 @@ export async function writeRoleExcess(
         AND has_table_privilege($1, c.oid, p.privilege)
      UNION ALL
      SELECT format('%I.%I', n.nspname, c.relname), p.privilege, true,
-            has_sequence_privilege('public', c.oid, p.privilege)
+            has_sequence_privilege('public', c.oid, p.privilege), pg_get_userbyid(c.relowner) = $1
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, unnest(ARRAY['USAGE', 'UPDATE']) AS p(privilege)
       WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
         AND has_sequence_privilege($1, c.oid, p.privilege)
      ORDER BY 1, 2`,
     [role, TABLE_WRITE_POWERS],
   );
-  const schemas = await service.query<{ object: string; via_public: boolean }>(
-    `SELECT quote_ident(nspname) AS object, has_schema_privilege('public', oid, 'CREATE') AS via_public FROM pg_namespace
+  const schemas = await service.query<{ object: string; via_public: boolean; owned: boolean }>(
+    `SELECT quote_ident(nspname) AS object, has_schema_privilege('public', oid, 'CREATE') AS via_public,
+            pg_get_userbyid(nspowner) = $1 AS owned FROM pg_namespace
       WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
         AND has_schema_privilege($1, oid, 'CREATE') ORDER BY 1`,
     [role],
   );
   const excess = rows.rows
     .filter((r) => !desired.has(key({ on: r.seq ? 'SEQUENCE' : 'TABLE', object: r.object, privilege: r.privilege })))
-    .map((r) => ({ object: r.object, privilege: r.privilege, viaPublic: r.via_public }));
+    .map((r) => ({ object: r.object, privilege: r.privilege, viaPublic: r.via_public, owned: r.owned }));
   for (const s of schemas.rows) {
     if (!desired.has(key({ on: 'SCHEMA', object: s.object, privilege: 'CREATE' }))) {
-      excess.push({ object: `schema ${s.object}`, privilege: 'CREATE', viaPublic: s.via_public });
+      excess.push({ object: `schema ${s.object}`, privilege: 'CREATE', viaPublic: s.via_public, owned: s.owned });
     }
   }
   return excess;
@@ -399,11 +411,12 @@ export async function prepareWriteRole(
 /**
  * After a repair: throws on privileges beyond the rules granted to the role
  * itself (the service account could not revoke them), returns warnings for
- * PUBLIC's and for privileges the rules allow that the role lacks.
+ * those it holds as an owner, PUBLIC's, and privileges the rules allow that
+ * the role lacks.
  */
 export async function checkWriteRole(service: pg.Client, role: string, policy: AgentPolicy): Promise<string[]> {
   const excess = await writeRoleExcess(service, role, policy);
-  const own = excess.filter((e) => !e.viaPublic);
+  const own = excess.filter((e) => !e.viaPublic && !e.owned);
   if (own.length > 0) {
     const list = own.slice(0, 10).map((e) => `${e.privilege} on ${e.object}`).join(', ');
     throw new WriteRoleError(
@@ -414,6 +427,16 @@ export async function checkWriteRole(service: pg.Client, role: string, policy: A
     );
   }
   const warnings: string[] = [];
+  const owned = excess.filter((e) => !e.viaPublic && e.owned);
+  if (owned.length > 0) {
+    warnings.push(
+      `The write role "${role}" owns ${[...new Set(owned.map((e) => e.object))].slice(0, 10).join(', ')} and holds ${owned
+        .slice(0, 10)
+        .map((e) => `${e.privilege} on ${e.object}`)
+        .join(', ')} there beyond its rules, which Airlock's service account could not revoke. ` +
+        'Airlock still refuses such statements, but an owner may grant itself anything on what it owns: give those objects to another role (ALTER … OWNER TO) if the agent should not hold them.',
+    );
+  }
   const pub = excess.filter((e) => e.viaPublic);
   if (pub.length > 0) {
     warnings.push(

@@ -486,3 +486,50 @@ for (const server of testServers()) {
     });
   });
 }
+
+describe.each(testServers().map((s) => [s.name, s] as const))('write roles follow the schema (%s)', (_name, server) => {
+  let db: TestDatabase;
+  let airlock: TestAirlock;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(server);
+    await withClient(db.url, (c) => c.query('CREATE TABLE public.tasks (id int PRIMARY KEY, title text)'));
+    airlock = await startTestAirlock(server, db, {
+      agents: [{ name: 'ops', password: 'ops-test-password', profile: 'read-write' }],
+      extraYaml: ['rules:', '  - { agents: [ops], kinds: [write], tables: [public.archive], decision: deny }'],
+      schemaRefreshMs: 200,
+    });
+  });
+
+  afterAll(async () => {
+    await airlock?.close();
+    await db?.drop();
+  });
+
+  it('grants on a table created after start-up, and takes back what was granted behind its back', async () => {
+    const role = airlock.config.agents[0]!.writeRole;
+    await withClient(db.url, (c) => c.query('CREATE TABLE public.later (id int); CREATE TABLE public.archive (id int)'));
+    const c = new pg.Client(airlock.clientConfig('ops'));
+    await c.connect();
+    try {
+      // Until the next look the new table has no grant for the write role, and PostgreSQL refuses; then it has.
+      await expect
+        .poll(async () => (await c.query('INSERT INTO later VALUES (1)').then(() => 'ok', (e: pg.DatabaseError) => e.code)), { timeout: 10_000, interval: 100 })
+        .toBe('ok');
+      const grants = async (): Promise<string[]> =>
+        withClient(db.url, async (a) =>
+          (
+            await a.query<{ g: string }>(
+              `SELECT table_name || ' ' || privilege_type AS g FROM information_schema.role_table_grants WHERE grantee = $1 ORDER BY 1`,
+              [role],
+            )
+          ).rows.map((r) => r.g),
+        );
+      expect(await grants()).toEqual(['later DELETE', 'later INSERT', 'later UPDATE', 'tasks DELETE', 'tasks INSERT', 'tasks UPDATE']);
+      await withClient(db.url, (a) => a.query(`GRANT INSERT, TRUNCATE ON public.archive TO ${role}`));
+      await expect.poll(grants, { timeout: 10_000, interval: 100 }).toEqual(['later DELETE', 'later INSERT', 'later UPDATE', 'tasks DELETE', 'tasks INSERT', 'tasks UPDATE']);
+    } finally {
+      await c.end();
+    }
+  });
+});

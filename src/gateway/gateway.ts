@@ -54,6 +54,8 @@ export interface GatewayOptions {
   log?: (line: string) => void;
   /** The clock freezes and freeze windows are judged by (tests move it). */
   now?: () => Date;
+  /** How often the upstream's schema is read again, in milliseconds (tests shorten it); SCHEMA_REFRESH_MS by default. */
+  schemaRefreshMs?: number;
 }
 
 /**
@@ -224,7 +226,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         // Closing a connection that failed to open fails too; nothing is left to release.
         client.end().catch(() => undefined);
       });
-  }, SCHEMA_REFRESH_MS);
+  }, options.schemaRefreshMs ?? SCHEMA_REFRESH_MS);
   refresh.unref();
 
   const freezes = await FreezeStore.open(config.stateDir, config.freezeWindows, options.now);

@@ -55,6 +55,8 @@ export async function startTestAirlock(
     stateDir?: string;
     /** The gateway's clock for freezes and freeze windows. */
     now?: () => Date;
+    /** How often the gateway re-reads the schema (and re-syncs write roles), in milliseconds. */
+    schemaRefreshMs?: number;
   } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
@@ -85,7 +87,7 @@ export async function startTestAirlock(
   lines.push(...(options.extraYaml ?? []));
   const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });
   const audit = await FileAuditLog.open(stateDir, { flushMs: 2, ...options.auditOptions });
-  const gateway = await startGateway({ config, audit, now: options.now, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
+  const gateway = await startGateway({ config, audit, now: options.now, schemaRefreshMs: options.schemaRefreshMs, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
   const port = gateway.address.port;
   const passwords = new Map(agents.map((a) => [a.name, a.password]));
   const first = agents[0]!.name;

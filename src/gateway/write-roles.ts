@@ -311,17 +311,18 @@ export async function writeRoleExcess(
 /** Privileges `policy` earns that `role` does not hold (the service account could not grant them). */
 export async function writeRoleShortfall(service: pg.Client, role: string, policy: AgentPolicy): Promise<ObjectPrivilege[]> {
   const desired = await desiredWritePrivileges(service, policy);
-  const missing: ObjectPrivilege[] = [];
-  for (const p of desired) {
-    const r = await service.query<{ ok: boolean }>(
-      p.on === 'SCHEMA'
-        ? 'SELECT has_schema_privilege($1, (SELECT oid FROM pg_namespace WHERE quote_ident(nspname) = $2), $3) AS ok'
-        : `SELECT ${p.on === 'SEQUENCE' ? 'has_sequence_privilege' : 'has_table_privilege'}($1, $2, $3) AS ok`,
-      [role, p.object, p.privilege],
-    );
-    if (r.rows[0]?.ok !== true) missing.push(p);
-  }
-  return missing;
+  if (desired.length === 0) return [];
+  // One round trip for the lot; CASE evaluates only the branch of each row's kind.
+  const r = await service.query<{ i: number; ok: boolean }>(
+    `SELECT t.i, CASE t.kind
+              WHEN 'SCHEMA' THEN has_schema_privilege($1, (SELECT oid FROM pg_namespace WHERE quote_ident(nspname) = t.object), t.privilege)
+              WHEN 'SEQUENCE' THEN has_sequence_privilege($1, t.object, t.privilege)
+              ELSE has_table_privilege($1, t.object, t.privilege) END AS ok
+       FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(kind, object, privilege, i)`,
+    [role, desired.map((p) => p.on), desired.map((p) => p.object), desired.map((p) => p.privilege)],
+  );
+  const held = new Set(r.rows.filter((row) => row.ok).map((row) => Number(row.i) - 1));
+  return desired.filter((_p, i) => !held.has(i));
 }
 
 /**

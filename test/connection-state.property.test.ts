@@ -16,11 +16,12 @@
  *
  * The seed is printed on failure; AIRLOCK_PROP_SEED=<n> replays a run.
  */
+import { parseDataRow } from '../src/protocol/backend.js';
 import { appendFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeParse, encodeQuery, encodeSync } from '../src/protocol/frontend.js';
 import { parseErrorFields } from '../src/protocol/backend.js';
-import { dataRowValues, encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, loginClient } from './support/wire.js';
+import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, loginClient } from './support/wire.js';
 import type { WireClient, WireMessage, WireValue } from './support/wire.js';
 import { createTestDatabase, testServers, withClient } from './support/postgres-servers.js';
 import type { TestDatabase } from './support/postgres-servers.js';
@@ -120,7 +121,7 @@ function normalize(m: WireMessage): string | null {
     case 'N':
       return `${m.type}:${parseErrorFields(m.body).get('C') ?? '?'}`;
     case 'D':
-      return `D:${dataRowValues(m.body).map((v) => (v === null ? 'NULL' : v)).join('|')}`;
+      return `D:${parseDataRow(m.body).map((v) => (v === null ? 'NULL' : v)).join('|')}`;
     case 'C':
       return `C:${m.body.toString('utf8').replace(/\0$/, '')}`;
     case 'Z':

@@ -44,6 +44,9 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
   let configPath: string;
   let config: AirlockConfig;
   let role: string;
+  /** ops may write public.executives only: its write role is what doctor checks on the write path. */
+  let opsRead: string;
+  let opsWrite: string;
   const env = (): Record<string, string | undefined> => ({ ...process.env, UPSTREAM_PASSWORD: server.password ?? undefined, AGENT_PASSWORD });
 
   /** Runs SQL as the superuser, in the test database. */
@@ -74,6 +77,8 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
   beforeAll(async () => {
     db = await createTestDatabase(server, { seed: true });
     role = `${db.name}_claude`;
+    opsRead = `${db.name}_ops`;
+    opsWrite = `${db.name}_ops_w`;
     dir = await mkdtemp(join(tmpdir(), 'airlock-doctor-'));
     const auth = server.password === null ? server.user : `${server.user}:\${UPSTREAM_PASSWORD}`;
     const yaml = [
@@ -87,6 +92,13 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
       '    password: ${AGENT_PASSWORD}',
       '    profile: read-only',
       `    read_role: ${role}`,
+      '  - name: ops',
+      '    password: ${AGENT_PASSWORD}',
+      '    profile: read-only',
+      `    read_role: ${opsRead}`,
+      `    write_role: ${opsWrite}`,
+      'rules:',
+      '  - { agents: [ops], kinds: [insert, update, delete], tables: [public.executives], decision: allow }',
     ].join('\n');
     configPath = join(dir, 'airlock.yaml');
     await writeFile(configPath, yaml + '\n', { mode: 0o600 });
@@ -96,7 +108,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
 
   afterAll(async () => {
     await db?.drop();
-    if (role !== undefined) await dropRoles(server, [role]);
+    if (role !== undefined) await dropRoles(server, [role, opsRead, opsWrite]);
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
@@ -112,6 +124,25 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
     expect(text).toMatch(/ok: Agent "claude": as "[^"]+", CREATE TABLE in public is refused/);
     // The test servers' service account is a superuser: worth a word, not a failure.
     expect(text).toContain('warn: The service account is a superuser.');
+    // The write path: ops's write role.
+    expect(text).toContain(`ok: Agent "ops": write role "${opsWrite}" is not a superuser`);
+    expect(text).toContain(`ok: Agent "ops": write role "${opsWrite}" holds no write privilege beyond what its rules could allow.`);
+    expect(text).toMatch(new RegExp(`ok: Agent "ops": as "${opsWrite}", DELETE FROM public\\.\\w+, which its rules do not allow, is refused for lack of privilege \\(42501\\)`));
+  });
+
+  it('fails when the write role has powers or privileges beyond its rules, and a gateway start repairs it', async () => {
+    await superuser(`ALTER ROLE ${opsWrite} CREATEROLE; GRANT DELETE ON ALL TABLES IN SCHEMA public TO ${opsWrite}`);
+    try {
+      const checks = await runDoctorChecks(config);
+      const failed = fails(checks).map((c) => c.message);
+      expect(failed.some((m) => m.includes(`write role "${opsWrite}" has rolcreaterole`)), describeChecks(checks)).toBe(true);
+      expect(failed.some((m) => m.includes(`write role "${opsWrite}" holds `) && m.includes('DELETE on public.companies,')), describeChecks(checks)).toBe(true);
+      expect(failed.some((m) => m.includes(`as "${opsWrite}", DELETE FROM`) && m.includes('was not refused for privilege')), describeChecks(checks)).toBe(true);
+    } finally {
+      await startAndStopGateway();
+    }
+    const repaired = await runDoctorChecks(config);
+    expect(fails(repaired), describeChecks(repaired)).toEqual([]);
   });
 
   it('warns, naming the table, when PUBLIC may write to one', async () => {
@@ -199,7 +230,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
       expect(r.stdout).toMatch(/^ok {4}Connected to postgres:\/\//m);
       expect(r.stdout).toMatch(/^ok {4}A READ ONLY transaction refuses writes/m);
       expect(r.stdout).not.toMatch(/^FAIL/m);
-      expect(r.stdout).toContain('The read path holds');
+      expect(r.stdout).toContain('The read and write paths hold');
       expect(r.code).toBe(0);
     });
 
@@ -208,7 +239,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('doctor on the %s 
       try {
         const r = await doctor();
         expect(r.stdout).toMatch(new RegExp(`^FAIL {2}Agent "claude": read role "${role}" has rolsuper`, 'm'));
-        expect(r.stdout).toMatch(/check\(s\) failed: the read path is not safe as it is/);
+        expect(r.stdout).toMatch(/check\(s\) failed: the read and write paths are not safe as they are/);
         expect(r.code).toBe(1);
       } finally {
         await superuser(`ALTER ROLE ${role} NOSUPERUSER`);

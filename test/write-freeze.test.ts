@@ -46,7 +46,7 @@ describe('a freeze on an agent that may write', () => {
   });
 
   afterAll(async () => {
-    await dropRoles(server, [`${db.name}_ops`]);
+    await dropRoles(server, [`${db.name}_ops`, `${db.name}_ops_w`]);
     await db?.drop();
     await rm(stateDir, { recursive: true, force: true });
   });

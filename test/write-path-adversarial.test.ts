@@ -15,6 +15,7 @@
  *     kept write that the database does not show;
  *  3. the gateway goes on serving: a fresh session can SELECT 1.
  */
+import { parseDataRow } from '../src/protocol/backend.js';
 import { appendFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -23,7 +24,6 @@ import { adminRequest } from '../src/cli/admin-client.js';
 import { createAdminToken } from '../src/state/admin-tokens.js';
 import type { AuditRecord } from '../src/state/audit-log.js';
 import {
-  dataRowValues,
   describeMessages,
   encodeBind,
   encodeClose,
@@ -910,7 +910,7 @@ addCase('freeze while a slow write runs (Airlock must not commit it after the fr
 /** The read is refused and shows nothing of the secret table. */
 async function refusedRead(t: CaseTools, c: WireClient, sql: string, form: 'simple' | 'extended'): Promise<void> {
   const answer = form === 'simple' ? await t.q(c, sql) : await t.exchange(c, [...ext(sql), SYNC]);
-  const leaked = answer.filter((m) => m.type === 'D').map((m) => dataRowValues(m.body).join('|'));
+  const leaked = answer.filter((m) => m.type === 'D').map((m) => parseDataRow(m.body).join('|'));
   if (leaked.some((row) => row.includes('TOPSECRET'))) t.problem(`${sql}: leaked the secret table's values: ${leaked.join(' / ').slice(0, 200)}`);
   if (errorsIn(answer).length === 0) t.problem(`${sql}: not refused (${leaked.length} rows)`);
 }
@@ -938,7 +938,7 @@ for (const [sql, inTx, form] of [
 // ---- the harness ------------------------------------------------------------------------------
 
 function rowsOf(messages: WireMessage[]): (string | null)[][] {
-  return messages.filter((m) => m.type === 'D').map((m) => dataRowValues(m.body));
+  return messages.filter((m) => m.type === 'D').map((m) => parseDataRow(m.body));
 }
 
 function quoteIdent(name: string): string {

@@ -1,6 +1,6 @@
 /**
  * The guarded write path, end to end against real PostgreSQL: allowed writes
- * run as the service account inside a transaction Airlock controls, their
+ * run as the agent's write role inside a transaction Airlock controls, their
  * real effect (cascades included) is measured and limited, the rules decide
  * per kind and relation, and every kept write is on the record with a change
  * id before it commits.
@@ -102,7 +102,12 @@ for (const server of testServers()) {
     });
 
     beforeEach(async () => {
-      await withClient(db.url, (c) => c.query(RESET));
+      // DROP TABLE needs ownership, which Airlock never hands out: an operator
+      // gives ops its scratch tables (as it would own tables it created itself).
+      const opsWriter = airlock.config.agents.find((a) => a.name === 'ops')!.writeRole;
+      await withClient(db.url, (c) =>
+        c.query(`${RESET}; ALTER TABLE public.scratch_small OWNER TO ${opsWriter}; ALTER TABLE public.scratch_big OWNER TO ${opsWriter};`),
+      );
       for (const agent of ['claude', 'ops', 'thrifty']) await airlock.gateway.freezes.unfreeze({ kind: 'agent', agent }, 'test');
     });
 
@@ -126,7 +131,9 @@ for (const server of testServers()) {
         const c = await connect('claude');
         const err = await refusal(c, "UPDATE tasks SET title = 'wipe' WHERE id = 1");
         expect(err.code).toBe('42501');
-        expect(err.message).toMatch(/public\.companies/);
+        // claude's write role holds no privilege on companies: PostgreSQL itself
+        // refuses the trigger's DELETE, before Airlock's own measurement would.
+        expect(err.message).toMatch(/permission denied for table companies/);
         expect(await direct('SELECT count(*)::int AS n FROM companies')).toEqual([{ n: 5 }]);
         expect(await direct('SELECT title FROM tasks WHERE id = 1')).toEqual([{ title: 'task 1' }]);
       });
@@ -161,6 +168,48 @@ for (const server of testServers()) {
         expect((await refusal(c, 'UPDATE tasks SET done = true')).message).toMatch(/WHERE/);
         expect(await counts()).toEqual({ tasks: 200, parents: 30, children: 150, done: 0 });
         expect((await c.query('SELECT count(*)::int AS n FROM tasks')).rows).toEqual([{ n: 200 }]);
+      });
+    });
+
+    describe("the agent's write role", () => {
+      const writeRoleOf = (agent: string): string => airlock.config.agents.find((a) => a.name === agent)!.writeRole;
+
+      it('runs writes as the agent own write role, never as the service account', async () => {
+        const c = await connect('claude');
+        await c.query('BEGIN');
+        await c.query('UPDATE tasks SET done = true WHERE id = 1');
+        expect((await c.query('SELECT current_user AS u, session_user AS s')).rows).toEqual([{ u: writeRoleOf('claude'), s: writeRoleOf('claude') }]);
+        await c.query('ROLLBACK');
+        const [attrs] = await direct<{ rolsuper: boolean }>(`SELECT rolsuper FROM pg_roles WHERE rolname = '${writeRoleOf('claude')}'`);
+        expect(attrs).toEqual({ rolsuper: false });
+      });
+
+      it('refuses to write through a write role made superuser behind its back', async () => {
+        await direct(`ALTER ROLE ${writeRoleOf('claude')} SUPERUSER`);
+        try {
+          const c = await connect('claude');
+          // Airlock ends the session after telling the agent why.
+          c.on('error', () => undefined);
+          const err = await refusal(c, 'UPDATE tasks SET done = true WHERE id = 1');
+          expect(err.message).toMatch(/is_superuser = on/);
+          expect(await counts()).toMatchObject({ done: 0 });
+        } finally {
+          await direct(`ALTER ROLE ${writeRoleOf('claude')} NOSUPERUSER`);
+        }
+      });
+
+      it('meets PostgreSQL refusal for a write the rules allow but the role holds no privilege for', async () => {
+        // Behind Airlock's back: the classifier still allows the UPDATE, the role no longer may.
+        await direct(`REVOKE UPDATE ON tasks FROM ${writeRoleOf('claude')}`);
+        try {
+          const c = await connect('claude');
+          const err = await refusal(c, 'UPDATE tasks SET done = true WHERE id = 1');
+          expect(err.code).toBe('42501');
+          expect(err.message).toMatch(/permission denied for table tasks/);
+          expect(await counts()).toMatchObject({ done: 0 });
+        } finally {
+          await direct(`GRANT UPDATE ON tasks TO ${writeRoleOf('claude')}`);
+        }
       });
     });
 
@@ -437,3 +486,50 @@ for (const server of testServers()) {
     });
   });
 }
+
+describe.each(testServers().map((s) => [s.name, s] as const))('write roles follow the schema (%s)', (_name, server) => {
+  let db: TestDatabase;
+  let airlock: TestAirlock;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(server);
+    await withClient(db.url, (c) => c.query('CREATE TABLE public.tasks (id int PRIMARY KEY, title text)'));
+    airlock = await startTestAirlock(server, db, {
+      agents: [{ name: 'ops', password: 'ops-test-password', profile: 'read-write' }],
+      extraYaml: ['rules:', '  - { agents: [ops], kinds: [write], tables: [public.archive], decision: deny }'],
+      schemaRefreshMs: 200,
+    });
+  });
+
+  afterAll(async () => {
+    await airlock?.close();
+    await db?.drop();
+  });
+
+  it('grants on a table created after start-up, and takes back what was granted behind its back', async () => {
+    const role = airlock.config.agents[0]!.writeRole;
+    await withClient(db.url, (c) => c.query('CREATE TABLE public.later (id int); CREATE TABLE public.archive (id int)'));
+    const c = new pg.Client(airlock.clientConfig('ops'));
+    await c.connect();
+    try {
+      // Until the next look the new table has no grant for the write role, and PostgreSQL refuses; then it has.
+      await expect
+        .poll(async () => (await c.query('INSERT INTO later VALUES (1)').then(() => 'ok', (e: pg.DatabaseError) => e.code)), { timeout: 10_000, interval: 100 })
+        .toBe('ok');
+      const grants = async (): Promise<string[]> =>
+        withClient(db.url, async (a) =>
+          (
+            await a.query<{ g: string }>(
+              `SELECT table_name || ' ' || privilege_type AS g FROM information_schema.role_table_grants WHERE grantee = $1 ORDER BY 1`,
+              [role],
+            )
+          ).rows.map((r) => r.g),
+        );
+      expect(await grants()).toEqual(['later DELETE', 'later INSERT', 'later UPDATE', 'tasks DELETE', 'tasks INSERT', 'tasks UPDATE']);
+      await withClient(db.url, (a) => a.query(`GRANT INSERT, TRUNCATE ON public.archive TO ${role}`));
+      await expect.poll(grants, { timeout: 10_000, interval: 100 }).toEqual(['later DELETE', 'later INSERT', 'later UPDATE', 'tasks DELETE', 'tasks INSERT', 'tasks UPDATE']);
+    } finally {
+      await c.end();
+    }
+  });
+});

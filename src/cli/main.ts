@@ -17,7 +17,7 @@ Commands:
   demo                           Run a demo: an embedded PostgreSQL with demo data, Airlock in front.
   check [--agent NAME] [--config FILE] [--json] "SQL"
                                  Show the facts Airlock reads from SQL and the decision for an agent.
-  doctor --config FILE           Check the upstream: service account, read roles, that reads cannot write.
+  doctor --config FILE           Check the upstream: service account, read and write roles, that neither can do more than it may.
   audit verify [--config FILE | --state-dir DIR]
                                  Check the audit log's hash chain.
   audit tail [-n N] [-f] [--config FILE | --state-dir DIR]

@@ -124,6 +124,7 @@ describe('parseConfig: the minimal file', () => {
           database: 'app',
           readRole: 'airlock_read_claude',
           maxSessions: 20,
+          writeRole: 'airlock_write_claude',
         },
       ],
       rules: [],
@@ -141,6 +142,7 @@ describe('parseConfig: the minimal file', () => {
         connectTimeoutMs: 5000,
         statementTimeoutMs: 60_000,
         lockTimeoutMs: 10_000,
+        idleInTransactionMs: 60_000,
       },
     };
     expect(config).toEqual(expected);
@@ -173,6 +175,7 @@ describe('parseConfig: valid files', () => {
     ['relative state_dir', withAgent('', 'state_dir: data/state\n'), (c) => c.stateDir, join(dir, 'data/state')],
     ['explicit database', withAgent('    database: analytics\n'), (c) => c.agents[0]?.database, 'analytics'],
     ['explicit read_role', withAgent('    read_role: ro_claude\n'), (c) => c.agents[0]?.readRole, 'ro_claude'],
+    ['explicit write_role', withAgent('    write_role: rw_claude\n'), (c) => c.agents[0]?.writeRole, 'rw_claude'],
     [
       'derived read roles',
       'upstream: postgres://airlock@h/app\nagents:\n  - { name: Cursor-Bot, password: long-enough-password }\n  - { name: a$b, password: long-enough-password }\n',
@@ -183,7 +186,7 @@ describe('parseConfig: valid files', () => {
       'audit and limits',
       withAgent('', 'audit: { flush_ms: 1000 }\nlimits: { max_message_bytes: 1024, max_clients: 1, connect_timeout_ms: 100 }\n'),
       (c) => [c.audit, c.limits],
-      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 }],
+      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000 }],
     ],
     [
       'canary tables and a tripwire with a Slack webhook',
@@ -213,7 +216,7 @@ describe('parseConfig: valid files', () => {
       'partial limits keep the other defaults',
       withAgent('', 'limits:\n  max_clients: 20\n'),
       (c) => c.limits,
-      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000 },
+      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000 },
     ],
     [
       'upstream with every part',
@@ -282,6 +285,22 @@ describe('parseConfig: invalid files', () => {
       'agents[1].read_role',
       'r is already the read role of agents[0]',
     ],
+    ['write_role upper case', withAgent('    write_role: WriteRole\n'), 'agents[0].write_role', 'must be a lower-case PostgreSQL role name'],
+    ['write_role pg_', withAgent('    write_role: pg_writer\n'), 'agents[0].write_role', 'must not start with pg_'],
+    ['write_role = service account', withAgent('    write_role: airlock\n'), 'agents[0].write_role', "airlock is the upstream service account's user"],
+    ['write_role = read_role', withAgent('    read_role: r\n    write_role: r\n'), 'agents[0].write_role', "r is also this agent's read role"],
+    [
+      'write_role = another agent read role',
+      'upstream: postgres://airlock@h/app\nagents:\n  - { name: a, password: long-enough-password, read_role: r }\n  - { name: b, password: long-enough-password, write_role: r }\n',
+      'agents[1].write_role',
+      'r is already the read role of agents[0]',
+    ],
+    [
+      'duplicate derived write roles',
+      'upstream: postgres://airlock@h/app\nagents:\n  - { name: a-b, password: long-enough-password, read_role: r1 }\n  - { name: a_b, password: long-enough-password, read_role: r2 }\n',
+      'agents[1].write_role',
+      'airlock_write_a_b (derived from the name; set write_role to choose another) is already the write role of agents[0]',
+    ],
     ['unknown top-level key', withAgent('', 'stat_dir: x\n'), 'stat_dir', 'is not a known key (did you mean state_dir?)'],
     ['unknown agent key', withAgent('    pasword: x\n'), 'agents[0].pasword', 'is not a known key (did you mean password?)'],
     ['camelCase key', withAgent('', 'audit: { flushMs: 5 }\n'), 'audit.flushMs', 'is not a known key (did you mean flush_ms?)'],
@@ -312,6 +331,7 @@ describe('parseConfig: invalid files', () => {
     ['max_message_bytes small', withAgent('', 'limits: { max_message_bytes: 512 }\n'), 'limits.max_message_bytes', 'must be at least 1024 (got 512)'],
     ['max_clients big', withAgent('', 'limits: { max_clients: 10001 }\n'), 'limits.max_clients', 'must be at most 10000 (got 10001)'],
     ['connect_timeout_ms small', withAgent('', 'limits: { connect_timeout_ms: 10 }\n'), 'limits.connect_timeout_ms', 'must be at least 100 (got 10)'],
+    ['idle_in_transaction_ms negative', withAgent('', 'limits: { idle_in_transaction_ms: -1 }\n'), 'limits.idle_in_transaction_ms', 'must be at least 0 (got -1)'],
     ['state_dir a file', withAgent('', 'state_dir: a-file\n'), 'state_dir', `${join(dir, 'a-file')} exists and is not a directory`],
     ['state_dir empty', withAgent('', 'state_dir: ""\n'), 'state_dir', 'must not be empty'],
     ['tls without key', withAgent('', 'tls: { cert: tls/ok.crt }\n'), 'tls.key', 'is required'],

@@ -15,7 +15,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
 import { DEFAULT_WRITE_LIMITS, POLICY_KIND_ALIASES, shadowedRules } from '../policy/rules.js';
 import type { PolicyKind, RuleConfig, WriteLimits } from '../policy/rules.js';
-import { DEFAULTS, checkConfigFile, defaultReadRole, isLoopbackHost } from './schema.js';
+import { DEFAULTS, checkConfigFile, defaultReadRole, defaultWriteRole, isLoopbackHost } from './schema.js';
 import type { ConfigFile, KeyPath, KeyProblem, Profile, RuleKindName, UpstreamTarget, WebhookFormat } from './schema.js';
 
 export type { Profile, RuleConfig, SslMode, UpstreamTarget, WriteLimits } from './schema.js';
@@ -34,6 +34,8 @@ export interface AgentConfig {
   readRole: string;
   /** Most sessions it may hold at once: agents[].max_sessions, else limits.max_sessions_per_agent. */
   maxSessions: number;
+  /** The upstream role this agent's writes run as (created only when its policy may write). */
+  writeRole: string;
 }
 
 export interface AirlockConfig {
@@ -76,6 +78,8 @@ export interface AirlockConfig {
     statementTimeoutMs: number;
     /** Applied to every agent session by the server (lock_timeout); 0 for none. */
     lockTimeoutMs: number;
+    /** Set on the read and write roles (idle_in_transaction_session_timeout); 0 for none. */
+    idleInTransactionMs: number;
   };
 }
 
@@ -447,7 +451,7 @@ function resolveSections(
   let agents: AgentConfig[] | null = null;
   if (sections.agents) {
     const byName = new Map<string, number>();
-    const byRole = new Map<string, number>();
+    const byRole = new Map<string, { agent: number; kind: 'read' | 'write' }>();
     agents = sections.agents.map((a, i) => {
       const readRole = a.read_role ?? defaultReadRole(a.name);
       const sameName = byName.get(a.name.toLowerCase());
@@ -459,13 +463,31 @@ function resolveSections(
       if (sameRole !== undefined) {
         problem(
           ['agents', i, 'read_role'],
-          `${readRole}${derived} is already the read role of agents[${sameRole}]; each agent needs its own read role.`,
+          `${readRole}${derived} is already the ${sameRole.kind} role of agents[${sameRole.agent}]; each agent needs its own read role.`,
         );
-      } else byRole.set(readRole, i);
+      } else byRole.set(readRole, { agent: i, kind: 'read' });
       if (upstream && readRole === upstream.user) {
         problem(
           ['agents', i, 'read_role'],
           `${readRole}${derived} is the upstream service account's user; reads must run as a separate role without write grants.`,
+        );
+      }
+      const writeRole = a.write_role ?? defaultWriteRole(a.name);
+      const writeDerived = a.write_role === undefined ? ' (derived from the name; set write_role to choose another)' : '';
+      const sameWriteRole = byRole.get(writeRole);
+      // Two agents of the same name derive the same write role: the name's problem says it already.
+      if (sameWriteRole !== undefined && (sameName === undefined || a.write_role !== undefined)) {
+        problem(
+          ['agents', i, 'write_role'],
+          sameWriteRole.agent === i
+            ? `${writeRole}${writeDerived} is also this agent's read role; reads and writes run as two different roles.`
+            : `${writeRole}${writeDerived} is already the ${sameWriteRole.kind} role of agents[${sameWriteRole.agent}]; each agent needs its own write role.`,
+        );
+      } else byRole.set(writeRole, { agent: i, kind: 'write' });
+      if (upstream && writeRole === upstream.user) {
+        problem(
+          ['agents', i, 'write_role'],
+          `${writeRole}${writeDerived} is the upstream service account's user; writes must run as a separate role holding only the privileges the rules allow.`,
         );
       }
       if (a.password.length < RECOMMENDED_PASSWORD_LENGTH) {
@@ -483,6 +505,7 @@ function resolveSections(
         database: a.database ?? upstream?.database ?? '',
         readRole,
         maxSessions: a.max_sessions ?? sections.limits?.max_sessions_per_agent ?? DEFAULTS.maxSessionsPerAgent,
+        writeRole,
       };
     });
   }
@@ -554,6 +577,7 @@ function resolveSections(
         connectTimeoutMs: limits.connect_timeout_ms,
         statementTimeoutMs: limits.statement_timeout_ms,
         lockTimeoutMs: limits.lock_timeout_ms,
+        idleInTransactionMs: limits.idle_in_transaction_ms,
       },
     },
   };

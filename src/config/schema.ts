@@ -83,6 +83,7 @@ export const DEFAULTS = {
   adminListen: '127.0.0.1:6433',
   tripwireWindowSeconds: 600,
   lockTimeoutMs: 10_000,
+  idleInTransactionMs: 60_000,
 } as const satisfies Record<string, string | number>;
 
 export interface ListenAddress {
@@ -109,6 +110,11 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[]
 /** The read role Airlock uses for an agent that does not name one. */
 export function defaultReadRole(agentName: string): string {
   return `airlock_read_${agentName.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, MAX_NAME_BYTES);
+}
+
+/** The write role an agent gets when its entry names none. */
+export function defaultWriteRole(agentName: string): string {
+  return `airlock_write_${agentName.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, MAX_NAME_BYTES);
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -467,8 +473,24 @@ const agentSchema = z
         "The upstream role Airlock runs this agent's reads as: no superuser, no write grants, one per agent. " +
           'Default: airlock_read_<name>, lower-cased, other characters as _.',
       ),
+    write_role: z
+      .string()
+      .regex(READ_ROLE_PATTERN, {
+        error: (iss) =>
+          'must be a lower-case PostgreSQL role name: a letter or _, then up to 62 letters, digits or _ ' +
+          `(got ${JSON.stringify(iss.input)})`,
+      })
+      .refine((s) => !s.startsWith('pg_'), { error: 'must not start with pg_, which PostgreSQL reserves' })
+      .refine((s) => !(RESERVED_ROLE_NAMES as readonly string[]).includes(s), {
+        error: (iss) => `must not be ${JSON.stringify(iss.input)}, a name PostgreSQL reserves`,
+      })
+      .optional()
+      .describe(
+        "The upstream role Airlock runs this agent's writes as, when its policy lets it write: no superuser, " +
+          'only the table privileges its rules could allow, one per agent. Default: airlock_write_<name>, lower-cased, other characters as _.',
+      ),
   })
-  .describe('An agent: one Airlock identity with its own password, profile and read role.');
+  .describe('An agent: one Airlock identity with its own password, profile, read role and (when it may write) write role.');
 
 export const configFileSchema = z
   .strictObject({
@@ -680,6 +702,16 @@ export const configFileSchema = z
           .max(86_400_000)
           .default(DEFAULTS.lockTimeoutMs)
           .describe("Longest an agent's statement may wait for a lock, in milliseconds (0: no limit)."),
+        idle_in_transaction_ms: z
+          .number()
+          .int()
+          .min(0)
+          .max(86_400_000)
+          .default(DEFAULTS.idleInTransactionMs)
+          .describe(
+            "Longest an agent's transaction may sit idle before PostgreSQL ends its session, in milliseconds (0: no limit); " +
+              'set on the read and write roles (idle_in_transaction_session_timeout).',
+          ),
       })
       .prefault({})
       .describe('Resource limits.'),

@@ -9,6 +9,9 @@ import type { AirlockConfig } from '../config/load.js';
 import { describeUpstream } from '../config/load.js';
 import { serviceClient } from './gateway.js';
 import { READ_ROLE_GRANTS, readRoleWarnings } from './read-roles.js';
+import { compileAgentPolicy } from '../policy/rules.js';
+import type { AgentPolicy } from '../policy/rules.js';
+import { GRANTING_DECISIONS, WRITE_ROLE_GRANTS, writeRoleExcess, writeRoleShortfall } from './write-roles.js';
 
 export const CHECK_OUTCOMES = ['ok', 'warn', 'fail'] as const;
 export type CheckOutcome = (typeof CHECK_OUTCOMES)[number];
@@ -131,6 +134,12 @@ export async function runDoctorChecks(config: AirlockConfig): Promise<DoctorChec
       }
     }
 
+    for (const agent of config.agents) {
+      const policy = compileAgentPolicy(agent, config.rules);
+      if (!policy.mayWrite) continue;
+      checks.push(...(await checkWriteRole(service, agent.name, agent.writeRole, policy, me.rolsuper)));
+    }
+
     // Even the service account, in a READ ONLY transaction, must be refused a
     // write: this is the first wall, and it holds for superusers too.
     const table = await someUserTable(service);
@@ -207,5 +216,87 @@ async function probeReadRole(service: pg.Client, agent: string, role: string): P
         : { outcome: 'ok', message: `Agent "${agent}": "${role}" may not advance sequences such as ${seqName}.` },
     );
   }
+  return out;
+}
+
+/**
+ * The write path's second wall, for one agent that may write: its write role
+ * has no powers and no memberships beyond pg_read_all_data, holds no
+ * privilege its rules do not allow, and PostgreSQL refuses it a write to a
+ * table its rules do not allow (tried inside a rolled-back transaction).
+ */
+async function checkWriteRole(service: pg.Client, agent: string, role: string, policy: AgentPolicy, superuser: boolean): Promise<DoctorCheck[]> {
+  const out: DoctorCheck[] = [];
+  const add = (outcome: CheckOutcome, message: string): void => {
+    out.push({ outcome, message: `Agent "${agent}": ${message}` });
+  };
+  const found = await service.query<Record<'rolsuper' | 'rolcreaterole' | 'rolcreatedb' | 'rolreplication' | 'rolbypassrls', boolean>>(
+    'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1',
+    [role],
+  );
+  const r = found.rows[0];
+  if (r === undefined) {
+    add('warn', `its write role "${role}" does not exist yet; \`airlock start\` creates it (until then this agent's writes cannot run).`);
+    return out;
+  }
+  const powers = (['rolsuper', 'rolcreaterole', 'rolcreatedb', 'rolreplication', 'rolbypassrls'] as const).filter((k) => r[k]);
+  if (powers.length > 0) {
+    add('fail', `write role "${role}" has ${powers.join(', ')}; \`airlock start\` removes these, or run ALTER ROLE ${ident(role)} NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS.`);
+  } else {
+    add('ok', `write role "${role}" is not a superuser and cannot create roles or databases, replicate or bypass row-level security.`);
+  }
+  const members = await service.query<{ rolname: string }>(
+    `SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
+    [role],
+  );
+  const extra = members.rows.map((m) => m.rolname).filter((n) => !(WRITE_ROLE_GRANTS as readonly string[]).includes(n));
+  if (extra.length > 0) add('fail', `write role "${role}" is also a member of ${extra.join(', ')}; REVOKE ${extra.map(ident).join(', ')} FROM ${ident(role)};`);
+
+  const excess = await writeRoleExcess(service, role, policy);
+  const own = excess.filter((e) => !e.viaPublic && !e.owned);
+  const owned = excess.filter((e) => !e.viaPublic && e.owned);
+  const viaPublic = excess.filter((e) => e.viaPublic);
+  const list = (xs: typeof excess): string => xs.slice(0, 10).map((e) => `${e.privilege} on ${e.object}`).join(', ') + (xs.length > 10 ? ` and ${xs.length - 10} more` : '');
+  if (own.length > 0) {
+    add('fail', `write role "${role}" holds ${list(own)}, which its rules do not allow; \`airlock start\` revokes what the service account granted, or REVOKE it yourself.`);
+  } else {
+    add('ok', `write role "${role}" holds no write privilege beyond what its rules could allow.`);
+  }
+  if (owned.length > 0) add('warn', `write role "${role}" holds ${list(owned)} as the owner, beyond its rules; an owner may grant itself anything there: ALTER … OWNER TO another role if the agent should not.`);
+  if (viaPublic.length > 0) add('warn', `write role "${role}" may ${list(viaPublic)} through grants to PUBLIC, beyond its rules; revoke those from PUBLIC.`);
+  const missing = await writeRoleShortfall(service, role, policy);
+  if (missing.length > 0) {
+    add(
+      'warn',
+      `write role "${role}" lacks ${missing.slice(0, 10).map((p) => `${p.privilege} on ${p.object}`).join(', ')}, which its rules allow, so PostgreSQL will refuse those writes; ` +
+        'give the service account those privileges WITH GRANT OPTION and restart Airlock.',
+    );
+  }
+
+  if (!superuser && !(await canSetRole(service, role))) {
+    add('warn', `the service account cannot SET ROLE ${role}, so doctor cannot try a write as it.`);
+    return out;
+  }
+  // A table this agent may not delete from, by its rules or by the role's privileges.
+  const tables = await service.query<{ name: string; nspname: string; relname: string; may: boolean }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname, c.relname, has_table_privilege($1, c.oid, 'DELETE') AS may
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      ORDER BY 1`,
+    [role],
+  );
+  const target = tables.rows.find((t) => !GRANTING_DECISIONS.includes(policy.decide('delete', { schema: t.nspname, name: t.relname }).decision));
+  if (target === undefined) {
+    add('ok', `its rules let it delete from every table, so there is no table to try a refused write on.`);
+    return out;
+  }
+  // Without Airlock's classification in the way: this tests the role's grants alone.
+  const code = await failsWith(service, `BEGIN; SET LOCAL ROLE ${ident(role)}`, `DELETE FROM ${target.name} WHERE false`);
+  add(
+    code === '42501' ? 'ok' : 'fail',
+    code === '42501'
+      ? `as "${role}", DELETE FROM ${target.name}, which its rules do not allow, is refused for lack of privilege (42501).`
+      : `as "${role}", DELETE FROM ${target.name} WHERE false, which its rules do not allow, was not refused for privilege (got ${code ?? 'success'}).`,
+  );
   return out;
 }

@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import pg from 'pg';
 import { createScramVerifier } from '../protocol/auth/scram-verifier.js';
-
+import { parseParameterStatus } from '../protocol/backend.js';
 import { loadParser } from '../sql/classify.js';
 import type { AirlockConfig } from '../config/load.js';
 import type { AuditLog } from '../state/audit-log.js';
@@ -15,7 +15,8 @@ import type { AgentCredentials } from './agent-credentials.js';
 import { Admission } from './admission.js';
 import { ClientSession } from './client-session.js';
 import { prepareReadRole } from './read-roles.js';
-import { readRolePassword, readRoleSecret } from './read-role-password.js';
+import { readRolePassword, readRoleSecret, writeRolePassword } from './read-role-password.js';
+import { checkWriteRole, prepareWriteRole, syncWriteGrants, writeGrantsFingerprint } from './write-roles.js';
 import { StatementCache } from './statement-cache.js';
 import { TripwireAlarm } from './tripwire-alarm.js';
 import { loadSchemaKnowledge } from './schema-loader.js';
@@ -54,6 +55,8 @@ export interface GatewayOptions {
   log?: (line: string) => void;
   /** The clock freezes and freeze windows are judged by (tests move it). */
   now?: () => Date;
+  /** How often the upstream's schema is read again, in milliseconds (tests shorten it); SCHEMA_REFRESH_MS by default. */
+  schemaRefreshMs?: number;
 }
 
 /**
@@ -75,10 +78,14 @@ const FREEZE_RELOAD_MS = 1000;
 /** How often the upstream's functions and views are read again. */
 const SCHEMA_REFRESH_MS = 30_000;
 
-/** Settings the write connection reports and must keep: what is judged is what runs. */
+/**
+ * Settings the write connection reports and must keep: what is judged is what
+ * runs, and the write role is no superuser (else its grants are no wall).
+ */
 const WRITE_PINNED_PARAMETERS = new Map([
   ['client_encoding', 'UTF8'],
   ['standard_conforming_strings', 'on'],
+  ['is_superuser', 'off'],
 ]);
 
 /** Forced on every upstream session of the read path, in its StartupMessage. */
@@ -128,6 +135,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const canaryTables = config.canaryTables.map((p) => compileTablePattern(p));
   const policies = new Map<string, AgentPolicy>();
   for (const agent of config.agents) policies.set(agent.name, compileAgentPolicy(agent, config.rules));
+  // Agents whose policy may write, and the role (with its derived password) their writes run as.
+  const writeRoles = new Map<string, { role: string; password: string }>();
+  /** writeGrantsFingerprint when the write roles' grants were last brought up to date. */
+  let grantsFingerprint = '';
   const service = serviceClient(config);
   try {
     await service.connect();
@@ -147,8 +158,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     warnings.push(...unmatchedRulePatterns(config.rules, new Set(schema.relations.map((r) => r.toLowerCase()))));
     for (const agent of config.agents) {
       const password = readRolePassword(secret, agent.readRole);
-      const role = await prepareReadRole(service, agent.readRole, password);
+      const role = await prepareReadRole(service, agent.readRole, password, { idleInTransactionMs: config.limits.idleInTransactionMs });
       warnings.push(...role.warnings);
+      const policy = policies.get(agent.name)!;
+      if (policy.mayWrite) {
+        const writePassword = writeRolePassword(secret, agent.writeRole);
+        const written = await prepareWriteRole(service, agent.writeRole, writePassword, policy, {
+          statementTimeoutMs: config.limits.statementTimeoutMs,
+          lockTimeoutMs: config.limits.lockTimeoutMs,
+          idleInTransactionMs: config.limits.idleInTransactionMs,
+        });
+        warnings.push(...written.warnings);
+        writeRoles.set(agent.name, { role: agent.writeRole, password: writePassword });
+      }
       agents.set(agent.name, {
         name: agent.name,
         profile: agent.profile,
@@ -168,6 +190,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sessions = new Set<ClientSession>();
   const secureContext = config.tls === null ? null : tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key });
 
+  // A table created since the last look has no grants for the write roles yet
+  // (its writes are refused by PostgreSQL meanwhile); one dropped has none to keep.
+  const regrantWriteRoles = async (client: pg.Client): Promise<void> => {
+    // Relations created, dropped or recreated under the same name, or grants changed behind Airlock's back.
+    if ((await writeGrantsFingerprint(client)) === grantsFingerprint) return;
+    for (const [agent, { role }] of writeRoles) {
+      try {
+        await syncWriteGrants(client, role, policies.get(agent)!);
+        for (const w of await checkWriteRole(client, role, policies.get(agent)!)) log(`gateway: ${w}`);
+      } catch (err) {
+        log(`gateway: could not bring the write role "${role}" of agent "${agent}" up to date with the schema: ${(err as Error).message}`);
+      }
+    }
+    grantsFingerprint = await writeGrantsFingerprint(client);
+  };
+
   // Functions and views created after start-up are unknown until the next
   // look: unknown functions are refused meanwhile, unknown views are read.
   let refreshing = false;
@@ -179,8 +217,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       .connect()
       .then(() => loadSchemaKnowledge(client, config.trustedFunctions, canaryTables))
       .then(
-        (fresh) => {
+        async (fresh) => {
           schema = fresh;
+          if (writeRoles.size > 0) await regrantWriteRoles(client);
         },
         (err: Error) => log(`gateway: could not re-read the upstream's schema (keeping the last one): ${err.message}`),
       )
@@ -189,7 +228,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         // Closing a connection that failed to open fails too; nothing is left to release.
         client.end().catch(() => undefined);
       });
-  }, SCHEMA_REFRESH_MS);
+  }, options.schemaRefreshMs ?? SCHEMA_REFRESH_MS);
   refresh.unref();
 
   const freezes = await FreezeStore.open(config.stateDir, config.freezeWindows, options.now);
@@ -221,6 +260,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     budget: new WriteBudget(),
     openWriteConnection: async (who: RelayIdentity) => {
       const u = config.upstream;
+      // Writes run as the agent's write role, never as the service account: its grants are the second wall.
+      const writer = writeRoles.get(who.agent);
+      if (writer === undefined) throw new Error(`write path: agent "${who.agent}" has no write role (its policy allows no writes)`);
       const conn = await connectUpstream({
         host: u.host,
         port: u.port,
@@ -228,8 +270,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         sslmode: u.sslmode,
         sslrootcert: u.sslrootcert,
         connectTimeoutMs: config.limits.connectTimeoutMs,
-        user: u.user,
-        password: u.password,
+        user: writer.role,
+        password: writer.password,
         params: {
           client_encoding: 'UTF8',
           standard_conforming_strings: 'on',
@@ -241,6 +283,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           application_name: `airlock write ${who.agent}`.slice(0, 63),
         },
       });
+      for (const raw of conn.parameterStatus) {
+        const { name, value } = parseParameterStatus(raw.subarray(5));
+        const pinned = WRITE_PINNED_PARAMETERS.get(name);
+        if (pinned !== undefined && value !== pinned) {
+          conn.socket.destroy();
+          log(`SECURITY: write role ${writer.role} starts with ${name} = ${value}; refusing its write connection`);
+          throw new Error(`the write path is not safe: the database reports ${name} = ${value} for role "${writer.role}"; an operator should run \`airlock doctor\``);
+        }
+      }
       return new WriteConnection(conn.socket, WRITE_PINNED_PARAMETERS, conn.processId, conn.secretKey);
     },
     log,

@@ -38,5 +38,18 @@ export async function readRoleSecret(servicePassword: string | null, stateDir: s
 
 /** The password of one read role: the same on every instance holding the same secret. */
 export function readRolePassword(secret: Buffer, role: string): string {
-  return createHmac('sha256', secret).update(`airlock read role\0${role}`).digest('base64url');
+  return derivedPassword(secret, 'airlock read role', role);
+}
+
+/**
+ * The password of one write role (write-roles.ts), from the same secret under
+ * another label: a read role's password never opens its agent's write role,
+ * even when an operator gives both the same name in two configs.
+ */
+export function writeRolePassword(secret: Buffer, role: string): string {
+  return derivedPassword(secret, 'airlock write role', role);
+}
+
+function derivedPassword(secret: Buffer, label: string, role: string): string {
+  return createHmac('sha256', secret).update(`${label}\0${role}`).digest('base64url');
 }

@@ -19,8 +19,8 @@ export interface ReadRoleProblem {
   problem: string;
 }
 
-/** Attributes a read role must not have, and how to take each away. */
-const ROLE_POWERS = ['rolsuper', 'rolcreatedb', 'rolcreaterole', 'rolreplication', 'rolbypassrls'] as const;
+/** Attributes a read (or write) role must not have, and how to take each away. */
+export const ROLE_POWERS = ['rolsuper', 'rolcreatedb', 'rolcreaterole', 'rolreplication', 'rolbypassrls'] as const;
 const ROLE_POWER_OFF: Record<(typeof ROLE_POWERS)[number], string> = {
   rolsuper: 'NOSUPERUSER',
   rolcreatedb: 'NOCREATEDB',
@@ -37,8 +37,36 @@ export class ReadRoleError extends Error {
   }
 }
 
-function ident(name: string): string {
+export function ident(name: string): string {
   return '"' + name.replace(/"/g, '""') + '"';
+}
+
+/**
+ * Creates `role` (LOGIN) if it is missing and takes away every power in
+ * ROLE_POWERS, setting its password from `verifier`. Call inside a
+ * transaction holding the role's advisory lock.
+ */
+export async function ensureLoginRole(service: pg.Client, role: string, verifier: string): Promise<void> {
+  const existing = await service.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+  if (existing.rows.length === 0) await service.query(`CREATE ROLE ${ident(role)} LOGIN`);
+  // Name only the attributes that must change: PostgreSQL lets a CREATEROLE
+  // (non-superuser) account set NOSUPERUSER, NOREPLICATION and the like only
+  // if it holds them itself, even when they are already off.
+  const current = await service.query<Record<(typeof ROLE_POWERS)[number] | 'rolcanlogin' | 'rolinherit', boolean>>(
+    'SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin, rolinherit FROM pg_roles WHERE rolname = $1',
+    [role],
+  );
+  const attrs = current.rows[0]!;
+  const changes = ROLE_POWERS.filter((p) => attrs[p]).map((p) => ROLE_POWER_OFF[p]);
+  if (!attrs.rolcanlogin) changes.push('LOGIN');
+  if (!attrs.rolinherit) changes.push('INHERIT');
+  await service.query(`ALTER ROLE ${ident(role)} WITH ${changes.join(' ')} PASSWORD '${verifier}'`);
+}
+
+/** Role settings both paths share (ALTER ROLE … SET), from the config's limits. */
+export interface RoleLimits {
+  /** idle_in_transaction_session_timeout, in milliseconds; 0 for none. */
+  idleInTransactionMs: number;
 }
 
 /**
@@ -46,7 +74,12 @@ function ident(name: string): string {
  * warnings (grants that weaken the second wall, e.g. writes
  * granted to PUBLIC).
  */
-export async function prepareReadRole(service: pg.Client, role: string, password: string): Promise<{ warnings: string[] }> {
+export async function prepareReadRole(
+  service: pg.Client,
+  role: string,
+  password: string,
+  limits: RoleLimits,
+): Promise<{ warnings: string[] }> {
   const me = await service.query<{ rolsuper: boolean; rolcreaterole: boolean }>(
     'SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user',
   );
@@ -64,21 +97,10 @@ export async function prepareReadRole(service: pg.Client, role: string, password
   await service.query('BEGIN');
   try {
     await service.query("SELECT pg_advisory_xact_lock(hashtext('airlock read role'), hashtext($1))", [role]);
-    const existing = await service.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
-    if (existing.rows.length === 0) await service.query(`CREATE ROLE ${ident(role)} LOGIN`);
-    // Name only the attributes that must change: PostgreSQL lets a CREATEROLE
-    // (non-superuser) account set NOSUPERUSER, NOREPLICATION and the like only
-    // if it holds them itself, even when they are already off.
-    const current = await service.query<Record<(typeof ROLE_POWERS)[number] | 'rolcanlogin' | 'rolinherit', boolean>>(
-      'SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin, rolinherit FROM pg_roles WHERE rolname = $1',
-      [role],
-    );
-    const attrs = current.rows[0]!;
-    const changes = ROLE_POWERS.filter((p) => attrs[p]).map((p) => ROLE_POWER_OFF[p]);
-    if (!attrs.rolcanlogin) changes.push('LOGIN');
-    if (!attrs.rolinherit) changes.push('INHERIT');
-    await service.query(`ALTER ROLE ${ident(role)} WITH ${changes.join(' ')} PASSWORD '${verifier}'`);
+    await ensureLoginRole(service, role, verifier);
     await service.query(`ALTER ROLE ${ident(role)} SET default_transaction_read_only = on`);
+    // A transaction left open holds its snapshot (and any locks) until it ends.
+    await service.query(`ALTER ROLE ${ident(role)} SET idle_in_transaction_session_timeout = ${Math.trunc(limits.idleInTransactionMs)}`);
     for (const grant of READ_ROLE_GRANTS) await service.query(`GRANT ${grant} TO ${ident(role)}`);
     await service.query('COMMIT');
   } catch (err) {

@@ -254,3 +254,30 @@ describe('tablesCover', () => {
     expect(tablesCover(outer, inner)).toBe(expected);
   });
 });
+
+describe('couldDecideInSchema (which schemas a write role may create in)', () => {
+  const cases: [string, RuleConfig[], string, boolean][] = [
+    ['no rule, read-only profile', [], 'public', false],
+    ['a create rule for app.*', [rule(0, { kinds: ['create'], tables: ['app.*'], decision: 'allow' })], 'app', true],
+    ['a create rule for app.* says nothing of public', [rule(0, { kinds: ['create'], tables: ['app.*'], decision: 'allow' })], 'public', false],
+    ['a create rule for one name in public', [rule(0, { kinds: ['create'], tables: ['public.scratch_*'], decision: 'allow' })], 'public', true],
+    ['a create rule with no tables', [rule(0, { kinds: ['create'], decision: 'allow' })], 'anything', true],
+    ['an allow without kinds never grants DDL', [rule(0, { decision: 'allow' })], 'public', false],
+    [
+      'an earlier deny covering the schema',
+      [rule(0, { kinds: [...POLICY_KIND_ALIASES.ddl], tables: ['app.*'], decision: 'deny' }), rule(1, { kinds: ['create'], tables: ['app.*'], decision: 'allow' })],
+      'app',
+      false,
+    ],
+    [
+      'an earlier deny covering only part of the schema',
+      [rule(0, { kinds: [...POLICY_KIND_ALIASES.ddl], tables: ['app.secret_*'], decision: 'deny' }), rule(1, { kinds: ['create'], tables: ['app.*'], decision: 'allow' })],
+      'app',
+      true,
+    ],
+    ['a deny for every kind and table', [rule(0, { decision: 'deny' }), rule(1, { kinds: ['create'], decision: 'allow' })], 'public', false],
+  ];
+  it.each(cases)('%s', (_name, rules, schema, expected) => {
+    expect(compileAgentPolicy(claude, rules).couldDecideInSchema('create', schema, ['allow'])).toBe(expected);
+  });
+});

@@ -79,6 +79,12 @@ export interface AgentPolicy {
    * ('profile read-write' or 'rules[2]'), with the rule's note when it has one.
    */
   decide(kind: PolicyKind, relation: RelationRef | null): { decision: RuleDecision; by: string; note?: string };
+  /**
+   * Whether `decide(kind, r)` could be one of `decisions` for some relation `r` in `schema`, existing
+   * or not (CREATE names a relation that does not exist yet). Sound, not exact: it answers false only
+   * when no rule and not the profile can so decide there, or an earlier rule covers the whole schema.
+   */
+  couldDecideInSchema(kind: PolicyKind, schema: string, decisions: readonly RuleDecision[]): boolean;
 }
 
 /** The kinds a rule can match: those it lists, or when it lists none, all (an allow rule: all but EXPLICIT_ALLOW_KINDS). */
@@ -136,6 +142,16 @@ export function compileAgentPolicy(
         return r.note === null ? { decision: r.decision, by: r.by } : { decision: r.decision, by: r.by, note: r.note };
       }
       return { decision: defaults[kind], by: profileBy };
+    },
+    couldDecideInSchema(kind, schema, decisions) {
+      for (const r of mine) {
+        if (!r.kinds.has(kind)) continue;
+        if (r.patterns !== null && !r.patterns.some((p) => p.matchesSchema(schema))) continue;
+        if (decisions.includes(r.decision)) return true;
+        // Covering every relation of the schema, this rule decides there before any later rule or the profile.
+        if (r.patterns === null || r.patterns.some((p) => p.coversSchema(schema))) return false;
+      }
+      return decisions.includes(defaults[kind]);
     },
   };
 }

@@ -8,6 +8,10 @@ export interface TablePattern {
   /** The pattern as written. */
   source: string;
   matches(schema: string, name: string): boolean;
+  /** Whether some relation in `schema` could match. */
+  matchesSchema(schema: string): boolean;
+  /** Whether every relation in `schema` matches (the table part is `*`). */
+  coversSchema(schema: string): boolean;
 }
 
 function globPart(part: string): RegExp {
@@ -29,8 +33,14 @@ export function compileTablePattern(source: string, options: { ignoreCase?: bool
   const fold = (text: string) => (ignoreCase ? text.toLowerCase() : text);
   const dot = source.indexOf('.');
   const schema = globPart(fold(source.slice(0, dot)));
-  const table = globPart(fold(source.slice(dot + 1)));
-  return { source, matches: (s, n) => schema.test(fold(s)) && table.test(fold(n)) };
+  const tablePart = source.slice(dot + 1);
+  const table = globPart(fold(tablePart));
+  return {
+    source,
+    matches: (s, n) => schema.test(fold(s)) && table.test(fold(n)),
+    matchesSchema: (s) => schema.test(fold(s)),
+    coversSchema: (s) => schema.test(fold(s)) && /^\*+$/.test(tablePart),
+  };
 }
 
 /** The schema-qualified name of a relation as written; unqualified names resolve to public. */

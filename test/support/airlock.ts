@@ -55,6 +55,8 @@ export async function startTestAirlock(
     stateDir?: string;
     /** The gateway's clock for freezes and freeze windows. */
     now?: () => Date;
+    /** How often the gateway re-reads the schema (and re-syncs write roles), in milliseconds. */
+    schemaRefreshMs?: number;
   } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
@@ -71,19 +73,21 @@ export async function startTestAirlock(
   ];
   agents.forEach((a, i) => {
     env[`AGENT_PASSWORD_${i}`] = a.password;
-    // Read roles are cluster-wide: name them after the (unique) database.
+    // Read and write roles are cluster-wide: name them after the (unique) database.
+    const slug = a.name.toLowerCase().replace(/[^a-z0-9_]/g, '_');
     lines.push(
       `  - name: ${a.name}`,
       `    password: \${AGENT_PASSWORD_${i}}`,
       `    profile: ${a.profile ?? 'read-only'}`,
-      `    read_role: ${db.name}_${a.name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`,
+      `    read_role: ${db.name}_${slug}`,
+      `    write_role: ${db.name}_${slug}_w`,
       ...(a.extra ?? []),
     );
   });
   lines.push(...(options.extraYaml ?? []));
   const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });
   const audit = await FileAuditLog.open(stateDir, { flushMs: 2, ...options.auditOptions });
-  const gateway = await startGateway({ config, audit, now: options.now, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
+  const gateway = await startGateway({ config, audit, now: options.now, schemaRefreshMs: options.schemaRefreshMs, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
   const port = gateway.address.port;
   const passwords = new Map(agents.map((a) => [a.name, a.password]));
   const first = agents[0]!.name;
@@ -105,9 +109,9 @@ export async function startTestAirlock(
       await audit.close();
       // A tripwire freeze may still be persisting (the tripwire trips asynchronously): retry on ENOTEMPTY.
       if (options.stateDir === undefined) await rm(stateDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
-      // Read roles are cluster-wide: leave none behind. A test that shares
-      // them between instances drops them itself, after the last one.
-      if (options.keepRoles !== true) await dropRoles(server, config.agents.map((a) => a.readRole));
+      // Read and write roles are cluster-wide: leave none behind. A test that
+      // shares them between instances drops them itself, after the last one.
+      if (options.keepRoles !== true) await dropRoles(server, config.agents.flatMap((a) => [a.readRole, a.writeRole]));
     },
   };
 }

@@ -127,9 +127,10 @@ function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schem
 
 /**
  * System catalogs that hold credentials: role password hashes (an MD5 hash
- * logs in as the role), user mappings' and subscriptions' connection options.
- * pg_read_all_data reads them, and so would the service account on the write
- * path. An unqualified name finds pg_catalog first, so it counts too.
+ * logs in as the role), user mappings' and subscriptions' connection options,
+ * and the server's own configuration files. pg_read_all_data reads them, and
+ * so would the service account on the write path. An unqualified name finds
+ * pg_catalog first (it is searched before search_path), so it counts too.
  */
 const CREDENTIAL_CATALOGS: ReadonlySet<string> = new Set([
   'pg_authid',
@@ -137,14 +138,97 @@ const CREDENTIAL_CATALOGS: ReadonlySet<string> = new Set([
   'pg_user_mapping',
   'pg_user_mappings',
   'pg_subscription',
-  // The server's own configuration files, as a superuser service account would read them (primary_conninfo, pg_hba.conf).
+  // The server's configuration files, as a superuser service account would read them (primary_conninfo, pg_hba.conf, pg_ident.conf).
   'pg_file_settings',
   'pg_hba_file_rules',
+  'pg_ident_file_mappings',
+  // The name an earlier version listed; no such view exists, but refusing it costs nothing.
   'pg_ident_file_rules',
+  // Build options and paths of the server's installation.
+  'pg_config',
+]);
+
+/**
+ * The functions behind the configuration views above
+ * (https://www.postgresql.org/docs/current/view-pg-hba-file-rules.html,
+ * view-pg-ident-file-mappings.html, view-pg-file-settings.html,
+ * view-pg-config.html): calling them reads the same files.
+ */
+const CREDENTIAL_FUNCTIONS: ReadonlySet<string> = new Set([
+  'pg_hba_file_rules',
+  'pg_ident_file_mappings',
+  'pg_show_all_file_settings',
+  'pg_config',
 ]);
 
 function isCredentialCatalog(rel: RelationRef): boolean {
   return (rel.schema === null || rel.schema.toLowerCase() === 'pg_catalog') && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());
+}
+
+/** A call (lower-case, qualified as written) of a credential function: unqualified, or qualified with pg_catalog. */
+function isCredentialFunction(fn: string): boolean {
+  const dot = fn.lastIndexOf('.');
+  if (dot >= 0 && fn.slice(0, dot) !== 'pg_catalog') return false;
+  return CREDENTIAL_FUNCTIONS.has(dot < 0 ? fn : fn.slice(dot + 1));
+}
+
+/**
+ * The planner's statistics: most common values, histogram bounds and
+ * multi-column MCV lists, sampled from every table
+ * (https://www.postgresql.org/docs/current/view-pg-stats.html,
+ * view-pg-stats-ext.html, view-pg-stats-ext-exprs.html, catalog-pg-statistic.html,
+ * catalog-pg-statistic-ext-data.html). The read role sees them all
+ * (pg_read_all_data), so a query on them reads values of any table.
+ */
+const STATISTICS_CATALOGS: ReadonlySet<string> = new Set([
+  'pg_stats',
+  'pg_stats_ext',
+  'pg_stats_ext_exprs',
+  'pg_statistic',
+  'pg_statistic_ext_data',
+]);
+
+/**
+ * A statistics catalog, as written or as a view reads it. pg_get_viewdef
+ * leaves pg_catalog names unqualified, which qualifiedRelation then puts in
+ * public: a view's read of public.pg_stats counts too (refusing more is the
+ * safe side).
+ */
+function isStatisticsCatalog(rel: RelationRef, viaView: boolean): boolean {
+  const schema = rel.schema?.toLowerCase() ?? null;
+  const inCatalog = schema === null || schema === 'pg_catalog' || (viaView && schema === 'public');
+  return inCatalog && STATISTICS_CATALOGS.has(rel.name.toLowerCase());
+}
+
+/**
+ * What keeps some table from the agent (a rule that denies reads or asks
+ * for approval, or canary tables), in words; null when it may read every
+ * table, and so every table's statistics.
+ */
+function readRestriction(subject: PolicySubject): string | null {
+  const by = subject.policy?.readsRestrictedBy ?? null;
+  if (by !== null) return by.startsWith('rules[') ? `${by} keeps some tables from it` : `its ${by} keeps some tables from it`;
+  if ((subject.canaryTables ?? []).length > 0) return 'canary tables are configured';
+  return null;
+}
+
+/** Refuses the statistics catalogs to an agent that may not read every table. */
+function judgeStatistics(facts: StatementFacts, subject: PolicySubject): Denial | null {
+  const viaViews = throughViews(facts, subject.schema);
+  const direct = facts.reads.length;
+  const hit = viaViews.reads.findIndex((r, i) => isStatisticsCatalog(r, i >= direct));
+  if (hit < 0) return null;
+  const restriction = readRestriction(subject);
+  if (restriction === null) return null;
+  const rel = viaViews.reads[hit]!;
+  const what = hit < direct ? `pg_catalog.${rel.name}` : `pg_catalog.${rel.name} (through a view)`;
+  return deny(
+    subject,
+    'statistics-catalog',
+    `read ${what}: the planner's statistics hold sample values (most common values, histogram bounds) of every table, and ${restriction}`,
+    '42501',
+    'Statistics are served only to agents that may read every table. A human can look them up directly, or lift the rule or canary that keeps tables from this agent in the Airlock config.',
+  );
 }
 
 /**
@@ -248,11 +332,23 @@ function judgeAlways(facts: StatementFacts, subject: PolicySubject): Denial | nu
     return deny(
       subject,
       'credential-catalog',
-      `read pg_catalog.${secret.name}: it holds credentials (password hashes, connection strings)`,
+      `read pg_catalog.${secret.name}: it holds credentials or the server's configuration (password hashes, connection strings, pg_hba.conf)`,
       '42501',
       'No agent may read credentials, whatever its profile; a human can look them up directly.',
     );
   }
+  const secretFunction = facts.functions.find(isCredentialFunction);
+  if (secretFunction !== undefined) {
+    return deny(
+      subject,
+      'credential-catalog',
+      `call ${secretFunction}(): it reads the server's configuration files (connection strings, pg_hba.conf, pg_ident.conf)`,
+      '42501',
+      'No agent may read credentials, whatever its profile; a human can look them up directly.',
+    );
+  }
+  const statistics = judgeStatistics(facts, subject);
+  if (statistics !== null) return statistics;
   if (facts.sideEffectFunctions.length > 0) {
     const fns = [...new Set(facts.sideEffectFunctions)].map((f) => `${f}()`).join(', ');
     return deny(subject, 'side-effect-function', `call ${fns}: it changes data, settings or the server`);

@@ -4,7 +4,7 @@
  */
 import type pg from 'pg';
 import type { SchemaKnowledge, UserFunction } from '../policy/schema-knowledge.js';
-import { unsafeOperator, untrustedCall } from '../policy/schema-knowledge.js';
+import { FIRST_NORMAL_OBJECT_ID, unsafeOperator, untrustedCall } from '../policy/schema-knowledge.js';
 import { isSideEffectFunction } from '../sql/side-effect-functions.js';
 import type { Classification } from '../sql/facts.js';
 import { classify } from '../sql/classify.js';
@@ -26,20 +26,46 @@ export async function loadSchemaKnowledge(
   const catalog = await service.query<{ name: string }>(
     `SELECT DISTINCT lower(proname) AS name FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace`,
   );
-  const functions = await service.query<{ schema: string; name: string; ext: boolean }>(
-    `SELECT lower(n.nspname) AS schema, lower(p.proname) AS name,
+  // Functions outside the system schemas, and every function made after initdb (wherever it is), by OID.
+  const functions = await service.query<{ oid: string; schema: string; name: string; ext: boolean; user: boolean }>(
+    `SELECT p.oid::int8 AS oid, lower(n.nspname) AS schema, lower(p.proname) AS name,
             (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-               AND d.objid = p.oid AND d.deptype = 'e')) AS ext
-       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${USER_SCHEMA_FILTER}`,
+               AND d.objid = p.oid AND d.deptype = 'e')) AS ext,
+            (${USER_SCHEMA_FILTER}) AS user
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE (${USER_SCHEMA_FILTER}) OR p.oid >= ${FIRST_NORMAL_OBJECT_ID}`,
   );
   const catalogNames = new Set(catalog.rows.map((r) => r.name));
   const userFunctions = new Map<string, UserFunction[]>();
+  const functionsByOid = new Map<number, UserFunction>();
   for (const r of functions.rows) {
     const f: UserFunction = { schema: r.schema, name: r.name, extensionNonVolatile: r.ext };
+    if (Number(r.oid) >= FIRST_NORMAL_OBJECT_ID) functionsByOid.set(Number(r.oid), f);
+    if (!r.user) continue;
     const list = userFunctions.get(r.name) ?? [];
     list.push(f);
     userFunctions.set(r.name, list);
   }
+  const operatorRows = await service.query<{ oid: string; fn: string }>(
+    `SELECT o.oid::int8 AS oid, o.oprcode::oid::int8 AS fn FROM pg_operator o WHERE o.oid >= ${FIRST_NORMAL_OBJECT_ID}`,
+  );
+  const operatorFunctions = new Map(operatorRows.rows.map((r) => [Number(r.oid), Number(r.fn)] as const));
+  const catalogOperators = await service.query<{ name: string }>(
+    `SELECT DISTINCT oprname AS name FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace`,
+  );
+  // What names resolve to depends on functions, operators, casts, types and
+  // columns' types: a digest of all of them made after initdb. Resolutions
+  // the server gave (overload-resolver.ts) are cached under it.
+  const version = await service.query<{ version: string }>(
+    `SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) AS version FROM (
+       SELECT format('f%s:%s:%s:%s', p.oid, p.proargtypes::text, p.pronargdefaults, p.prorettype) FROM pg_proc p WHERE p.oid >= ${FIRST_NORMAL_OBJECT_ID}
+       UNION ALL SELECT format('o%s:%s', o.oid, o.oprcode::oid) FROM pg_operator o WHERE o.oid >= ${FIRST_NORMAL_OBJECT_ID}
+       UNION ALL SELECT format('c%s:%s', c.oid, c.castcontext) FROM pg_cast c WHERE c.oid >= ${FIRST_NORMAL_OBJECT_ID}
+       UNION ALL SELECT format('t%s:%s', t.oid, t.typbasetype) FROM pg_type t WHERE t.oid >= ${FIRST_NORMAL_OBJECT_ID}
+       UNION ALL SELECT format('a%s:%s:%s:%s', a.attrelid, a.attnum, a.attname, a.atttypid) FROM pg_attribute a
+         WHERE a.attrelid >= ${FIRST_NORMAL_OBJECT_ID} AND a.attnum > 0 AND NOT a.attisdropped
+       UNION ALL SELECT format('r%s:%s:%s', c.oid, c.relnamespace, c.relname) FROM pg_class c WHERE c.oid >= ${FIRST_NORMAL_OBJECT_ID}
+     ) s(x)`,
+  );
 
   const partial: SchemaKnowledge = {
     catalogFunctions: catalogNames,
@@ -50,6 +76,10 @@ export async function loadSchemaKnowledge(
     canaryViews: new Map(),
     viewReads: new Map(),
     relations: [],
+    functionsByOid,
+    operatorFunctions,
+    catalogOperators: new Set(catalogOperators.rows.map((r) => r.name)),
+    version: version.rows[0]?.version ?? '',
   };
 
   // Operators outside the system schemas run the function they were created
@@ -152,6 +182,10 @@ export async function loadSchemaKnowledge(
     canaryViews,
     viewReads,
     relations: relations.rows.map((r) => r.name),
+    functionsByOid,
+    operatorFunctions,
+    catalogOperators: partial.catalogOperators,
+    version: partial.version,
   };
 }
 

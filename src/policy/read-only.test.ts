@@ -751,4 +751,8 @@ const EMPTY_SCHEMA: SchemaKnowledge = {
   canaryViews: new Map(),
   viewReads: new Map(),
   relations: [],
+  functionsByOid: new Map(),
+  operatorFunctions: new Map(),
+  catalogOperators: new Set(),
+  version: '',
 };

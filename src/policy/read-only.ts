@@ -10,6 +10,8 @@ import type { Classification, RelationRef, StatementFacts } from '../sql/facts.j
 import { accessNeeds, isDdlNeed, judgeAccess } from './access.js';
 import type { Decision, Denial } from './decision.js';
 import type { AgentPolicy } from './rules.js';
+import { isAmbiguousFunction, isAmbiguousOperator, resolvedCallProblem } from './overloads.js';
+import type { ResolvedCalls } from './overloads.js';
 import { functionIsTrusted, unsafeOperator, untrustedCall } from './schema-knowledge.js';
 import type { SchemaKnowledge } from './schema-knowledge.js';
 import { matchingPattern, qualifiedRelation } from './table-pattern.js';
@@ -94,24 +96,36 @@ function judgeCanaries(facts: StatementFacts, subject: PolicySubject): Denial | 
 const NO_TRUSTED: ReadonlySet<string> = new Set();
 
 /** Refuses calls into code Airlock cannot see: user functions, attribute-notation calls, views that call them. */
-function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schema: SchemaKnowledge): Denial | null {
+function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schema: SchemaKnowledge, resolved?: ResolvedCalls): Denial | null {
   const trusted = subject.trustedFunctions ?? NO_TRUSTED;
   const hint =
     'A human who has read the function can list it under trusted_functions in the Airlock config; until then the agent may not call it.';
+  // What the server said the statement calls decides the names only it can resolve.
+  const byServer = resolved?.ok === true ? resolved : null;
+  const unresolved = resolved?.ok === false ? ` (Airlock asked the server which function that is, and it could not say: ${resolved.error})` : '';
   for (const fn of facts.functions) {
     const why = untrustedCall(fn, schema, trusted);
-    if (why !== null) return deny(subject, 'untrusted-function', `call ${fn}(): ${why}`, '42501', hint);
+    if (why !== null && !(byServer !== null && isAmbiguousFunction(fn, schema, trusted))) {
+      return deny(subject, 'untrusted-function', `call ${fn}(): ${why}${unresolved}`, '42501', hint);
+    }
   }
   for (const name of facts.fieldSelections) {
+    if (byServer !== null) break;
     const fns = schema.userFunctions.get(name);
     const f = fns?.find((candidate) => !functionIsTrusted(candidate, trusted));
     if (f !== undefined) {
-      return deny(subject, 'untrusted-function', `select .${name}: that may call ${f.schema}.${f.name}() in attribute notation`, '42501', hint);
+      return deny(subject, 'untrusted-function', `select .${name}: that may call ${f.schema}.${f.name}() in attribute notation${unresolved}`, '42501', hint);
     }
   }
   for (const op of facts.operators) {
     const why = unsafeOperator(op, schema);
-    if (why !== null) return deny(subject, 'untrusted-function', `use the operator ${op}: ${why}`, '42501', hint);
+    if (why !== null && !(byServer !== null && isAmbiguousOperator(op, schema))) {
+      return deny(subject, 'untrusted-function', `use the operator ${op}: ${why}${unresolved}`, '42501', hint);
+    }
+  }
+  if (byServer !== null) {
+    const why = resolvedCallProblem(byServer, schema, trusted);
+    if (why !== null) return deny(subject, 'untrusted-function', `run ${facts.command}: ${why}`, '42501', hint);
   }
   for (const rel of facts.reads) {
     const key = `${rel.schema ?? 'public'}.${rel.name}`.toLowerCase();
@@ -324,7 +338,7 @@ function readWriteHint(subject: PolicySubject): string | undefined {
  * files, turning read-only mode off (a READ WRITE transaction is let through
  * for an agent that may write), code Airlock cannot see.
  */
-function judgeAlways(facts: StatementFacts, subject: PolicySubject): Denial | null {
+function judgeAlways(facts: StatementFacts, subject: PolicySubject, resolved?: ResolvedCalls): Denial | null {
   const canary = judgeCanaries(facts, subject);
   if (canary !== null) return canary;
   const secret = [...facts.reads, ...facts.writes].find(isCredentialCatalog);
@@ -366,15 +380,18 @@ function judgeAlways(facts: StatementFacts, subject: PolicySubject): Denial | nu
     return deny(subject, 'read-write-transaction', `turn read-only mode off (${facts.command} ... READ WRITE)`, '25006', readWriteHint(subject));
   }
   if (subject.schema) {
-    const refused = judgeAgainstSchema(facts, subject, subject.schema);
+    const refused = judgeAgainstSchema(facts, subject, subject.schema, resolved);
     if (refused !== null) return refused;
   }
   return null;
 }
 
-/** Judges one statement: under the agent's policy when it has one, else under the read-only profile. */
-export function judgeStatement(facts: StatementFacts, subject: PolicySubject, prepared: PreparedLookup): Decision {
-  const always = judgeAlways(facts, subject);
+/**
+ * Judges one statement: under the agent's policy when it has one, else under the read-only profile.
+ * `resolved`: what the server said the statement calls (policy/overloads.ts), when it was asked.
+ */
+export function judgeStatement(facts: StatementFacts, subject: PolicySubject, prepared: PreparedLookup, resolved?: ResolvedCalls): Decision {
+  const always = judgeAlways(facts, subject, resolved);
   if (always !== null) return always;
   const policy = subject.policy;
   switch (facts.kind) {
@@ -541,6 +558,8 @@ export function judgeClassification(
   classification: Classification,
   subject: PolicySubject,
   prepared: PreparedLookup,
+  /** What the server said statements call, by index in `classification` (statementsToResolve, gateway/overload-resolver.ts). */
+  resolutions?: ReadonlyMap<number, ResolvedCalls>,
 ): Decision {
   if (!classification.ok) {
     return {
@@ -555,8 +574,8 @@ export function judgeClassification(
   const preparedHere = new Map<string, StatementFacts>();
   const lookup: PreparedLookup = (name) => preparedHere.get(name) ?? prepared(name);
   let result = allowRead();
-  for (const facts of classification.statements) {
-    const d = judgeStatement(facts, subject, lookup);
+  for (const [index, facts] of classification.statements.entries()) {
+    const d = judgeStatement(facts, subject, lookup, resolutions?.get(index));
     if (d.kind === 'deny') return underFreeze(d, facts, subject);
     if (d.kind === 'allow-write') {
       // Freeze is absolute: while one holds, no write comes out allowed, whatever the rules say.

@@ -14,8 +14,8 @@ import type { PolicySubject } from '../src/policy/read-only.js';
 import { statementsToResolve } from '../src/policy/overloads.js';
 import type { SchemaKnowledge } from '../src/policy/schema-knowledge.js';
 import { loadSchemaKnowledge } from '../src/gateway/schema-loader.js';
-import { OverloadResolver, openProbeChannel, resolveCalls } from '../src/gateway/overload-resolver.js';
-import type { ProbeChannel } from '../src/gateway/overload-resolver.js';
+import { OverloadResolver, judgeResolving, openProbeChannel, resolveCalls } from '../src/gateway/overload-resolver.js';
+import type { ProbeChannel, ResolvedDecision } from '../src/gateway/overload-resolver.js';
 import type { UpstreamLogin } from '../src/gateway/upstream.js';
 import { createTestDatabase, testServers, uniqueName } from './support/postgres-servers.js';
 import type { TestDatabase } from './support/postgres-servers.js';
@@ -39,6 +39,15 @@ CREATE FUNCTION public.lower(varchar) RETURNS text LANGUAGE plpgsql IMMUTABLE AS
 CREATE FUNCTION public.vcat(a varchar, b varchar) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RAISE EXCEPTION 'public.vcat ran'; END $$;
 CREATE OPERATOR public.|| (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.vcat);
 CREATE FUNCTION public.shout(t text) RETURNS text LANGUAGE sql AS $$ SELECT upper(t) $$;
+CREATE VIEW text_lower AS SELECT id, lower(tcol) AS l, tcol || tcol AS c FROM docs;
+CREATE VIEW varchar_lower AS SELECT id, lower(vcol) AS l FROM docs;
+CREATE VIEW varchar_cat AS SELECT id, vcol || vcol AS c FROM docs;
+CREATE TABLE text_guarded (id int, tcol text);
+ALTER TABLE text_guarded ENABLE ROW LEVEL SECURITY;
+CREATE POLICY p ON text_guarded USING (lower(tcol) <> '' AND tcol || tcol <> '');
+CREATE TABLE varchar_guarded (id int, vcol varchar);
+ALTER TABLE varchar_guarded ENABLE ROW LEVEL SECURITY;
+CREATE POLICY p ON varchar_guarded USING (lower(vcol) <> '');
 `;
 
 type Case = [sql: string, expected: 'allow-read' | 'untrusted-function', paramTypes?: number[]];
@@ -156,6 +165,35 @@ describe.each(testServers().map((s) => [s.name, s] as const))('overloads of buil
     const { decision } = await judgeAsking(sql, paramTypes);
     if (expected === 'allow-read') expect(decision).toEqual({ kind: 'allow-read', rule: 'read' });
     else expect(decision).toMatchObject({ kind: 'deny', rule: expected, sqlstate: '42501' });
+  });
+
+  it('judges views and row-level security policies by what PostgreSQL recorded they call', () => {
+    expect(schema.unsafeViews.get('public.text_lower')).toBeUndefined();
+    expect(schema.unsafeViews.get('public.varchar_lower')).toContain('public.lower()');
+    expect(schema.unsafeViews.get('public.varchar_cat')).toContain('public.vcat()');
+    expect(schema.unsafePolicies.get('public.text_guarded')).toBeUndefined();
+    expect(schema.unsafePolicies.get('public.varchar_guarded')).toContain('public.lower()');
+    const judge = (sql: string) => judgeClassification(classify(sql), subject, () => undefined);
+    expect(judge('SELECT * FROM text_lower')).toEqual({ kind: 'allow-read', rule: 'read' });
+    expect(judge('SELECT * FROM text_guarded')).toEqual({ kind: 'allow-read', rule: 'read' });
+    expect(judge('SELECT * FROM varchar_lower')).toMatchObject({ kind: 'deny', rule: 'unsafe-view' });
+    expect(judge('SELECT * FROM varchar_cat')).toMatchObject({ kind: 'deny', rule: 'unsafe-view' });
+    expect(judge('SELECT * FROM varchar_guarded')).toMatchObject({ kind: 'deny', rule: 'unsafe-policy' });
+  });
+
+  it('judgeResolving answers at once unless the server must be asked', async () => {
+    const sync = judgeResolving(resolver, classify('SELECT upper(tcol) FROM docs'), subject, () => undefined, 'SELECT upper(tcol) FROM docs');
+    expect(sync).not.toBeInstanceOf(Promise);
+    expect((sync as ResolvedDecision).decision).toEqual({ kind: 'allow-read', rule: 'read' });
+    const text = 'SELECT lower($1) AS asked';
+    const asked = judgeResolving(resolver, classify(text), subject, () => undefined, text, [VARCHAR]);
+    expect(asked).toBeInstanceOf(Promise);
+    const r = await asked;
+    expect(r.decision).toMatchObject({ kind: 'deny', rule: 'untrusted-function' });
+    expect(r.resolutions.get(0)).toMatchObject({ ok: true });
+    // Without a database to ask, the judgement by name stands.
+    const offline = judgeResolving(null, classify('SELECT lower(tcol) FROM docs'), subject, () => undefined, 'SELECT lower(tcol) FROM docs');
+    expect((offline as ResolvedDecision).decision).toMatchObject({ kind: 'deny', rule: 'untrusted-function' });
   });
 
   it('names the function the server resolved to', async () => {

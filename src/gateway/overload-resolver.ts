@@ -21,6 +21,9 @@
  * ambiguous statement and schema version, thanks to the cache below.
  */
 import type { Classification } from '../sql/facts.js';
+import type { Decision } from '../policy/decision.js';
+import { judgeClassification } from '../policy/read-only.js';
+import type { PolicySubject, PreparedLookup } from '../policy/read-only.js';
 import type { ResolvedCalls } from '../policy/overloads.js';
 import { statementsToResolve } from '../policy/overloads.js';
 import { BACKEND, parseErrorFields } from '../protocol/backend.js';
@@ -273,4 +276,39 @@ export class OverloadResolver {
     const channel = await this.channel;
     return resolveCalls(channel, text, paramTypes);
   }
+}
+
+/** A decision, with what the server said the statements call (keep it with a prepared statement, to judge it again at Execute). */
+export interface ResolvedDecision {
+  decision: Decision;
+  resolutions: ReadonlyMap<number, ResolvedCalls>;
+}
+
+const NO_RESOLUTIONS: ReadonlyMap<number, ResolvedCalls> = new Map();
+
+/**
+ * judgeClassification, asking the server first when a statement needs it
+ * (policy/overloads.ts). On the common path nothing needs asking and the
+ * answer is immediate (no Promise, no extra tick); only a statement with a
+ * name shared by a user function and a built-in returns a Promise. Without
+ * a resolver (no database to ask), the judgement by name stands.
+ */
+export function judgeResolving(
+  resolver: OverloadResolver | null,
+  classification: Classification,
+  subject: PolicySubject,
+  prepared: PreparedLookup,
+  sentText: string,
+  paramTypes: readonly number[] = [],
+): ResolvedDecision | Promise<ResolvedDecision> {
+  const trusted = subject.trustedFunctions ?? new Set<string>();
+  if (resolver === null || statementsToResolve(classification, subject.schema, trusted).length === 0) {
+    return { decision: judgeClassification(classification, subject, prepared), resolutions: NO_RESOLUTIONS };
+  }
+  // The schema the question is asked under is the one the answer is judged with.
+  const schema = subject.schema ?? null;
+  return resolver.resolveStatements(classification, sentText, paramTypes, schema, trusted).then((resolutions) => ({
+    decision: judgeClassification(classification, { ...subject, schema }, prepared, resolutions),
+    resolutions,
+  }));
 }

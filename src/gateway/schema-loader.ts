@@ -6,6 +6,8 @@ import type pg from 'pg';
 import type { SchemaKnowledge, UserFunction } from '../policy/schema-knowledge.js';
 import { FIRST_NORMAL_OBJECT_ID, unsafeOperator, untrustedCall } from '../policy/schema-knowledge.js';
 import { isSideEffectFunction } from '../sql/side-effect-functions.js';
+import { isAmbiguousFunction, isAmbiguousOperator, resolvedCallProblem } from '../policy/overloads.js';
+import type { ResolvedCalls } from '../policy/overloads.js';
 import type { Classification } from '../sql/facts.js';
 import { classify } from '../sql/classify.js';
 import { matchingPattern, qualifiedRelation } from '../policy/table-pattern.js';
@@ -97,15 +99,16 @@ export async function loadSchemaKnowledge(
   }
 
   // Row-level security policies run their expressions on every read of their table.
-  const policies = await service.query<{ name: string; expr: string }>(
-    `SELECT format('%s.%s', lower(n.nspname), lower(c.relname)) AS name, e.expr
+  const policies = await service.query<{ name: string; expr: string; oid: string }>(
+    `SELECT format('%s.%s', lower(n.nspname), lower(c.relname)) AS name, e.expr, p.oid::int8 AS oid
        FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace,
             LATERAL (VALUES (pg_get_expr(p.polqual, p.polrelid)), (pg_get_expr(p.polwithcheck, p.polrelid))) AS e(expr)
       WHERE e.expr IS NOT NULL`,
   );
   const unsafePolicies = partial.unsafePolicies as Map<string, string>;
-  for (const { name, expr } of policies.rows) {
-    const problems = codeProblems(classify(`SELECT (${expr})`), partial, trusted);
+  const policyCalls = await recordedCalls(service, 'pg_policy', 'SELECT oid, oid::int8::text FROM pg_policy');
+  for (const { name, expr, oid } of policies.rows) {
+    const problems = codeProblems(classify(`SELECT (${expr})`), partial, trusted, policyCalls.get(oid));
     if (problems.length > 0 && !unsafePolicies.has(name)) unsafePolicies.set(name, `its row-level security policy ${problems[0]!.replace(/^it /, '')}`);
   }
 
@@ -117,10 +120,16 @@ export async function loadSchemaKnowledge(
        FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
       WHERE v.relkind = 'v' AND ${USER_SCHEMA_FILTER}`,
   );
+  const viewCalls = await recordedCalls(
+    service,
+    'pg_rewrite',
+    `SELECT r.oid, format('%s.%s', lower(n.nspname), lower(v.relname)) FROM pg_rewrite r JOIN pg_class v ON v.oid = r.ev_class
+       JOIN pg_namespace n ON n.oid = v.relnamespace WHERE v.relkind = 'v' AND ${USER_SCHEMA_FILTER}`,
+  );
   const views = new Map<string, { reasons: string[]; reads: string[]; canary: string | null }>();
   for (const { name, def } of defs.rows) {
     const facts = classify(def);
-    const reasons = codeProblems(facts, partial, trusted);
+    const reasons = codeProblems(facts, partial, trusted, viewCalls.get(name));
     const reads: string[] = [];
     let canary: string | null = null;
     for (const statement of facts.ok ? facts.statements : []) {
@@ -189,20 +198,60 @@ export async function loadSchemaKnowledge(
   };
 }
 
-/** What in parsed code (a view's definition, a policy's expression) Airlock cannot vouch for, in words. */
-function codeProblems(facts: Classification, knowledge: SchemaKnowledge, trusted: ReadonlySet<string>): string[] {
+type Recorded = Extract<ResolvedCalls, { ok: true }>;
+
+/**
+ * The functions and operators (not built in) that stored code calls, as
+ * PostgreSQL recorded them when it analysed that code: pg_depend holds a
+ * dependency of a view's rewrite rule, or of a row-level security policy,
+ * on every function and operator its expressions resolved to (built-ins,
+ * being pinned, are left out: they are judged by name). Keyed by the key
+ * `owners` gives each object (its oid and a key, in that order); an object
+ * with no such dependency is there with empty lists.
+ */
+async function recordedCalls(service: pg.Client, catalog: 'pg_rewrite' | 'pg_policy', owners: string): Promise<Map<string, Recorded>> {
+  const rows = await service.query<{ key: string; functions: string[] | null; operators: string[] | null }>(
+    `SELECT o.key,
+            array_agg(d.refobjid::int8) FILTER (WHERE d.refclassid = 'pg_proc'::regclass) AS functions,
+            array_agg(d.refobjid::int8) FILTER (WHERE d.refclassid = 'pg_operator'::regclass) AS operators
+       FROM (${owners}) AS o(oid, key)
+       LEFT JOIN pg_depend d ON d.classid = '${catalog}'::regclass AND d.objid = o.oid
+      GROUP BY o.key`,
+  );
+  const out = new Map<string, Recorded>();
+  for (const r of rows.rows) {
+    const known = out.get(r.key);
+    const functions = [...(known?.functions ?? []), ...(r.functions ?? []).map(Number)];
+    const operators = [...(known?.operators ?? []), ...(r.operators ?? []).map(Number)];
+    out.set(r.key, { ok: true, functions, operators });
+  }
+  return out;
+}
+
+/**
+ * What in parsed code (a view's definition, a policy's expression) Airlock
+ * cannot vouch for, in words. With what PostgreSQL recorded the code calls,
+ * names it shares with built-ins are judged by that instead of by name.
+ */
+function codeProblems(facts: Classification, knowledge: SchemaKnowledge, trusted: ReadonlySet<string>, recorded?: Recorded): string[] {
   if (!facts.ok) return ['Airlock could not parse it'];
   const reasons: string[] = [];
   for (const statement of facts.statements) {
     for (const fn of statement.sideEffectFunctions) reasons.push(`it calls ${fn}()`);
     for (const fn of statement.functions) {
       const why = untrustedCall(fn, knowledge, trusted);
-      if (why !== null) reasons.push(`it calls ${fn}(), which ${why.replace(/^\S+ is /, 'is ')}`);
+      if (why !== null && !(recorded !== undefined && isAmbiguousFunction(fn, knowledge, trusted))) {
+        reasons.push(`it calls ${fn}(), which ${why.replace(/^\S+ is /, 'is ')}`);
+      }
     }
     for (const op of statement.operators) {
       const why = unsafeOperator(op, knowledge);
-      if (why !== null) reasons.push(`it uses the operator ${op}: ${why}`);
+      if (why !== null && !(recorded !== undefined && isAmbiguousOperator(op, knowledge))) reasons.push(`it uses the operator ${op}: ${why}`);
     }
+  }
+  if (recorded !== undefined) {
+    const why = resolvedCallProblem(recorded, knowledge, trusted);
+    if (why !== null) reasons.push(why.replace(/^PostgreSQL resolves/, 'PostgreSQL resolved'));
   }
   return reasons;
 }

@@ -64,6 +64,10 @@ describe.each(testServers().map((s) => [s.name, s] as const))('reads that leak w
       // Statistics exist once the tables are analysed.
       await admin.query('ANALYZE');
       await admin.query('CREATE TABLE notes (id serial PRIMARY KEY, body text)');
+      // Views a superuser schema owner made: they read with the owner's privileges.
+      await admin.query('CREATE VIEW hba_rules AS SELECT * FROM pg_hba_file_rules()');
+      await admin.query('CREATE VIEW role_secrets AS SELECT rolname, rolpassword FROM pg_authid');
+      await admin.query("CREATE VIEW key_stats AS SELECT most_common_vals::text AS v FROM pg_stats WHERE tablename = 'api_keys'");
     } finally {
       await admin.end();
     }
@@ -117,6 +121,15 @@ describe.each(testServers().map((s) => [s.name, s] as const))('reads that leak w
 
   it.each(CONFIGURATION.map((s) => [label(s), s] as const))('refuses %s to every agent', async (_l, what) => {
     for (const agent of ['claude', 'auditor', 'writer']) await expectRefused(agent, what, 'credential-catalog');
+  });
+
+  it('refuses views over them', async () => {
+    await expectRefused('auditor', 'SELECT * FROM role_secrets', 'credential-catalog');
+    await expectRefused('auditor', 'SELECT * FROM hba_rules', 'unsafe-view');
+    await expectRefused('claude', 'SELECT * FROM key_stats', 'statistics-catalog');
+    const s = await session('auditor');
+    const r = await s.send('SELECT count(*)::int AS n FROM key_stats');
+    expect(r.ok ? null : r.error.message).toBeNull();
   });
 
   it.each([

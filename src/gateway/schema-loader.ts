@@ -8,6 +8,7 @@ import { FIRST_NORMAL_OBJECT_ID, unsafeOperator, untrustedCall } from '../policy
 import { isSideEffectFunction } from '../sql/side-effect-functions.js';
 import { isAmbiguousFunction, isAmbiguousOperator, resolvedCallProblem } from '../policy/overloads.js';
 import type { ResolvedCalls } from '../policy/overloads.js';
+import { isCredentialFunction } from '../policy/read-only.js';
 import type { Classification } from '../sql/facts.js';
 import { classify } from '../sql/classify.js';
 import { matchingPattern, qualifiedRelation } from '../policy/table-pattern.js';
@@ -238,6 +239,7 @@ function codeProblems(facts: Classification, knowledge: SchemaKnowledge, trusted
   const reasons: string[] = [];
   for (const statement of facts.statements) {
     for (const fn of statement.sideEffectFunctions) reasons.push(`it calls ${fn}()`);
+    for (const fn of statement.functions) if (isCredentialFunction(fn)) reasons.push(`it calls ${fn}(), which reads the server's configuration files`);
     for (const fn of statement.functions) {
       const why = untrustedCall(fn, knowledge, trusted);
       if (why !== null && !(recorded !== undefined && isAmbiguousFunction(fn, knowledge, trusted))) {

@@ -677,6 +677,12 @@ describe("the server's configuration files", () => {
     expect(d.kind === 'deny' && d.rule).toBe('credential-catalog');
   });
 
+  it('refuses a view over a credential catalog: it runs with its owner\'s privileges', () => {
+    const schema: SchemaKnowledge = { ...EMPTY_SCHEMA, viewReads: new Map([['public.role_dump', ['public.pg_authid']]]) };
+    const d = judgeWith({ ...SUBJECT, schema }, 'SELECT * FROM role_dump');
+    expect(d).toMatchObject({ kind: 'deny', rule: 'credential-catalog' });
+  });
+
   it.each(['SELECT * FROM public.pg_hba_file_rules()', 'SELECT * FROM app.pg_config'])('leaves %s, which is not the catalog one, to the other checks', (sql) => {
     const d = judgeWith(policySubject('read-write'), sql);
     expect(d.kind === 'deny' ? d.rule : d.kind).not.toBe('credential-catalog');

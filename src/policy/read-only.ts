@@ -175,12 +175,18 @@ const CREDENTIAL_FUNCTIONS: ReadonlySet<string> = new Set([
   'pg_config',
 ]);
 
-function isCredentialCatalog(rel: RelationRef): boolean {
-  return (rel.schema === null || rel.schema.toLowerCase() === 'pg_catalog') && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());
+/**
+ * A credential catalog, as written or as a view reads it (pg_get_viewdef
+ * leaves pg_catalog names unqualified, which qualifiedRelation puts in
+ * public: a view's read of public.pg_authid counts too, the safe side).
+ */
+function isCredentialCatalog(rel: RelationRef, viaView = false): boolean {
+  const schema = rel.schema?.toLowerCase() ?? null;
+  return (schema === null || schema === 'pg_catalog' || (viaView && schema === 'public')) && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());
 }
 
 /** A call (lower-case, qualified as written) of a credential function: unqualified, or qualified with pg_catalog. */
-function isCredentialFunction(fn: string): boolean {
+export function isCredentialFunction(fn: string): boolean {
   const dot = fn.lastIndexOf('.');
   if (dot >= 0 && fn.slice(0, dot) !== 'pg_catalog') return false;
   return CREDENTIAL_FUNCTIONS.has(dot < 0 ? fn : fn.slice(dot + 1));
@@ -341,7 +347,9 @@ function readWriteHint(subject: PolicySubject): string | undefined {
 function judgeAlways(facts: StatementFacts, subject: PolicySubject, resolved?: ResolvedCalls): Denial | null {
   const canary = judgeCanaries(facts, subject);
   if (canary !== null) return canary;
-  const secret = [...facts.reads, ...facts.writes].find(isCredentialCatalog);
+  // A view runs with its owner's privileges: one over pg_authid leaks as much as pg_authid.
+  const underViews = throughViews(facts, subject.schema).reads.slice(facts.reads.length);
+  const secret = [...facts.reads, ...facts.writes].find((r) => isCredentialCatalog(r)) ?? underViews.find((r) => isCredentialCatalog(r, true));
   if (secret !== undefined) {
     return deny(
       subject,

@@ -73,6 +73,9 @@ const CASES: Case[] = [
   ['SELECT lower($1::text)', 'allow-read', [0]],
   // A column named like the user's function: x.lower is a column here, not lower(x).
   ['SELECT d.lower FROM (SELECT tcol AS lower FROM docs) d', 'allow-read'],
+  // Attribute notation that really calls the user's shout(text).
+  ['SELECT (tcol).shout FROM docs', 'untrusted-function'],
+  ['SELECT (d.tcol).shout FROM docs d', 'untrusted-function'],
   // lower(docs) does not exist: the server says so, and the statement is refused.
   ['SELECT d.lower FROM docs d', 'untrusted-function'],
   // Not ambiguous: no built-in shout(), so no question is asked.

@@ -18,6 +18,7 @@ describe('callsInParseTree', () => {
     ['an ORDER BY, GROUP BY or DISTINCT', `${SELECT_HEAD} :sortClause ({SORTGROUPCLAUSE :tleSortGroupRef 1 :eqop 98 :sortop 664 :nulls_first false})}`, [], [98, 664]],
     ['an aggregate and a window function', `${SELECT_HEAD} {AGGREF :aggfnoid 16500 :aggtype 20} {WINDOWFUNC :winfnoid 3100 :wintype 20}}`, [16500, 3100], []],
     ['= ANY', `${SELECT_HEAD} {SCALARARRAYOPEXPR :opno 96 :opfuncid 65 :hashfuncid 0 :negfuncid 0 :useOr true}}`, [65], [96]],
+    ['a window frame with an offset', `${SELECT_HEAD} :windowClause ({WINDOWCLAUSE :startInRangeFunc 4134 :endInRangeFunc 4134 :inRangeColl 0})}`, [4134], []],
     ['TABLESAMPLE', `${SELECT_HEAD} {TABLESAMPLECLAUSE :tsmhandler 3313 :args <>}}`, [3313], []],
     ['fields broken across lines', `${SELECT_HEAD}\n{FUNCEXPR :funcid\n16393 :funcresulttype 25}\n{OPEXPR\n:opno 16395}}`, [16393], [16395]],
     ['a subquery', `${SELECT_HEAD} :rtable ({RANGETBLENTRY :subquery {QUERY :commandType 1 :utilityStmt <> {FUNCEXPR :funcid 16393}}})}`, [16393], []],

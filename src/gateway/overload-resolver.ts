@@ -47,7 +47,7 @@ const SETTINGS_ON = 'SET client_min_messages = log; SET debug_pretty_print = off
 const SETTINGS_OFF = 'RESET debug_print_parse; RESET debug_pretty_print; RESET client_min_messages';
 
 /** Node fields (outfuncs.c names) that hold the OID of a function called. */
-const FUNCTION_FIELDS = ['funcid', 'aggfnoid', 'winfnoid', 'opfuncid', 'hashfuncid', 'negfuncid', 'tsmhandler'] as const;
+const FUNCTION_FIELDS = ['funcid', 'aggfnoid', 'winfnoid', 'opfuncid', 'hashfuncid', 'negfuncid', 'tsmhandler', 'startInRangeFunc', 'endInRangeFunc'] as const;
 /** Node fields that hold the OID (or a list of OIDs) of an operator used. */
 const OPERATOR_FIELDS = ['opno', 'opnos', 'sortop', 'eqop'] as const;
 

@@ -14,7 +14,7 @@ import type { PolicySubject } from '../src/policy/read-only.js';
 import { statementsToResolve } from '../src/policy/overloads.js';
 import type { SchemaKnowledge } from '../src/policy/schema-knowledge.js';
 import { loadSchemaKnowledge } from '../src/gateway/schema-loader.js';
-import { OverloadResolver, judgeResolving, openProbeChannel, resolveCalls } from '../src/gateway/overload-resolver.js';
+import { OverloadResolver, judgeResolving, openProbeChannel, overloadResolverFor, resolveCalls } from '../src/gateway/overload-resolver.js';
 import type { ProbeChannel, ResolvedDecision } from '../src/gateway/overload-resolver.js';
 import type { UpstreamLogin } from '../src/gateway/upstream.js';
 import { createTestDatabase, testServers, uniqueName } from './support/postgres-servers.js';
@@ -136,7 +136,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('overloads of buil
     channel = await openProbeChannel(login);
     resolver = new OverloadResolver(() => {
       opened++;
-      return openProbeChannel(login);
+      return openProbeChannel({ ...login, params: { ...login.params, application_name: 'airlock overload probe' } });
     });
   });
 
@@ -226,6 +226,31 @@ describe.each(testServers().map((s) => [s.name, s] as const))('overloads of buil
     expect(row && parseDataRow(row.body)).toEqual(['off', 'notice']);
     // ReadyForQuery 'I': idle, no transaction left open.
     expect(status.at(-1)?.body.toString()).toBe('I');
+  });
+
+  it('answers "could not ask" when the probe connection dies, without caching it, and opens a new one next time', async () => {
+    await resolver.resolve('SELECT lower(tcol) AS warm FROM docs', [], schema.version);
+    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND application_name = 'airlock overload probe'", [role]);
+    const before = opened;
+    const text = 'SELECT lower(tcol) AS after_kill FROM docs';
+    const failed = await resolver.resolve(text, [], schema.version);
+    expect(failed).toMatchObject({ ok: false });
+    const again = await resolver.resolve(text, [], schema.version);
+    expect(again).toMatchObject({ ok: true });
+    expect(opened).toBe(before + 1);
+  });
+
+  it('closes an idle probe connection', async () => {
+    const count = async () =>
+      (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND application_name = 'airlock overload probe'", [role])).rows[0]!.n;
+    // The other resolver's connection, if open, stays; this one's comes and goes.
+    const others = await count();
+    const idle = overloadResolverFor(login, { idleMs: 50 });
+    await idle.resolve('SELECT lower(tcol) AS idle FROM docs', [], schema.version);
+    expect(await count()).toBe(others + 1);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await count()).toBe(others);
+    idle.close();
   });
 
   it('asks only about ambiguous statements, once per text and schema version', async () => {

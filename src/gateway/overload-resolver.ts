@@ -206,13 +206,22 @@ export class OverloadResolver {
   private channel: Promise<ProbeChannel> | null = null;
   private readonly cache: BoundedMap<ResolvedCalls>;
   private readonly inflight = new Map<string, Promise<ResolvedCalls>>();
+  private idleTimer: NodeJS.Timeout | null = null;
 
+  /**
+   * `open` makes a channel as the agent's read role; it is closed after
+   * `idleMs` without questions (ambiguous statements are rare: no need to
+   * hold a server connection per agent for them).
+   */
   constructor(
     private readonly open: () => Promise<ProbeChannel>,
-    maxEntries = 5_000,
+    options: { maxEntries?: number; idleMs?: number } = {},
   ) {
-    this.cache = new BoundedMap(maxEntries);
+    this.cache = new BoundedMap(options.maxEntries ?? 5_000);
+    this.idleMs = options.idleMs ?? 60_000;
   }
+
+  private readonly idleMs: number;
 
   /** What `text` calls, as the server resolves it under `schemaVersion`; a failure to ask is `{ ok: false }` (refuse). */
   async resolve(text: string, paramTypes: readonly number[], schemaVersion: string): Promise<ResolvedCalls> {
@@ -266,16 +275,38 @@ export class OverloadResolver {
     return out;
   }
 
+  /** Closes the probe connection, if open; the next question opens another. */
   close(): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    // A channel that failed to open has nothing to close.
     this.channel?.then((c) => c.close(), () => undefined);
     this.channel = null;
   }
 
   private async ask(text: string, paramTypes: readonly number[]): Promise<ResolvedCalls> {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.channel ??= this.open();
-    const channel = await this.channel;
-    return resolveCalls(channel, text, paramTypes);
+    try {
+      const channel = await this.channel;
+      return await resolveCalls(channel, text, paramTypes);
+    } finally {
+      this.idleTimer = setTimeout(() => {
+        if (this.inflight.size === 0) this.close();
+      }, this.idleMs);
+      this.idleTimer.unref();
+    }
   }
+}
+
+/**
+ * The resolver for one agent: its probe connection logs in as the agent's
+ * read role with the parameters of the agent's own upstream sessions
+ * (search_path above all: names must resolve as they will there).
+ */
+export function overloadResolverFor(login: UpstreamLogin, options: { timeoutMs?: number; idleMs?: number } = {}): OverloadResolver {
+  const probeLogin: UpstreamLogin = { ...login, params: { ...login.params, application_name: 'airlock overload probe' } };
+  return new OverloadResolver(() => openProbeChannel(probeLogin, { timeoutMs: options.timeoutMs }), { idleMs: options.idleMs });
 }
 
 /** A decision, with what the server said the statements call (keep it with a prepared statement, to judge it again at Execute). */

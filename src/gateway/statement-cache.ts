@@ -34,7 +34,8 @@ function shareableByShape(c: Classification): boolean {
   );
 }
 
-class BoundedMap<V> {
+/** A Map that forgets its oldest entry when full. */
+export class BoundedMap<V> {
   private readonly map = new Map<string, V>();
   constructor(private readonly max: number) {}
   get(key: string): V | undefined {

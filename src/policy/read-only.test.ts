@@ -11,6 +11,7 @@ import { DEFAULT_WRITE_LIMITS, compileAgentPolicy } from './rules.js';
 import type { RuleConfig, WriteLimits } from './rules.js';
 import { compileTablePattern } from './table-pattern.js';
 import type { FreezeCause } from '../state/freeze-store.js';
+import type { SchemaKnowledge } from './schema-knowledge.js';
 
 const SUBJECT: PolicySubject = { agent: 'claude', profile: 'read-only' };
 const NOTHING_PREPARED: PreparedLookup = () => undefined;
@@ -640,3 +641,124 @@ describe('credential catalogs', () => {
     expect(judgeClassification(classify('SELECT rolname FROM pg_roles'), { agent: 'claude', profile: 'read-only' }, () => undefined).kind).toBe('allow-read');
   });
 });
+
+describe("the server's configuration files", () => {
+  it.each([
+    'SELECT * FROM pg_hba_file_rules',
+    'SELECT * FROM pg_catalog.pg_hba_file_rules',
+    'SELECT * FROM pg_ident_file_mappings',
+    'SELECT * FROM pg_catalog.pg_ident_file_mappings',
+    'SELECT * FROM pg_file_settings',
+    'SELECT * FROM pg_config',
+    'SELECT * FROM pg_hba_file_rules()',
+    'SELECT * FROM pg_catalog.pg_hba_file_rules()',
+    'SELECT * FROM pg_ident_file_mappings()',
+    'SELECT * FROM PG_CATALOG.PG_IDENT_FILE_MAPPINGS()',
+    'SELECT * FROM pg_show_all_file_settings()',
+    'SELECT name, setting FROM pg_catalog.pg_show_all_file_settings() WHERE name = $1',
+    'SELECT (pg_hba_file_rules()).*',
+    'SELECT * FROM pg_config()',
+    'SELECT count(*) FROM ROWS FROM (pg_catalog.pg_hba_file_rules())',
+    'SELECT 1 WHERE EXISTS (SELECT 1 FROM pg_show_all_file_settings())',
+    'EXPLAIN SELECT * FROM pg_hba_file_rules()',
+    'COPY (SELECT * FROM pg_show_all_file_settings()) TO STDOUT',
+  ])('refuses %s to every agent, the read-write profile included', (sql) => {
+    for (const subject of [SUBJECT, policySubject('read-write')]) {
+      const d = judgeClassification(classify(sql), subject, NOTHING_PREPARED);
+      expect(d.kind === 'deny' && d.rule, `${sql} (${subject.profile})`).toBe('credential-catalog');
+    }
+  });
+
+  it.each([
+    'INSERT INTO notes (body) SELECT type FROM pg_hba_file_rules()',
+    "INSERT INTO notes (body) SELECT setting FROM pg_file_settings WHERE name = 'primary_conninfo'",
+  ])('refuses %s on the write path too', (sql) => {
+    const d = judgeWith(policySubject('read-write'), sql);
+    expect(d.kind === 'deny' && d.rule).toBe('credential-catalog');
+  });
+
+  it('refuses a view over a credential catalog: it runs with its owner\'s privileges', () => {
+    const schema: SchemaKnowledge = { ...EMPTY_SCHEMA, viewReads: new Map([['public.role_dump', ['public.pg_authid']]]) };
+    const d = judgeWith({ ...SUBJECT, schema }, 'SELECT * FROM role_dump');
+    expect(d).toMatchObject({ kind: 'deny', rule: 'credential-catalog' });
+  });
+
+  it.each(['SELECT * FROM public.pg_hba_file_rules()', 'SELECT * FROM app.pg_config'])('leaves %s, which is not the catalog one, to the other checks', (sql) => {
+    const d = judgeWith(policySubject('read-write'), sql);
+    expect(d.kind === 'deny' ? d.rule : d.kind).not.toBe('credential-catalog');
+  });
+});
+
+describe('statistics catalogs', () => {
+  const STATISTICS = [
+    'SELECT most_common_vals FROM pg_stats',
+    "SELECT * FROM pg_catalog.pg_stats WHERE tablename = 'secrets'",
+    'SELECT * FROM pg_stats_ext',
+    'SELECT * FROM pg_stats_ext_exprs',
+    'SELECT stavalues1 FROM pg_statistic',
+    'SELECT stavalues1 FROM pg_catalog.pg_statistic',
+    'SELECT stxdmcv FROM pg_statistic_ext_data',
+    'SELECT m.* FROM pg_statistic_ext_data d, pg_mcv_list_items(d.stxdmcv) m',
+    "SELECT * FROM pg_stats WHERE (schemaname || '.' || tablename)::regclass = 'public.secrets'::regclass",
+    "SELECT s.stavalues1 FROM pg_statistic s WHERE s.starelid = 'secrets'::regclass",
+    'SELECT (SELECT histogram_bounds FROM pg_stats LIMIT 1)',
+    'WITH s AS (SELECT * FROM pg_stats) SELECT * FROM s',
+    'TABLE pg_stats',
+    'EXPLAIN SELECT * FROM pg_stats',
+    'COPY (SELECT * FROM pg_statistic) TO STDOUT',
+  ];
+
+  const RESTRICTED: [label: string, subject: PolicySubject][] = [
+    ['a rule that denies reads of a table', ISSUE],
+    ['a rule that asks approval for reads', policySubject('read-only', rules({ kinds: ['select'], tables: ['public.payroll'], decision: 'approve' }))],
+    ['canary tables', { ...SUBJECT, canaryTables: [compileTablePattern('public.honey')] }],
+    ['canary tables and a policy', policySubject('read-write', [], {}, { canaryTables: [compileTablePattern('public.honey')] })],
+  ];
+
+  describe.each(RESTRICTED)('for an agent with %s', (_label, subject) => {
+    it.each(STATISTICS)('refuses %s', (sql) => {
+      const d = judgeWith(subject, sql);
+      expect(d).toMatchObject({ kind: 'deny', rule: 'statistics-catalog', sqlstate: '42501' });
+      expect(d.kind === 'deny' && d.hint).toContain('every table');
+    });
+  });
+
+  it('names the rule that keeps tables from the agent', () => {
+    const d = judgeWith(ISSUE, 'SELECT * FROM pg_stats');
+    expect(d.kind === 'deny' && d.message).toContain('rules[1] keeps some tables from it');
+  });
+
+  it('refuses a view over pg_stats', () => {
+    const schema: SchemaKnowledge = { ...EMPTY_SCHEMA, viewReads: new Map([['public.column_stats', ['public.pg_stats']]]) };
+    const d = judgeWith({ ...ISSUE, schema }, 'SELECT * FROM column_stats');
+    expect(d).toMatchObject({ kind: 'deny', rule: 'statistics-catalog' });
+  });
+
+  it.each(STATISTICS)('serves %s to an agent that may read every table', (sql) => {
+    for (const subject of [SUBJECT, policySubject('read-only'), policySubject('read-only', rules({ kinds: ['insert'], tables: ['public.tasks'], decision: 'allow' }))]) {
+      expect(judgeWith(subject, sql).kind).toBe('allow-read');
+    }
+  });
+
+  it.each(['SELECT * FROM pg_stat_user_tables', 'SELECT * FROM pg_statistic_ext', 'SELECT * FROM public.pg_stats'])(
+    'serves %s, which holds no sampled values, under restrictions',
+    (sql) => {
+      expect(judgeWith(ISSUE, sql).kind).toBe('allow-read');
+    },
+  );
+});
+
+const EMPTY_SCHEMA: SchemaKnowledge = {
+  catalogFunctions: new Set(),
+  userFunctions: new Map(),
+  unsafeViews: new Map(),
+  unsafeOperators: new Map(),
+  unsafePolicies: new Map(),
+  canaryViews: new Map(),
+  viewReads: new Map(),
+  relations: [],
+  functionsByOid: new Map(),
+  operatorFunctions: new Map(),
+  catalogOperators: new Set(),
+  version: '',
+};

@@ -10,6 +10,8 @@ import type { Classification, RelationRef, StatementFacts } from '../sql/facts.j
 import { accessNeeds, isDdlNeed, judgeAccess } from './access.js';
 import type { Decision, Denial } from './decision.js';
 import type { AgentPolicy } from './rules.js';
+import { isAmbiguousFunction, isAmbiguousOperator, resolvedCallProblem } from './overloads.js';
+import type { ResolvedCalls } from './overloads.js';
 import { functionIsTrusted, unsafeOperator, untrustedCall } from './schema-knowledge.js';
 import type { SchemaKnowledge } from './schema-knowledge.js';
 import { matchingPattern, qualifiedRelation } from './table-pattern.js';
@@ -94,24 +96,36 @@ function judgeCanaries(facts: StatementFacts, subject: PolicySubject): Denial | 
 const NO_TRUSTED: ReadonlySet<string> = new Set();
 
 /** Refuses calls into code Airlock cannot see: user functions, attribute-notation calls, views that call them. */
-function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schema: SchemaKnowledge): Denial | null {
+function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schema: SchemaKnowledge, resolved?: ResolvedCalls): Denial | null {
   const trusted = subject.trustedFunctions ?? NO_TRUSTED;
   const hint =
     'A human who has read the function can list it under trusted_functions in the Airlock config; until then the agent may not call it.';
+  // What the server said the statement calls decides the names only it can resolve.
+  const byServer = resolved?.ok === true ? resolved : null;
+  const unresolved = resolved?.ok === false ? ` (Airlock asked the server which function that is, and it could not say: ${resolved.error})` : '';
   for (const fn of facts.functions) {
     const why = untrustedCall(fn, schema, trusted);
-    if (why !== null) return deny(subject, 'untrusted-function', `call ${fn}(): ${why}`, '42501', hint);
+    if (why !== null && !(byServer !== null && isAmbiguousFunction(fn, schema, trusted))) {
+      return deny(subject, 'untrusted-function', `call ${fn}(): ${why}${unresolved}`, '42501', hint);
+    }
   }
   for (const name of facts.fieldSelections) {
+    if (byServer !== null) break;
     const fns = schema.userFunctions.get(name);
     const f = fns?.find((candidate) => !functionIsTrusted(candidate, trusted));
     if (f !== undefined) {
-      return deny(subject, 'untrusted-function', `select .${name}: that may call ${f.schema}.${f.name}() in attribute notation`, '42501', hint);
+      return deny(subject, 'untrusted-function', `select .${name}: that may call ${f.schema}.${f.name}() in attribute notation${unresolved}`, '42501', hint);
     }
   }
   for (const op of facts.operators) {
     const why = unsafeOperator(op, schema);
-    if (why !== null) return deny(subject, 'untrusted-function', `use the operator ${op}: ${why}`, '42501', hint);
+    if (why !== null && !(byServer !== null && isAmbiguousOperator(op, schema))) {
+      return deny(subject, 'untrusted-function', `use the operator ${op}: ${why}${unresolved}`, '42501', hint);
+    }
+  }
+  if (byServer !== null) {
+    const why = resolvedCallProblem(byServer, schema, trusted);
+    if (why !== null) return deny(subject, 'untrusted-function', `run ${facts.command}: ${why}`, '42501', hint);
   }
   for (const rel of facts.reads) {
     const key = `${rel.schema ?? 'public'}.${rel.name}`.toLowerCase();
@@ -127,9 +141,10 @@ function judgeAgainstSchema(facts: StatementFacts, subject: PolicySubject, schem
 
 /**
  * System catalogs that hold credentials: role password hashes (an MD5 hash
- * logs in as the role), user mappings' and subscriptions' connection options.
- * pg_read_all_data reads them, and so would the service account on the write
- * path. An unqualified name finds pg_catalog first, so it counts too.
+ * logs in as the role), user mappings' and subscriptions' connection options,
+ * and the server's own configuration files. pg_read_all_data reads them, and
+ * so would the service account on the write path. An unqualified name finds
+ * pg_catalog first (it is searched before search_path), so it counts too.
  */
 const CREDENTIAL_CATALOGS: ReadonlySet<string> = new Set([
   'pg_authid',
@@ -137,14 +152,103 @@ const CREDENTIAL_CATALOGS: ReadonlySet<string> = new Set([
   'pg_user_mapping',
   'pg_user_mappings',
   'pg_subscription',
-  // The server's own configuration files, as a superuser service account would read them (primary_conninfo, pg_hba.conf).
+  // The server's configuration files, as a superuser service account would read them (primary_conninfo, pg_hba.conf, pg_ident.conf).
   'pg_file_settings',
   'pg_hba_file_rules',
+  'pg_ident_file_mappings',
+  // The name an earlier version listed; no such view exists, but refusing it costs nothing.
   'pg_ident_file_rules',
+  // Build options and paths of the server's installation.
+  'pg_config',
 ]);
 
-function isCredentialCatalog(rel: RelationRef): boolean {
-  return (rel.schema === null || rel.schema.toLowerCase() === 'pg_catalog') && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());
+/**
+ * The functions behind the configuration views above
+ * (https://www.postgresql.org/docs/current/view-pg-hba-file-rules.html,
+ * view-pg-ident-file-mappings.html, view-pg-file-settings.html,
+ * view-pg-config.html): calling them reads the same files.
+ */
+const CREDENTIAL_FUNCTIONS: ReadonlySet<string> = new Set([
+  'pg_hba_file_rules',
+  'pg_ident_file_mappings',
+  'pg_show_all_file_settings',
+  'pg_config',
+]);
+
+/**
+ * A credential catalog, as written or as a view reads it (pg_get_viewdef
+ * leaves pg_catalog names unqualified, which qualifiedRelation puts in
+ * public: a view's read of public.pg_authid counts too, the safe side).
+ */
+function isCredentialCatalog(rel: RelationRef, viaView = false): boolean {
+  const schema = rel.schema?.toLowerCase() ?? null;
+  return (schema === null || schema === 'pg_catalog' || (viaView && schema === 'public')) && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());
+}
+
+/** A call (lower-case, qualified as written) of a credential function: unqualified, or qualified with pg_catalog. */
+export function isCredentialFunction(fn: string): boolean {
+  const dot = fn.lastIndexOf('.');
+  if (dot >= 0 && fn.slice(0, dot) !== 'pg_catalog') return false;
+  return CREDENTIAL_FUNCTIONS.has(dot < 0 ? fn : fn.slice(dot + 1));
+}
+
+/**
+ * The planner's statistics: most common values, histogram bounds and
+ * multi-column MCV lists, sampled from every table
+ * (https://www.postgresql.org/docs/current/view-pg-stats.html,
+ * view-pg-stats-ext.html, view-pg-stats-ext-exprs.html, catalog-pg-statistic.html,
+ * catalog-pg-statistic-ext-data.html). The read role sees them all
+ * (pg_read_all_data), so a query on them reads values of any table.
+ */
+const STATISTICS_CATALOGS: ReadonlySet<string> = new Set([
+  'pg_stats',
+  'pg_stats_ext',
+  'pg_stats_ext_exprs',
+  'pg_statistic',
+  'pg_statistic_ext_data',
+]);
+
+/**
+ * A statistics catalog, as written or as a view reads it. pg_get_viewdef
+ * leaves pg_catalog names unqualified, which qualifiedRelation then puts in
+ * public: a view's read of public.pg_stats counts too (refusing more is the
+ * safe side).
+ */
+function isStatisticsCatalog(rel: RelationRef, viaView: boolean): boolean {
+  const schema = rel.schema?.toLowerCase() ?? null;
+  const inCatalog = schema === null || schema === 'pg_catalog' || (viaView && schema === 'public');
+  return inCatalog && STATISTICS_CATALOGS.has(rel.name.toLowerCase());
+}
+
+/**
+ * What keeps some table from the agent (a rule that denies reads or asks
+ * for approval, or canary tables), in words; null when it may read every
+ * table, and so every table's statistics.
+ */
+function readRestriction(subject: PolicySubject): string | null {
+  const by = subject.policy?.readsRestrictedBy ?? null;
+  if (by !== null) return by.startsWith('rules[') ? `${by} keeps some tables from it` : `its ${by} keeps some tables from it`;
+  if ((subject.canaryTables ?? []).length > 0) return 'canary tables are configured';
+  return null;
+}
+
+/** Refuses the statistics catalogs to an agent that may not read every table. */
+function judgeStatistics(facts: StatementFacts, subject: PolicySubject): Denial | null {
+  const viaViews = throughViews(facts, subject.schema);
+  const direct = facts.reads.length;
+  const hit = viaViews.reads.findIndex((r, i) => isStatisticsCatalog(r, i >= direct));
+  if (hit < 0) return null;
+  const restriction = readRestriction(subject);
+  if (restriction === null) return null;
+  const rel = viaViews.reads[hit]!;
+  const what = hit < direct ? `pg_catalog.${rel.name}` : `pg_catalog.${rel.name} (through a view)`;
+  return deny(
+    subject,
+    'statistics-catalog',
+    `read ${what}: the planner's statistics hold sample values (most common values, histogram bounds) of every table, and ${restriction}`,
+    '42501',
+    'Statistics are served only to agents that may read every table. A human can look them up directly, or lift the rule or canary that keeps tables from this agent in the Airlock config.',
+  );
 }
 
 /**
@@ -240,19 +344,33 @@ function readWriteHint(subject: PolicySubject): string | undefined {
  * files, turning read-only mode off (a READ WRITE transaction is let through
  * for an agent that may write), code Airlock cannot see.
  */
-function judgeAlways(facts: StatementFacts, subject: PolicySubject): Denial | null {
+function judgeAlways(facts: StatementFacts, subject: PolicySubject, resolved?: ResolvedCalls): Denial | null {
   const canary = judgeCanaries(facts, subject);
   if (canary !== null) return canary;
-  const secret = [...facts.reads, ...facts.writes].find(isCredentialCatalog);
+  // A view runs with its owner's privileges: one over pg_authid leaks as much as pg_authid.
+  const underViews = throughViews(facts, subject.schema).reads.slice(facts.reads.length);
+  const secret = [...facts.reads, ...facts.writes].find((r) => isCredentialCatalog(r)) ?? underViews.find((r) => isCredentialCatalog(r, true));
   if (secret !== undefined) {
     return deny(
       subject,
       'credential-catalog',
-      `read pg_catalog.${secret.name}: it holds credentials (password hashes, connection strings)`,
+      `read pg_catalog.${secret.name}: it holds credentials or the server's configuration (password hashes, connection strings, pg_hba.conf)`,
       '42501',
       'No agent may read credentials, whatever its profile; a human can look them up directly.',
     );
   }
+  const secretFunction = facts.functions.find(isCredentialFunction);
+  if (secretFunction !== undefined) {
+    return deny(
+      subject,
+      'credential-catalog',
+      `call ${secretFunction}(): it reads the server's configuration files (connection strings, pg_hba.conf, pg_ident.conf)`,
+      '42501',
+      'No agent may read credentials, whatever its profile; a human can look them up directly.',
+    );
+  }
+  const statistics = judgeStatistics(facts, subject);
+  if (statistics !== null) return statistics;
   if (facts.sideEffectFunctions.length > 0) {
     const fns = [...new Set(facts.sideEffectFunctions)].map((f) => `${f}()`).join(', ');
     return deny(subject, 'side-effect-function', `call ${fns}: it changes data, settings or the server`);
@@ -270,15 +388,18 @@ function judgeAlways(facts: StatementFacts, subject: PolicySubject): Denial | nu
     return deny(subject, 'read-write-transaction', `turn read-only mode off (${facts.command} ... READ WRITE)`, '25006', readWriteHint(subject));
   }
   if (subject.schema) {
-    const refused = judgeAgainstSchema(facts, subject, subject.schema);
+    const refused = judgeAgainstSchema(facts, subject, subject.schema, resolved);
     if (refused !== null) return refused;
   }
   return null;
 }
 
-/** Judges one statement: under the agent's policy when it has one, else under the read-only profile. */
-export function judgeStatement(facts: StatementFacts, subject: PolicySubject, prepared: PreparedLookup): Decision {
-  const always = judgeAlways(facts, subject);
+/**
+ * Judges one statement: under the agent's policy when it has one, else under the read-only profile.
+ * `resolved`: what the server said the statement calls (policy/overloads.ts), when it was asked.
+ */
+export function judgeStatement(facts: StatementFacts, subject: PolicySubject, prepared: PreparedLookup, resolved?: ResolvedCalls): Decision {
+  const always = judgeAlways(facts, subject, resolved);
   if (always !== null) return always;
   const policy = subject.policy;
   switch (facts.kind) {
@@ -445,6 +566,8 @@ export function judgeClassification(
   classification: Classification,
   subject: PolicySubject,
   prepared: PreparedLookup,
+  /** What the server said statements call, by index in `classification` (statementsToResolve, gateway/overload-resolver.ts). */
+  resolutions?: ReadonlyMap<number, ResolvedCalls>,
 ): Decision {
   if (!classification.ok) {
     return {
@@ -459,8 +582,8 @@ export function judgeClassification(
   const preparedHere = new Map<string, StatementFacts>();
   const lookup: PreparedLookup = (name) => preparedHere.get(name) ?? prepared(name);
   let result = allowRead();
-  for (const facts of classification.statements) {
-    const d = judgeStatement(facts, subject, lookup);
+  for (const [index, facts] of classification.statements.entries()) {
+    const d = judgeStatement(facts, subject, lookup, resolutions?.get(index));
     if (d.kind === 'deny') return underFreeze(d, facts, subject);
     if (d.kind === 'allow-write') {
       // Freeze is absolute: while one holds, no write comes out allowed, whatever the rules say.

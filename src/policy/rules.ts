@@ -75,6 +75,11 @@ export interface AgentPolicy {
   /** True when some kind other than select can be allowed for this agent (a profile default or a rule): the gateway opens a write connection only then. */
   mayWrite: boolean;
   /**
+   * What keeps some relation from the agent's reads: the first rule that denies `select` or asks approval for it
+   * ('rules[2]'), or 'profile …' when the profile does not allow reads; null when it may read every relation.
+   */
+  readsRestrictedBy: string | null;
+  /**
    * The decision for one kind on one relation (null: the statement names none), and what decided it
    * ('profile read-write' or 'rules[2]'), with the rule's note when it has one.
    */
@@ -131,10 +136,13 @@ export function compileAgentPolicy(
   const mayWrite =
     POLICY_KINDS.some((k) => k !== 'select' && defaults[k] === 'allow') ||
     mine.some((r) => r.decision === 'allow' && [...r.kinds].some((k) => k !== 'select'));
+  const restricting = mine.find((r) => r.decision !== 'allow' && r.kinds.has('select'));
+  const readsRestrictedBy = defaults.select !== 'allow' ? profileBy : (restricting?.by ?? null);
   return {
     profile: agent.profile,
     limits: { ...agent.writeLimits },
     mayWrite,
+    readsRestrictedBy,
     decide(kind, relation) {
       for (const r of mine) {
         if (!r.kinds.has(kind)) continue;

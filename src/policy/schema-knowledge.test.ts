@@ -24,6 +24,10 @@ const knowledge: SchemaKnowledge = {
   canaryViews: new Map(),
   viewReads: new Map(),
   relations: [],
+  functionsByOid: new Map(),
+  operatorFunctions: new Map(),
+  catalogOperators: new Set(),
+  version: '',
 };
 const trusted = new Set(['public.format_money']);
 

@@ -32,9 +32,26 @@ export interface SchemaKnowledge {
   viewReads: ReadonlyMap<string, readonly string[]>;
   /** Every table, view and materialized view outside the system schemas (schema.name, lower-case). */
   relations: readonly string[];
+  /**
+   * Every function created after initdb (OID at or above FirstNormalObjectId, 16384), by OID: what a call
+   * PostgreSQL resolved (overload-resolver.ts) may reach. Functions below that OID are built in.
+   */
+  functionsByOid: ReadonlyMap<number, UserFunction>;
+  /** Operators created after initdb, by OID, with the OID of the function each runs (pg_operator.oprcode). */
+  operatorFunctions: ReadonlyMap<number, number>;
+  /** Names of the operators in pg_catalog: a user operator of one of these names makes the name ambiguous. */
+  catalogOperators: ReadonlySet<string>;
+  /**
+   * Changes whenever something that decides what a name resolves to changes (functions, operators, casts,
+   * types, columns): what the server said a statement calls is cached under it.
+   */
+  version: string;
 }
 
-const SYSTEM_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog', 'information_schema']);
+/** PostgreSQL's FirstNormalObjectId: every object below it was made by initdb (transam.h). */
+export const FIRST_NORMAL_OBJECT_ID = 16384;
+
+export const SYSTEM_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog', 'information_schema']);
 
 /** Whether an operator trusts this function, or it is an extension's non-volatile function without side effects. */
 export function functionIsTrusted(f: UserFunction, trusted: ReadonlySet<string>): boolean {

@@ -167,8 +167,12 @@ export function encodeQuery(text: string): Buffer {
   return message(FRONTEND.query, Buffer.from(text + '\0', 'utf8'));
 }
 
-export function encodeParse(name: string, text: string): Buffer {
-  return message(FRONTEND.parse, Buffer.concat([Buffer.from(name + '\0' + text + '\0', 'utf8'), Buffer.from([0, 0])]));
+/** Parse: String name, String query, Int16 number of parameter types, Int32[] their OIDs (0: unspecified). */
+export function encodeParse(name: string, text: string, paramTypes: readonly number[] = []): Buffer {
+  const types = Buffer.alloc(2 + 4 * paramTypes.length);
+  types.writeInt16BE(paramTypes.length, 0);
+  paramTypes.forEach((oid, i) => types.writeUInt32BE(oid >>> 0, 2 + 4 * i));
+  return message(FRONTEND.parse, Buffer.concat([Buffer.from(name + '\0' + text + '\0', 'utf8'), types]));
 }
 
 /** Parse with the query's bytes as given (never re-encoded) and its parameter type OIDs. */

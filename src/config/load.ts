@@ -69,6 +69,16 @@ export interface AirlockConfig {
     statementTimeoutMs: number;
     /** Applied to every agent session by the server (lock_timeout); 0 for none. */
     lockTimeoutMs: number;
+    /** Longer statements are refused before parsing (SQLSTATE 54000). */
+    maxStatementBytes: number;
+    /** Deadline of one statement's classification in a worker (SQLSTATE 54001 past it). */
+    classifyTimeoutMs: number;
+    /** Worker threads of the classifier pool. */
+    classifierWorkers: number;
+    /** A classifier worker holding more memory than this outside its JS heap is replaced. */
+    classifierMemoryBytes: number;
+    /** Byte budget of the statement cache (an estimate). */
+    statementCacheBytes: number;
   };
 }
 
@@ -544,6 +554,11 @@ function resolveSections(
         connectTimeoutMs: limits.connect_timeout_ms,
         statementTimeoutMs: limits.statement_timeout_ms,
         lockTimeoutMs: limits.lock_timeout_ms,
+        maxStatementBytes: limits.max_statement_bytes,
+        classifyTimeoutMs: limits.classify_timeout_ms,
+        classifierWorkers: limits.classifier_workers,
+        classifierMemoryBytes: limits.classifier_memory_bytes,
+        statementCacheBytes: limits.statement_cache_bytes,
       },
     },
   };

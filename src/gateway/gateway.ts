@@ -9,7 +9,7 @@ import pg from 'pg';
 import { createScramVerifier } from '../protocol/auth/scram-verifier.js';
 import { errorResponse } from '../protocol/backend.js';
 import { loadParser } from '../sql/classify.js';
-import { ClassifierPool } from '../sql/classifier-pool.js';
+import { ClassifierPool, heapLimitMbFor } from '../sql/classifier-pool.js';
 import type { AirlockConfig } from '../config/load.js';
 import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
@@ -203,6 +203,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     workers: config.limits.classifierWorkers,
     timeoutMs: config.limits.classifyTimeoutMs,
     memoryBudgetBytes: config.limits.classifierMemoryBytes,
+    heapLimitMb: heapLimitMbFor(config.limits.maxStatementBytes),
   });
   try {
     await classifier.ready();

@@ -39,7 +39,13 @@ export interface ClassifierPoolOptions {
   maxQueue?: number;
   /** Most jobs waiting for one owner (default 64). */
   maxQueuePerOwner?: number;
-  /** Each worker's JS heap limit (V8 old generation), in MiB (default 512); a job past it gets 'too-complex'. */
+  /**
+   * Each worker's JS heap limit (V8 old generation), in MiB (default 512); a
+   * job past it gets 'too-complex'. Keep it well above what the largest
+   * statement allowed needs (see `heapLimitMbFor`): V8 gives a worker at its
+   * limit only 16 MiB of leeway to stop, and one large allocation past that
+   * (JSON.parse of a huge tree) aborts the whole process.
+   */
   heapLimitMb?: number;
 }
 
@@ -51,6 +57,16 @@ export const CLASSIFIER_POOL_DEFAULTS = {
   maxQueuePerOwner: 64,
   heapLimitMb: 512,
 } as const satisfies Required<ClassifierPoolOptions>;
+
+/**
+ * A worker heap limit for statements of up to `maxStatementBytes`: the
+ * parse tree's objects take about 30 times the text's size for a long IN
+ * list, over 100 times for long operator chains, so 256 MiB a MiB of
+ * statement, and never under the default 512 MiB.
+ */
+export function heapLimitMbFor(maxStatementBytes: number): number {
+  return Math.max(CLASSIFIER_POOL_DEFAULTS.heapLimitMb, Math.ceil(maxStatementBytes / (1024 * 1024)) * 256);
+}
 
 /** Counters for tests, logs and `airlock doctor`. */
 export interface ClassifierPoolStats {

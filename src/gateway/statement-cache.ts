@@ -127,11 +127,17 @@ export class StatementCache {
 
   /**
    * The cached facts for this text, or for a plain SELECT of the same shape;
-   * undefined on a miss. Synchronous and cheap: a Map look-up, and a scan of
-   * the text for its shape when it is short. A shape hit's statement `text`
-   * is the first text of that shape: callers record the text they were sent.
+   * the too-large refusal for a text over limits.max_statement_bytes (even
+   * when a shorter text of its shape is cached); undefined on a miss.
+   * Synchronous and cheap: a Map look-up, and a scan of the text for its
+   * shape when it is short. A shape hit's statement `text` is the first text
+   * of that shape: callers record the text they were sent.
    */
   lookup(text: string): Classification | undefined {
+    return this.sizeRefusal(text) ?? this.cached(text);
+  }
+
+  private cached(text: string): Classification | undefined {
     const hit = this.exact.get(text);
     if (hit !== undefined) return hit;
     const shape = maskLiterals(text);
@@ -147,8 +153,6 @@ export class StatementCache {
    * whose queue a miss waits in when every worker is busy.
    */
   classifyAsync(text: string, owner = ''): Promise<Classification> {
-    const tooLarge = this.sizeRefusal(text);
-    if (tooLarge !== null) return Promise.resolve(tooLarge);
     const hit = this.lookup(text);
     if (hit !== undefined) return Promise.resolve(hit);
     const inFlight = this.pending.get(text);
@@ -170,8 +174,6 @@ export class StatementCache {
    * takes, with no deadline.
    */
   classify(text: string): Classification {
-    const tooLarge = this.sizeRefusal(text);
-    if (tooLarge !== null) return tooLarge;
     const hit = this.lookup(text);
     if (hit !== undefined) return hit;
     const facts = classifyHere(text);

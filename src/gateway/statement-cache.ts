@@ -137,13 +137,6 @@ export class StatementCache {
     return this.sizeRefusal(text) ?? this.cached(text);
   }
 
-  private cached(text: string): Classification | undefined {
-    const hit = this.exact.get(text);
-    if (hit !== undefined) return hit;
-    const shape = maskLiterals(text);
-    return shape === null ? undefined : this.byShape.get(shape);
-  }
-
   /**
    * The facts for this text: from the cache, or from the classifier pool
    * (off the event loop, under its deadline), then cached. Never rejects. A
@@ -188,6 +181,13 @@ export class StatementCache {
   /** What the entries are reckoned to cost, in bytes (see `entryBytes`). */
   get bytes(): number {
     return this.exact.bytes + this.byShape.bytes;
+  }
+
+  private cached(text: string): Classification | undefined {
+    const hit = this.exact.get(text);
+    if (hit !== undefined) return hit;
+    const shape = maskLiterals(text);
+    return shape === null ? undefined : this.byShape.get(shape);
   }
 
   private sizeRefusal(text: string): Classification | null {

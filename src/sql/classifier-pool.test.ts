@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ClassifierPool } from './classifier-pool.js';
 import type { ClassifierPoolOptions } from './classifier-pool.js';
@@ -168,6 +171,18 @@ describe('ClassifierPool', () => {
     } finally {
       process.off('unhandledRejection', onRejection);
     }
+  });
+
+  it('holds the process open while a job waits or runs, and lets it exit once the workers are idle, without close()', async () => {
+    const module = fileURLToPath(new URL('./classifier-pool.ts', import.meta.url));
+    const script = `import { ClassifierPool } from ${JSON.stringify(module)};
+      const p = new ClassifierPool();
+      const r = await p.classify('SELECT 1');
+      console.log(JSON.stringify({ ok: r.ok, workers: p.stats().workers }));`;
+    const started = performance.now();
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20_000 });
+    expect(JSON.parse(stdout)).toEqual({ ok: true, workers: 2 });
+    expect(performance.now() - started).toBeLessThan(20_000);
   });
 
   it('measures a cache miss of a simple SELECT through the pool', async () => {

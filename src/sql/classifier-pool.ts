@@ -162,6 +162,8 @@ export class ClassifierPool {
       if (queue === undefined) this.queues.set(owner, [job]);
       else queue.push(job);
       this.queued++;
+      // A waiting job holds the process open, through the workers still starting to take it.
+      for (const slot of this.slots) if (!slot.ready) slot.worker.ref();
     });
   }
 
@@ -217,11 +219,12 @@ export class ClassifierPool {
     if (slot.retired) return;
     if (reply.type === 'ready') {
       slot.ready = true;
-      slot.worker.unref();
+      if (this.readyWaiters.length === 0) slot.worker.unref();
       this.startFailures = 0;
       if (this.allReady()) {
         for (const waiter of this.readyWaiters) waiter.resolve();
         this.readyWaiters = [];
+        for (const s of this.slots) if (s.job === null) s.worker.unref();
       }
       this.dispatch();
       return;

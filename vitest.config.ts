@@ -8,6 +8,7 @@ const SRC_TESTS_NEEDING_POSTGRES = [
   'src/demo/embedded-postgres.test.ts',
   'src/demo/seed.test.ts',
   'src/protocol/auth/scram-client.test.ts',
+  'src/gateway/write-roles.test.ts',
 ];
 
 /**

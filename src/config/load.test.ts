@@ -143,6 +143,11 @@ describe('parseConfig: the minimal file', () => {
         statementTimeoutMs: 60_000,
         lockTimeoutMs: 10_000,
         idleInTransactionMs: 60_000,
+        maxStatementBytes: 1024 * 1024,
+        classifyTimeoutMs: 2000,
+        classifierWorkers: 2,
+        classifierMemoryBytes: 256 * 1024 * 1024,
+        statementCacheBytes: 64 * 1024 * 1024,
       },
     };
     expect(config).toEqual(expected);
@@ -186,7 +191,7 @@ describe('parseConfig: valid files', () => {
       'audit and limits',
       withAgent('', 'audit: { flush_ms: 1000 }\nlimits: { max_message_bytes: 1024, max_clients: 1, connect_timeout_ms: 100 }\n'),
       (c) => [c.audit, c.limits],
-      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000 }],
+      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000, maxStatementBytes: 1024 * 1024, classifyTimeoutMs: 2000, classifierWorkers: 2, classifierMemoryBytes: 256 * 1024 * 1024, statementCacheBytes: 64 * 1024 * 1024 }],
     ],
     [
       'canary tables and a tripwire with a Slack webhook',
@@ -213,10 +218,16 @@ describe('parseConfig: valid files', () => {
       { file: resolve(dir, '../outside/audit.checkpoint'), key: 'a-long-enough-secret-key' },
     ],
     [
+      'classification limits',
+      withAgent('', 'limits:\n  max_statement_bytes: 65536\n  classify_timeout_ms: 500\n  classifier_workers: 4\n  classifier_memory_bytes: 134217728\n  statement_cache_bytes: 0\n'),
+      (c) => [c.limits.maxStatementBytes, c.limits.classifyTimeoutMs, c.limits.classifierWorkers, c.limits.classifierMemoryBytes, c.limits.statementCacheBytes],
+      [65536, 500, 4, 134217728, 0],
+    ],
+    [
       'partial limits keep the other defaults',
       withAgent('', 'limits:\n  max_clients: 20\n'),
       (c) => c.limits,
-      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000 },
+      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000, maxStatementBytes: 1024 * 1024, classifyTimeoutMs: 2000, classifierWorkers: 2, classifierMemoryBytes: 256 * 1024 * 1024, statementCacheBytes: 64 * 1024 * 1024 },
     ],
     [
       'upstream with every part',
@@ -332,6 +343,8 @@ describe('parseConfig: invalid files', () => {
     ['max_clients big', withAgent('', 'limits: { max_clients: 10001 }\n'), 'limits.max_clients', 'must be at most 10000 (got 10001)'],
     ['connect_timeout_ms small', withAgent('', 'limits: { connect_timeout_ms: 10 }\n'), 'limits.connect_timeout_ms', 'must be at least 100 (got 10)'],
     ['idle_in_transaction_ms negative', withAgent('', 'limits: { idle_in_transaction_ms: -1 }\n'), 'limits.idle_in_transaction_ms', 'must be at least 0 (got -1)'],
+    ['max_statement_bytes small', withAgent('', 'limits: { max_statement_bytes: 10 }\n'), 'limits.max_statement_bytes', 'must be at least 1024 (got 10)'],
+    ['classifier_workers zero', withAgent('', 'limits: { classifier_workers: 0 }\n'), 'limits.classifier_workers', 'must be at least 1 (got 0)'],
     ['state_dir a file', withAgent('', 'state_dir: a-file\n'), 'state_dir', `${join(dir, 'a-file')} exists and is not a directory`],
     ['state_dir empty', withAgent('', 'state_dir: ""\n'), 'state_dir', 'must not be empty'],
     ['tls without key', withAgent('', 'tls: { cert: tls/ok.crt }\n'), 'tls.key', 'is required'],

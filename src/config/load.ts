@@ -80,6 +80,16 @@ export interface AirlockConfig {
     lockTimeoutMs: number;
     /** Set on the read and write roles (idle_in_transaction_session_timeout); 0 for none. */
     idleInTransactionMs: number;
+    /** Longer statements are refused before parsing (SQLSTATE 54000). */
+    maxStatementBytes: number;
+    /** Deadline of one statement's classification in a worker (SQLSTATE 54001 past it). */
+    classifyTimeoutMs: number;
+    /** Worker threads of the classifier pool. */
+    classifierWorkers: number;
+    /** A classifier worker holding more memory than this outside its JS heap is replaced. */
+    classifierMemoryBytes: number;
+    /** Byte budget of the statement cache (an estimate). */
+    statementCacheBytes: number;
   };
 }
 
@@ -578,6 +588,11 @@ function resolveSections(
         statementTimeoutMs: limits.statement_timeout_ms,
         lockTimeoutMs: limits.lock_timeout_ms,
         idleInTransactionMs: limits.idle_in_transaction_ms,
+        maxStatementBytes: limits.max_statement_bytes,
+        classifyTimeoutMs: limits.classify_timeout_ms,
+        classifierWorkers: limits.classifier_workers,
+        classifierMemoryBytes: limits.classifier_memory_bytes,
+        statementCacheBytes: limits.statement_cache_bytes,
       },
     },
   };

@@ -84,6 +84,11 @@ export const DEFAULTS = {
   tripwireWindowSeconds: 600,
   lockTimeoutMs: 10_000,
   idleInTransactionMs: 60_000,
+  maxStatementBytes: 1024 * 1024,
+  classifyTimeoutMs: 2000,
+  classifierWorkers: 2,
+  classifierMemoryBytes: 256 * 1024 * 1024,
+  statementCacheBytes: 64 * 1024 * 1024,
 } as const satisfies Record<string, string | number>;
 
 export interface ListenAddress {
@@ -712,6 +717,41 @@ export const configFileSchema = z
             "Longest an agent's transaction may sit idle before PostgreSQL ends its session, in milliseconds (0: no limit); " +
               'set on the read and write roles (idle_in_transaction_session_timeout).',
           ),
+        max_statement_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1024 * 1024 * 1024)
+          .default(DEFAULTS.maxStatementBytes)
+          .describe('Largest statement Airlock parses, in bytes (1 KiB to 1 GiB); a larger one is refused unread (SQLSTATE 54000).'),
+        classify_timeout_ms: z
+          .number()
+          .int()
+          .min(10)
+          .max(600_000)
+          .default(DEFAULTS.classifyTimeoutMs)
+          .describe('Longest the SQL parser may take over one statement, in milliseconds; a statement it cannot finish in time is refused (SQLSTATE 54001).'),
+        classifier_workers: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .default(DEFAULTS.classifierWorkers)
+          .describe('Worker threads that parse statements, off the thread that serves connections.'),
+        classifier_memory_bytes: z
+          .number()
+          .int()
+          .min(16 * 1024 * 1024)
+          .max(64 * 1024 * 1024 * 1024)
+          .default(DEFAULTS.classifierMemoryBytes)
+          .describe("Memory a parser worker may keep outside its JavaScript heap (the parser's WebAssembly memory, which never shrinks), in bytes; past it the worker is replaced after its statement."),
+        statement_cache_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(64 * 1024 * 1024 * 1024)
+          .default(DEFAULTS.statementCacheBytes)
+          .describe("Memory for the cache of statements' classifications, in bytes (an estimate: text plus a fixed cost per entry); least recently used entries go first. 0: no cache."),
       })
       .prefault({})
       .describe('Resource limits.'),

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { createScramVerifier } from '../protocol/auth/scram-verifier.js';
 import { parseParameterStatus } from '../protocol/backend.js';
 import { loadParser } from '../sql/classify.js';
+import { ClassifierPool, heapLimitMbFor } from '../sql/classifier-pool.js';
 import type { AirlockConfig } from '../config/load.js';
 import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
@@ -238,6 +239,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }, FREEZE_RELOAD_MS);
   reloadFreezes.unref();
 
+  // Parsing runs on worker threads under a deadline (limits.classify_timeout_ms); closed in close().
+  const classifier = new ClassifierPool({
+    workers: config.limits.classifierWorkers,
+    timeoutMs: config.limits.classifyTimeoutMs,
+    memoryBudgetBytes: config.limits.classifierMemoryBytes,
+    heapLimitMb: heapLimitMbFor(config.limits.maxStatementBytes),
+  });
+  try {
+    await classifier.ready();
+  } catch (err) {
+    await classifier.close();
+    throw new Error(`Airlock could not start its SQL parser workers: ${(err as Error).message}`);
+  }
+
   const alarm = new TripwireAlarm(
     new Tripwire(config.tripwire.refusals, config.tripwire.windowSeconds * 1000),
     freezes,
@@ -252,7 +267,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     canaryTables,
     onRefusal: (who: RelayIdentity, denial: Denial, text: string) => alarm.onRefusal(who, denial, text),
     freezeCause: (agent: string) => alarm.freezeCause(agent),
-    cache: new StatementCache(),
+    cache: new StatementCache({
+      maxBytes: config.limits.statementCacheBytes,
+      maxStatementBytes: config.limits.maxStatementBytes,
+      pool: classifier,
+    }),
     audit,
     maxMessageBytes: config.limits.maxMessageBytes,
     pinnedParameters: PINNED_PARAMETERS,
@@ -373,6 +392,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   }).catch(async (err: Error) => {
     server.close();
+    await classifier.close();
     throw new Error(`Airlock could not start its admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${err.message}`);
   });
   const bound = server.address() as net.AddressInfo;
@@ -393,6 +413,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.shutdown();
       await closed;
+      await classifier.close();
       try {
         audit.append({ event: 'shutdown', agent: null, session: null, client: null });
       } catch (err) {

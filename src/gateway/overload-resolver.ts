@@ -31,7 +31,7 @@ import { encodeParse, encodeQuery, encodeSync, encodeTerminate } from '../protoc
 import { MessageReader } from '../protocol/message-reader.js';
 import type { Message } from '../protocol/message-reader.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
-import { BoundedMap } from './statement-cache.js';
+import { BoundedMap } from './bounded-map.js';
 import { connectUpstream } from './upstream.js';
 import type { UpstreamLogin } from './upstream.js';
 

@@ -16,6 +16,7 @@ import { functionIsTrusted, unsafeOperator, untrustedCall } from './schema-knowl
 import type { SchemaKnowledge } from './schema-knowledge.js';
 import { matchingPattern, qualifiedRelation } from './table-pattern.js';
 import { DESTRUCTIVE_RULES } from './tripwire.js';
+import { unjudgedDenial } from './unjudged.js';
 import type { FreezeCause } from '../state/freeze-store.js';
 import type { TablePattern } from './table-pattern.js';
 
@@ -570,6 +571,7 @@ export function judgeClassification(
   resolutions?: ReadonlyMap<number, ResolvedCalls>,
 ): Decision {
   if (!classification.ok) {
+    if (classification.unjudged !== undefined) return unjudgedDenial(classification.unjudged, classification.error);
     return {
       kind: 'deny',
       rule: 'unparsable',

@@ -159,7 +159,26 @@ export interface StatementFacts {
   inner?: StatementFacts;
 }
 
+/**
+ * Why a statement was not read at all (so it is not a syntax error): it is
+ * larger than limits.max_statement_bytes ('too-large'), the parser did not
+ * finish it within limits.classify_timeout_ms or ran out of memory on it
+ * ('too-complex'), every parser was busy and the queue full ('too-busy'), or
+ * the parser is not running ('unavailable': Airlock is closing, or its
+ * workers could not start). The policy refuses each with its own SQLSTATE.
+ */
+export const UNJUDGED_REASONS = ['too-large', 'too-complex', 'too-busy', 'unavailable'] as const;
+export type UnjudgedReason = (typeof UNJUDGED_REASONS)[number];
+
 /** The result of reading one SQL string, which may hold several statements. */
 export type Classification =
   | { ok: true; statements: StatementFacts[]; fingerprint: string }
-  | { ok: false; error: string; /** 1-based character position of the syntax error, when known. */ position?: number };
+  | {
+      ok: false;
+      /** A full sentence: PostgreSQL's syntax error, or why the statement was not read. */
+      error: string;
+      /** 1-based character position of the syntax error, when known. */
+      position?: number;
+      /** Set when the text was not read at all; absent for a syntax error. */
+      unjudged?: UnjudgedReason;
+    };

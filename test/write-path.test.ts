@@ -514,7 +514,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('write roles follo
     try {
       // Until the next look the new table has no grant for the write role, and PostgreSQL refuses; then it has.
       await expect
-        .poll(async () => (await c.query('INSERT INTO later VALUES (1)').then(() => 'ok', (e: pg.DatabaseError) => e.code)), { timeout: 10_000, interval: 100 })
+        .poll(async () => (await c.query('INSERT INTO later VALUES (1)').then(() => 'ok', (e: pg.DatabaseError) => e.code)), { timeout: 20_000, interval: 400 })
         .toBe('ok');
       const grants = async (): Promise<string[]> =>
         withClient(db.url, async (a) =>

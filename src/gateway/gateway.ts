@@ -21,6 +21,8 @@ import { checkWriteRole, prepareWriteRole, syncWriteGrants, writeGrantsFingerpri
 import { StatementCache } from './statement-cache.js';
 import { TripwireAlarm } from './tripwire-alarm.js';
 import { loadSchemaKnowledge } from './schema-loader.js';
+import { overloadResolverFor } from './overload-resolver.js';
+import type { OverloadResolver } from './overload-resolver.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 import { compileTablePattern } from '../policy/table-pattern.js';
 import { Tripwire } from '../policy/tripwire.js';
@@ -195,7 +197,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // (its writes are refused by PostgreSQL meanwhile); one dropped has none to keep.
   const regrantWriteRoles = async (client: pg.Client): Promise<void> => {
     // Relations created, dropped or recreated under the same name, or grants changed behind Airlock's back.
-    if ((await writeGrantsFingerprint(client)) === grantsFingerprint) return;
+    const seen = await writeGrantsFingerprint(client);
+    if (seen === grantsFingerprint) return;
     for (const [agent, { role }] of writeRoles) {
       try {
         await syncWriteGrants(client, role, policies.get(agent)!);
@@ -204,7 +207,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         log(`gateway: could not bring the write role "${role}" of agent "${agent}" up to date with the schema: ${(err as Error).message}`);
       }
     }
-    grantsFingerprint = await writeGrantsFingerprint(client);
+    // What was seen before syncing, not after: a table created meanwhile
+    // must still look new at the next look. (The grants made here change the
+    // fingerprint too, so the next look syncs once more, finding nothing to do.)
+    grantsFingerprint = seen;
   };
 
   // Functions and views created after start-up are unknown until the next
@@ -220,7 +226,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       .then(
         async (fresh) => {
           schema = fresh;
-          if (writeRoles.size > 0) await regrantWriteRoles(client);
+          if (writeRoles.size > 0) {
+            await regrantWriteRoles(client).catch((err: Error) => {
+              log(`gateway: could not bring the write roles' grants up to date (trying again at the next look): ${err.message}`);
+            });
+          }
         },
         (err: Error) => log(`gateway: could not re-read the upstream's schema (keeping the last one): ${err.message}`),
       )
@@ -261,8 +271,32 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     log,
   );
 
+  // One probe connection per agent (its read role, its session parameters),
+  // opened only when a statement names a function a user overloaded.
+  const resolvers = new Map<string, OverloadResolver>();
+  for (const agent of agents.values()) {
+    resolvers.set(
+      agent.name,
+      overloadResolverFor(
+        {
+          host: config.upstream.host,
+          port: config.upstream.port,
+          database: agent.database,
+          sslmode: config.upstream.sslmode,
+          sslrootcert: config.upstream.sslrootcert,
+          connectTimeoutMs: config.limits.connectTimeoutMs,
+          user: agent.readRole,
+          password: agent.readRolePassword,
+          params: { ...UPSTREAM_PARAMS, statement_timeout: String(config.limits.statementTimeoutMs), lock_timeout: String(config.limits.lockTimeoutMs) },
+        },
+        { timeoutMs: config.limits.statementTimeoutMs },
+      ),
+    );
+  }
+
   const ctx = {
     schema: () => schema,
+    resolverFor: (agent: string) => resolvers.get(agent) ?? null,
     trustedFunctions: new Set(config.trustedFunctions),
     canaryTables,
     onRefusal: (who: RelayIdentity, denial: Denial, text: string) => alarm.onRefusal(who, denial, text),
@@ -414,6 +448,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       for (const s of sessions) s.shutdown();
       await closed;
       await classifier.close();
+      for (const r of resolvers.values()) r.close();
       try {
         audit.append({ event: 'shutdown', agent: null, session: null, client: null });
       } catch (err) {

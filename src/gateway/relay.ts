@@ -53,6 +53,9 @@ import {
 import type { FreezeCause } from '../state/freeze-store.js';
 import type { AuditLog } from '../state/audit-log.js';
 import type { StatementCache } from './statement-cache.js';
+import { judgeResolving } from './overload-resolver.js';
+import type { OverloadResolver } from './overload-resolver.js';
+import type { ResolvedCalls } from '../policy/overloads.js';
 import { Cycle, CycleQueue, LostTrack } from './answer-tracker.js';
 import type { AnswerAction, RunStatement, Step } from './answer-tracker.js';
 import { ClientNamespace, ConnectionObjects, NameAllocator, isReservedName } from './statement-registry.js';
@@ -71,6 +74,8 @@ export interface RelayContext {
   maxMessageBytes: number;
   /** The upstream's schema as last read (functions, views), or null if it could not be read. */
   schema: () => SchemaKnowledge | null;
+  /** Asks the server which functions a statement really calls, when a user function shares a name with a built-in; null: judge by name. */
+  resolverFor: (agent: string) => OverloadResolver | null;
   trustedFunctions: ReadonlySet<string>;
   canaryTables: readonly TablePattern[];
   /** Why an agent is frozen now, or null. */
@@ -101,6 +106,22 @@ const EMPTY_PARAMS: (string | null)[] = [];
  */
 function refusalToken(): string {
   return 'airlock_refused_' + randomBytes(8).toString('hex');
+}
+
+/**
+ * Thrown while judging a message whose judgement needs a round trip (a
+ * parse off the event loop, a question to the server): the session holds
+ * its input, and handles the message again once `ready` has settled.
+ */
+class NotYet {
+  constructor(readonly ready: Promise<void>) {}
+}
+
+/** What judging one text came to. */
+interface Judged {
+  classification: Classification;
+  decision: Decision;
+  resolutions: ReadonlyMap<number, ResolvedCalls> | undefined;
 }
 
 /** A judged client message, waiting for its batch to be sent to a connection. */
@@ -265,6 +286,33 @@ export class Relay {
       // the refusal); they are never judged nor forwarded.
       return;
     }
+    try {
+      this.handle(m);
+    } catch (err) {
+      if (!(err instanceof NotYet)) throw err;
+      this.suspend(m, err.ready);
+    }
+  }
+
+  /** Holds the client's input until `ready`, then handles `m` again, and what came after it, in order. */
+  private suspend(m: Message, ready: Promise<void>): void {
+    this.held = [];
+    this.heldBytes = 0;
+    this.client.pause();
+    ready.then(
+      () => {
+        if (this.closed) return;
+        const queue = [m, ...(this.held ?? [])];
+        this.held = null;
+        this.heldBytes = 0;
+        this.client.resume();
+        this.processQueue(queue);
+      },
+      (err: unknown) => this.failSession(err),
+    );
+  }
+
+  private handle(m: Message): void {
     switch (m.type) {
       case FRONTEND.query:
         this.onQuery(m);
@@ -350,23 +398,66 @@ export class Relay {
     return bytes.toString('utf8');
   }
 
-  private judge(text: string): { classification: Classification; decision: Decision } {
-    const classification = this.ctx.cache.classify(text);
-    return { classification, decision: this.judgeClassification(classification) };
+  /** A judgement that needed a round trip, kept for the message it was made for. */
+  private ready: { text: string; types: string; classification: Classification; judged?: Judged } | null = null;
+
+  /**
+   * Classifies (cache hit on this thread, a miss in the classifier pool)
+   * and judges a text; asks the server what it calls when a user function
+   * shares a name with a built-in. Throws NotYet when either needs a round trip.
+   */
+  private judge(text: string, paramTypes: readonly number[] = []): Judged {
+    const types = paramTypes.join(',');
+    const ready = this.ready !== null && this.ready.text === text && this.ready.types === types ? this.ready : null;
+    if (ready?.judged !== undefined) {
+      this.ready = null;
+      return ready.judged;
+    }
+    const classification = ready?.classification ?? this.ctx.cache.lookup(text);
+    if (classification === undefined) {
+      throw new NotYet(
+        this.ctx.cache.classifyAsync(text, this.who.agent).then((c) => {
+          this.ready = { text, types, classification: c };
+        }),
+      );
+    }
+    this.ready = null;
+    const unhealthy = this.auditDenial();
+    if (unhealthy !== null) return { classification, decision: unhealthy, resolutions: undefined };
+    this.subject.schema = this.ctx.schema();
+    const r = judgeResolving(this.ctx.resolverFor(this.who.agent), classification, this.subject, (name) => this.sqlPreparedFacts(name), text, paramTypes);
+    if (r instanceof Promise) {
+      throw new NotYet(
+        r.then((resolved) => {
+          this.ready = { text, types, classification, judged: { classification, decision: this.namesChecked(classification, resolved.decision), resolutions: resolved.resolutions } };
+        }),
+      );
+    }
+    return { classification, decision: this.namesChecked(classification, r.decision), resolutions: r.resolutions };
   }
 
-  private judgeClassification(classification: Classification): Decision {
-    if (!this.ctx.audit.healthy) {
-      return {
-        kind: 'deny',
-        rule: 'audit-unavailable',
-        message: 'airlock: the audit log cannot be written, so no statement is served until it can',
-        hint: "A human must check Airlock's state directory (disk space, permissions) and its log.",
-        sqlstate: '58030',
-      };
-    }
+  private auditDenial(): Denial | null {
+    if (this.ctx.audit.healthy) return null;
+    return {
+      kind: 'deny',
+      rule: 'audit-unavailable',
+      message: 'airlock: the audit log cannot be written, so no statement is served until it can',
+      hint: "A human must check Airlock's state directory (disk space, permissions) and its log.",
+      sqlstate: '58030',
+    };
+  }
+
+  /** Judges a prepared statement again as it runs, with what the server said it calls when it was prepared. */
+  private judgePrepared(prepared: Prepared): Decision {
+    const unhealthy = this.auditDenial();
+    if (unhealthy !== null) return unhealthy;
     this.subject.schema = this.ctx.schema();
-    const decision = judgeClassification(classification, this.subject, (name) => this.sqlPreparedFacts(name));
+    const decision = judgeClassification(prepared.classification, this.subject, (name) => this.sqlPreparedFacts(name), prepared.resolutions);
+    return this.namesChecked(prepared.classification, decision);
+  }
+
+  /** The decision, unless a statement names Airlock's own objects or an undeclared cursor. */
+  private namesChecked(classification: Classification, decision: Decision): Decision {
     if (decision.kind === 'deny' || !classification.ok) return decision;
     const declared = new Set<string>();
     for (const facts of classification.statements) {
@@ -517,8 +608,9 @@ export class Relay {
     const text = this.statementText(parse.query);
     let classification: Classification | undefined;
     let decision: Decision;
+    let resolutions: Judged['resolutions'];
     if (typeof text === 'string') {
-      ({ classification, decision } = this.judge(text));
+      ({ classification, decision, resolutions } = this.judge(text, parse.paramTypes));
     } else {
       decision = text;
     }
@@ -532,7 +624,7 @@ export class Relay {
     }
     const serverName = parse.name === '' ? '' : this.names.statement();
     const raw = parse.name === '' ? m.raw : encodeParseMessage({ ...parse, name: serverName });
-    const prepared: Prepared = { name: parse.name, text: text as string, classification: classification!, serverName, parse: parse.name === '' ? Buffer.from(m.raw) : raw };
+    const prepared: Prepared = { name: parse.name, text: text as string, classification: classification!, resolutions, serverName, parse: parse.name === '' ? Buffer.from(m.raw) : raw };
     const before = this.ns.statements.get(parse.name);
     this.ns.statements.set(parse.name, prepared);
     const undo = (): void => {
@@ -639,7 +731,7 @@ export class Relay {
     let write = false;
     if (this.policy !== null) {
       // Judged again as it runs: a freeze or a spent budget since the Parse counts.
-      const decision = this.judgeClassification(prepared.classification);
+      const decision = this.judgePrepared(prepared);
       if (decision.kind === 'deny') {
         this.refuseHere(decision, prepared.text, prepared.classification, portal.params);
         return;
@@ -967,6 +1059,11 @@ export class Relay {
     const queue = this.held ?? [];
     this.held = null;
     this.heldBytes = 0;
+    this.processQueue(queue);
+  }
+
+  /** Handles held messages in order; if one of them holds input again, the rest wait with it. */
+  private processQueue(queue: readonly Message[]): void {
     try {
       for (let i = 0; i < queue.length; i++) {
         // onClientMessage may have started another write, which holds input again.

@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Classification } from '../sql/facts.js';
+import type { ResolvedCalls } from '../policy/overloads.js';
 
 /** Every server-side name Airlock gives a client's statement or portal begins with this; SQL may not name such objects. */
 export const RESERVED_PREFIX = '_airlock_';
@@ -29,6 +30,8 @@ export interface Prepared {
   name: string;
   text: string;
   classification: Classification;
+  /** What the server said its statements call (user functions sharing a built-in's name), to judge it again at Execute. */
+  resolutions?: ReadonlyMap<number, ResolvedCalls>;
   /** Its name on the server: '' for the unnamed statement, else one of Airlock's. */
   serverName: string;
   /** The Parse message that creates it on a connection under `serverName`. */

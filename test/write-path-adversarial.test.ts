@@ -227,6 +227,11 @@ addCase(`a slow trailing statement and a hang-up: [${DEL150}][${SLOW}] Sync, the
 // ---- 2. prepared statements and portals drifting across the connections ---------------
 
 /** The answer holds a DataRow: the statement ran as the read it now is. */
+function expectError(t: CaseTools, what: string, code: string, answer: WireMessage[]): void {
+  const codes = errorsIn(answer).map((e) => e.get('C'));
+  if (!codes.includes(code)) t.problem(`${what}: expected error ${code}, got ${describeMessages(answer)}`);
+}
+
 function expectRows(t: CaseTools, what: string, answer: WireMessage[]): void {
   if (!answer.some((m) => m.type === 'D')) t.problem(`${what}: expected the SELECT's rows, got ${describeMessages(answer)}`);
 }
@@ -369,7 +374,8 @@ addCase('drift: Close of a statement inside a write transaction, then use of the
     await t.exchange(c, [encodeParse('s', DEL150), SYNC]);
     await t.exchange(c, [encodeClose('S', 's'), SYNC]);
     await t.q(c, 'COMMIT');
-    expectRows(t, '"s" (SELECT, prepared on the read path) after a Close in the write transaction', await t.exchange(c, [encodeBind('', 's'), encodeExecute(), SYNC]));
+    // Close is session-wide in PostgreSQL: "s" is gone, on every connection Airlock holds.
+    expectError(t, '"s" (SELECT, prepared on the read path) after a Close in the write transaction', '26000', await t.exchange(c, [encodeBind('', 's'), encodeExecute(), SYNC]));
     await t.q(c, 'BEGIN');
     await t.exchange(c, [encodeBind('', 's'), encodeExecute(), SYNC]);
     await t.q(c, 'COMMIT');
@@ -680,7 +686,9 @@ addCase('a deferred foreign key that fails at the agent\'s COMMIT, after an allo
     await t.exchange(c, [...ext(DEL5), SYNC]);
     await t.exchange(c, [...ext('INSERT INTO dchild (id, parent_id) VALUES (1, 9999)'), SYNC]);
     const answer = await t.q(c, 'COMMIT');
-    if (errorsIn(answer).length === 0) t.problem(`the transaction was rolled back at COMMIT, yet the agent heard ${describeMessages(answer)}`);
+    // PostgreSQL answers the COMMIT of a failed transaction with the tag ROLLBACK (no error); anything else claiming success is wrong.
+    const rolledBackTag = answer.some((m) => m.type === 'C' && m.body.toString('utf8').startsWith('ROLLBACK'));
+    if (errorsIn(answer).length === 0 && !rolledBackTag) t.problem(`the transaction was rolled back at COMMIT, yet the agent heard ${describeMessages(answer)}`);
   },
 });
 
@@ -955,7 +963,7 @@ function keptClaims(records: AuditRecord[]): AuditRecord[] {
         later.event === 'statement' &&
         typeof later.text === 'string' &&
         ((/^\s*(rollback|abort)\b(?!\s+to\b)/i.test(later.text) && later.decision === 'allow') ||
-          (/^\s*(commit|end)\b/i.test(later.text) && (later.decision === 'deny' || later.sqlstate !== undefined))),
+          (/^\s*(commit|end)\b/i.test(later.text) && (later.decision === 'deny' || later.sqlstate !== undefined || later.detail?.outcome === 'rolled back'))),
     );
   });
 }

@@ -19,8 +19,8 @@ export type StepKind = (typeof STEP_KINDS)[number];
 
 /** A statement run by an Execute or a Query, for the record. */
 export interface RunStatement {
-  /** Called with the rows the command tag reports (null when it reports none), or with the SQLSTATE it failed with, or 'skipped'. */
-  settle(rows: number | null, sqlstate: string | undefined): void;
+  /** Called with the rows the command tag reports (null when it reports none) and the tag's command, or with the SQLSTATE it failed with, or 'skipped'. */
+  settle(rows: number | null, sqlstate: string | undefined, command?: string): void;
 }
 
 export interface Step {
@@ -62,7 +62,16 @@ export class Cycle {
   /** An ErrorResponse arrived in this cycle. */
   failed = false;
 
+  /** An error arrived and the server now skips everything up to the Sync. */
+  private skipping = false;
+
+  /** A step sent after an error of the cycle is skipped by the server: it is settled as skipped at once. */
   add(step: Step): void {
+    if (this.skipping && step.kind !== 'sync') {
+      if (step.kind === 'execute') this.settleNext(step, null, 'skipped');
+      step.onFail?.(false);
+      return;
+    }
     this.steps.push(step);
   }
 
@@ -95,9 +104,11 @@ export class Cycle {
         this.finish(step);
         return step.own === true ? 'swallow' : 'pass';
       }
-      case BACKEND.bindComplete:
-        this.finish(this.expect(['bind'], 'BindComplete'));
-        return 'pass';
+      case BACKEND.bindComplete: {
+        const step = this.expect(['bind'], 'BindComplete');
+        this.finish(step);
+        return step.own === true ? 'swallow' : 'pass';
+      }
       case BACKEND.closeComplete: {
         const step = this.expect(['close'], 'CloseComplete');
         this.finish(step);
@@ -115,7 +126,7 @@ export class Cycle {
       case BACKEND.emptyQueryResponse: {
         const step = this.expect(['execute', 'query'], type === BACKEND.commandComplete ? 'CommandComplete' : 'EmptyQueryResponse');
         const rows = type === BACKEND.commandComplete ? commandTagRows(body) : null;
-        this.settleNext(step, rows, undefined);
+        this.settleNext(step, rows, undefined, type === BACKEND.commandComplete ? tagCommand(body) : undefined);
         // A Query's step lasts until its ReadyForQuery (it may hold several statements).
         if (step.kind === 'execute') this.finish(step);
         return 'pass';
@@ -146,12 +157,12 @@ export class Cycle {
     }
   }
 
-  private settleNext(step: Step, rows: number | null, sqlstate: string | undefined): void {
+  private settleNext(step: Step, rows: number | null, sqlstate: string | undefined, command?: string): void {
     const i = step.settled ?? 0;
     const s = step.statements?.[i];
     if (s === undefined) return;
     step.settled = i + 1;
-    s.settle(rows, sqlstate);
+    s.settle(rows, sqlstate, command);
   }
 
   /**
@@ -184,21 +195,34 @@ export class Cycle {
       return replacement;
     }
     if (step.kind === 'execute') this.settleNext(step, null, code);
-    step.onFail?.(true);
     this.at++;
-    // Everything up to the Sync is skipped by the server.
+    this.skipping = true;
+    // Everything up to the Sync is skipped by the server. What the steps did
+    // to Airlock's picture is taken back newest first, the failed step last,
+    // as a stack unwinds.
+    const skipped: Step[] = [];
     while (this.at < this.steps.length && this.steps[this.at]!.kind !== 'sync') {
-      const skipped = this.steps[this.at]!;
-      if (skipped.kind === 'execute') this.settleNext(skipped, null, 'skipped');
-      skipped.onFail?.(false);
+      const later = this.steps[this.at]!;
+      if (later.kind === 'execute') this.settleNext(later, null, 'skipped');
+      skipped.push(later);
       this.at++;
     }
+    for (let i = skipped.length - 1; i >= 0; i--) skipped[i]!.onFail?.(false);
+    step.onFail?.(true);
     if (step.own === true && replacement === 'pass') {
       // Airlock's own re-prepare failed: the client's next step (which needed it) is what fails in its eyes.
       return 'pass';
     }
     return replacement;
   }
+}
+
+/** The command word of a CommandComplete tag ('ROLLBACK' of 'ROLLBACK', 'INSERT' of 'INSERT 0 1'). */
+function tagCommand(body: Buffer): string {
+  const end = body.indexOf(0);
+  const tag = body.subarray(0, end < 0 ? body.length : end).toString('utf8');
+  const space = tag.indexOf(' ');
+  return space < 0 ? tag : tag.slice(0, space);
 }
 
 /** Cycles sent on one connection, answered in order. */

@@ -133,10 +133,14 @@ interface Item {
   step?: Step;
   /** parse: the statement it creates; bind, describe: the statement it needs on the connection. */
   prepared?: Prepared;
+  /** parse of a name already taken: the statement that must exist on the connection for the server to say so. */
+  needs?: Prepared;
   /** bind: the portal it creates; execute, describe: the portal it uses. */
   portal?: Portal;
   /** close: the statement it closes. */
   closes?: Prepared;
+  /** The client statement name whose existence this message's answer decides. */
+  touches?: string;
   /** query: its statements' facts (DEALLOCATE ALL and the like change what the connection holds). */
   facts?: readonly StatementFacts[];
   /** Takes back what judging it did to the client's names, when it is never sent. */
@@ -549,7 +553,7 @@ export class Relay {
           this.batch.writes++;
           this.batch.write = { statement: s, facts };
         }
-        statements.push(this.recorder(s, write));
+        statements.push(this.recorder(s, write, facts));
       }
       this.batch.executes += classification.statements.length;
       this.trackSqlObjects(classification);
@@ -562,10 +566,13 @@ export class Relay {
   }
 
   /** Records a statement when its answer comes; a write's record is the write path's. */
-  private recorder(s: InFlight, write: boolean): RunStatement {
+  private recorder(s: InFlight, write: boolean, facts?: StatementFacts): RunStatement {
     return {
-      settle: (rows, sqlstate) => {
-        if (!write) this.audit.statement(s, rows, sqlstate);
+      settle: (rows, sqlstate, command) => {
+        if (write) return;
+        // PostgreSQL answers the COMMIT of a failed transaction with ROLLBACK, and no error: the record says so.
+        const rolledBack = command === 'ROLLBACK' && facts?.transaction?.action === 'commit';
+        this.audit.statement(s, rows, sqlstate, rolledBack ? { outcome: 'rolled back' } : undefined);
       },
     };
   }
@@ -592,10 +599,22 @@ export class Relay {
       return;
     }
     const token = refusalToken();
-    // A failed Parse of the unnamed statement drops it, as the refused one's would have.
-    const name = opts.unnamedParse === true ? '' : this.names.statement();
-    this.add({ kind: 'refusal', raw: encodeParse(name, token), step: { kind: 'parse', refusal: { token, denial } } });
-    if (opts.unnamedParse === true) this.ns.statements.delete('');
+    // A failed Parse of the unnamed statement drops it, as the refused one's
+    // would have (unless the server skipped it after an earlier error).
+    const unnamed = opts.unnamedParse === true;
+    const name = unnamed ? '' : this.names.statement();
+    const dropped = unnamed ? this.ns.statements.get('') : undefined;
+    if (dropped !== undefined) this.ns.statements.delete('');
+    // Skipped after an earlier error, it dropped nothing.
+    const onFail = (failed: boolean): void => {
+      if (!failed && dropped !== undefined && !this.ns.statements.has('')) this.ns.statements.set('', dropped);
+    };
+    this.add({ kind: 'refusal', raw: encodeParse(name, token), touches: unnamed ? '' : undefined, step: { kind: 'parse', refusal: { token, denial }, onFail } });
+  }
+
+  /** Whether statement `name` exists hangs on an answer still to come (of an earlier batch): the message waits for it. */
+  private awaitCertain(name: string): void {
+    if (this.ns.isUncertain(name)) throw new NotYet(this.waitUntil(() => !this.ns.isUncertain(name)));
   }
 
   /** An error PostgreSQL itself would give (a name that exists, or does not): Airlock gives it, since the server never sees the client's names. */
@@ -618,13 +637,27 @@ export class Relay {
       this.refuseHere(decision, typeof text === 'string' ? text : '(invalid UTF-8)', classification, undefined, { unnamedParse: parse.name === '' });
       return;
     }
-    if (parse.name !== '' && this.ns.statements.has(parse.name)) {
-      this.protocolError('42P05', `prepared statement "${parse.name}" already exists`, text as string);
+    // Whether the name is taken depends on an answer still to come: wait for it.
+    if (parse.name !== '') this.awaitCertain(parse.name);
+    const existing = this.ns.statements.get(parse.name);
+    if (parse.name !== '' && existing !== undefined) {
+      // The name is taken. Sent under the statement's own server name (made
+      // sure to exist there first), the server answers exactly as it would
+      // the client: a parse error first, else 42P05. Nothing changes either way.
+      this.add({ kind: 'parse', raw: encodeParseMessage({ ...parse, name: existing.serverName }), needs: existing, touches: parse.name, step: { kind: 'parse' } });
       return;
     }
     const serverName = parse.name === '' ? '' : this.names.statement();
     const raw = parse.name === '' ? m.raw : encodeParseMessage({ ...parse, name: serverName });
-    const prepared: Prepared = { name: parse.name, text: text as string, classification: classification!, resolutions, serverName, parse: parse.name === '' ? Buffer.from(m.raw) : raw };
+    const prepared: Prepared = {
+      name: parse.name,
+      text: text as string,
+      classification: classification!,
+      resolutions,
+      serverName,
+      parse: parse.name === '' ? Buffer.from(m.raw) : raw,
+      state: 'batched',
+    };
     const before = this.ns.statements.get(parse.name);
     this.ns.statements.set(parse.name, prepared);
     const undo = (): void => {
@@ -636,6 +669,7 @@ export class Relay {
       kind: 'parse',
       raw,
       prepared,
+      touches: parse.name,
       undo,
       step: {
         kind: 'parse',
@@ -653,17 +687,26 @@ export class Relay {
 
   private onBind(m: Message): void {
     const bind = parseBind(m.body);
+    this.awaitCertain(bind.statement);
     const prepared = this.ns.statements.get(bind.statement);
     if (prepared === undefined) {
       this.protocolError('26000', bind.statement === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${bind.statement}" does not exist`, `(Bind of "${bind.statement}")`);
       return;
     }
-    if (bind.portal !== '' && this.ns.portals.has(bind.portal)) {
+    const existing = this.ns.portals.get(bind.portal);
+    if (bind.portal !== '' && existing?.state === 'sent') throw new NotYet(this.waitUntil(() => existing.state !== 'sent'));
+    if (bind.portal !== '' && existing !== undefined) {
+      // PostgreSQL checks the Bind itself (its parameters) before the name:
+      // the server tries it under a name of Airlock's, closed at once, and
+      // only if it binds does the client hear that the name is taken.
+      const trial = this.names.portal();
+      this.add({ kind: 'bind', raw: renameBind(m.body, trial, prepared.serverName), prepared, step: { kind: 'bind', own: true } });
+      this.add({ kind: 'close', raw: encodeClose('portal', trial), step: { kind: 'close', own: true } });
       this.protocolError('42P03', `portal "${bind.portal}" already exists`, prepared.text);
       return;
     }
     const serverName = bind.portal === '' ? '' : this.names.portal();
-    const portal: Portal = { name: bind.portal, prepared, params: bind.params, serverName, conn: null, cycle: 0 };
+    const portal: Portal = { name: bind.portal, prepared, params: bind.params, serverName, conn: null, cycle: 0, state: 'batched' };
     const before = this.ns.portals.get(bind.portal);
     this.ns.portals.set(bind.portal, portal);
     const undo = (): void => {
@@ -679,6 +722,7 @@ export class Relay {
   private onDescribe(m: Message): void {
     const t = parseTarget(m.body, 'Describe');
     if (t.target === 'statement') {
+      this.awaitCertain(t.name);
       const prepared = this.ns.statements.get(t.name);
       if (prepared === undefined) {
         this.protocolError('26000', t.name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${t.name}" does not exist`, `(Describe of "${t.name}")`);
@@ -689,6 +733,7 @@ export class Relay {
       return;
     }
     const portal = this.ns.portals.get(t.name);
+    if (portal?.state === 'sent') throw new NotYet(this.waitUntil(() => portal.state !== 'sent'));
     if (portal === undefined) {
       this.protocolError('34000', `portal "${t.name}" does not exist`, `(Describe of portal "${t.name}")`);
       return;
@@ -707,7 +752,7 @@ export class Relay {
       const undo = (): void => {
         if (prepared !== undefined && !this.ns.statements.has(t.name)) this.ns.statements.set(t.name, prepared);
       };
-      this.add({ kind: 'close', raw, closes: prepared, undo, step: { kind: 'close', onFail: () => undo() } });
+      this.add({ kind: 'close', raw, closes: prepared, touches: t.name, undo, step: { kind: 'close', onFail: () => undo() } });
       return;
     }
     const portal = this.ns.portals.get(t.name);
@@ -722,6 +767,8 @@ export class Relay {
   private onExecute(m: Message): void {
     const exec = parseExecute(m.body);
     const portal = this.ns.portals.get(exec.portal);
+    // Which statement the portal holds, if any, depends on an answer still to come: wait for it.
+    if (portal?.state === 'sent') throw new NotYet(this.waitUntil(() => portal.state !== 'sent'));
     if (portal === undefined) {
       this.protocolError('34000', `portal "${exec.portal}" does not exist`, `(Execute of portal "${exec.portal}")`);
       return;
@@ -774,7 +821,8 @@ export class Relay {
       this.batch.write = { statement: s, facts: prepared.classification.ok ? prepared.classification.statements[0] : undefined };
     }
     const raw = exec.portal === '' ? m.raw : encodeExecute(portal.serverName, exec.maxRows);
-    this.add({ kind: 'execute', raw, portal, step: { kind: 'execute', statements: [this.recorder(s, write)] } });
+    const facts = prepared.classification.ok && prepared.classification.statements.length === 1 ? prepared.classification.statements[0] : undefined;
+    this.add({ kind: 'execute', raw, portal, step: { kind: 'execute', statements: [this.recorder(s, write, facts)] } });
   }
 
   private onFlush(m: Message): void {
@@ -799,14 +847,19 @@ export class Relay {
     this.batch = newBatch();
     if (batch.items.length === 0) return;
     batch.items.push({ kind: 'sync', raw: encodeSync(), step: { kind: 'sync', own: true } });
-    if (this.home === 'read') {
-      this.sendRead(batch, true);
-      return;
-    }
+    // Input waits for the answers: after an error the server would skip
+    // what the client sends up to its Sync, and so must Airlock.
     this.runJob(async () => {
-      await this.readDrained();
-      if (this.closed) return;
-      await this.passOnWriter(await this.openWriter(), batch);
+      let cycle: Cycle | null;
+      if (this.home === 'read') {
+        cycle = this.sendRead(batch, true);
+        await this.readDrained();
+      } else {
+        await this.readDrained();
+        if (this.closed) return;
+        cycle = await this.passOnWriter(await this.openWriter(), batch);
+      }
+      if (cycle?.failed === true) this.skipping = true;
     });
   }
 
@@ -860,8 +913,8 @@ export class Relay {
   }
 
   /** Sends a batch's judged messages to the read connection; `complete` when it ends with its Sync or Query. */
-  private sendRead(batch: Batch, complete: boolean): void {
-    if (batch.items.length === 0) return;
+  private sendRead(batch: Batch, complete: boolean): Cycle | null {
+    if (batch.items.length === 0) return null;
     let cycle = batch.cycle;
     if (cycle === null) {
       cycle = new Cycle(this.seq.read++);
@@ -881,6 +934,7 @@ export class Relay {
       this.upstream.uncork();
     }
     if (!ok) this.client.pause();
+    return cycle;
   }
 
   /**
@@ -905,7 +959,8 @@ export class Relay {
       send(encodeClose('statement', name), { kind: 'close', own: true });
     }
     const ensure = (p: Prepared): void => {
-      if (here.holds(p)) return;
+      // Its own Parse failed: the server must say it does not exist, as it would have.
+      if (here.holds(p) || p.state === 'failed') return;
       const before = here.unnamed;
       if (p.serverName === '') here.unnamed = p;
       else here.named.add(p.serverName);
@@ -925,14 +980,38 @@ export class Relay {
         continue;
       }
       const step = item.step;
+      if (item.touches !== undefined && step !== undefined) {
+        const settled = this.ns.pending(item.touches);
+        const onDone = step.onDone;
+        const onFail = step.onFail;
+        step.onDone = () => {
+          onDone?.();
+          settled();
+        };
+        step.onFail = (failed) => {
+          onFail?.(failed);
+          settled();
+        };
+      }
       switch (item.kind) {
         case 'parse': {
+          if (item.needs !== undefined) {
+            ensure(item.needs);
+            break;
+          }
           const p = item.prepared!;
           const before = here.unnamed;
           if (p.serverName === '') here.unnamed = p;
           else here.named.add(p.serverName);
+          p.state = 'sent';
+          const onDone = step!.onDone;
+          step!.onDone = () => {
+            p.state = 'done';
+            onDone?.();
+          };
           const onFail = step!.onFail;
           step!.onFail = (failed) => {
+            p.state = 'failed';
             if (p.serverName !== '') here.named.delete(p.serverName);
             else if (here.unnamed === p) here.unnamed = failed ? null : before;
             onFail?.(failed);
@@ -942,11 +1021,25 @@ export class Relay {
         case 'refusal':
           if (item.raw.readUInt8(5) === 0) here.unnamed = null;
           break;
-        case 'bind':
+        case 'bind': {
           ensure(item.prepared!);
-          item.portal!.conn = conn;
-          item.portal!.cycle = cycle.seq;
+          const portal = item.portal;
+          if (portal === undefined) break;
+          portal.conn = conn;
+          portal.cycle = cycle.seq;
+          portal.state = 'sent';
+          const onDone = step!.onDone;
+          step!.onDone = () => {
+            portal.state = 'done';
+            onDone?.();
+          };
+          const onFail = step!.onFail;
+          step!.onFail = (failed) => {
+            portal.state = 'done';
+            onFail?.(failed);
+          };
           break;
+        }
         case 'describe':
         case 'execute': {
           if (item.prepared !== undefined) ensure(item.prepared);
@@ -965,12 +1058,27 @@ export class Relay {
         case 'close': {
           const p = item.closes;
           if (p !== undefined) {
+            const wasHere = here.holds(p);
+            const wasThere = p.serverName !== '' && other.named.has(p.serverName);
             if (p.serverName === '') {
               if (here.unnamed === p) here.unnamed = null;
             } else {
               here.named.delete(p.serverName);
-              if (other.named.has(p.serverName)) other.toClose.push(p.serverName);
+              if (wasThere) other.toClose.push(p.serverName);
             }
+            // Skipped (or refused), the Close closed nothing.
+            const onFail = step!.onFail;
+            step!.onFail = (failed) => {
+              if (wasHere) {
+                if (p.serverName === '') here.unnamed ??= p;
+                else here.named.add(p.serverName);
+              }
+              if (wasThere) {
+                const i = other.toClose.indexOf(p.serverName);
+                if (i >= 0) other.toClose.splice(i, 1);
+              }
+              onFail?.(failed);
+            };
           }
           break;
         }
@@ -1087,6 +1195,25 @@ export class Relay {
     return this.writer?.cancellable ?? null;
   }
 
+  /** Waiting for answers that settle a statement's or portal's state. */
+  private waiters: { until: () => boolean; resolve: () => void }[] = [];
+
+  /** Resolves once `until()` holds, checked as answers arrive (a write job holds input itself, so only the read connection's matter). */
+  private waitUntil(until: () => boolean): Promise<void> {
+    if (until()) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ until, resolve }));
+  }
+
+  private checkWaiters(): void {
+    if (this.waiters.length === 0) return;
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      if (this.closed || w.until()) w.resolve();
+      else this.waiters.push(w);
+    }
+  }
+
   private readDrained(): Promise<void> {
     if (this.readCycles.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
@@ -1179,7 +1306,7 @@ export class Relay {
   }
 
   /** Runs a batch on the write connection unmeasured (nothing in it writes), answers streamed to the client. */
-  private async passOnWriter(writer: WriteExecutor, batch: Batch): Promise<void> {
+  private async passOnWriter(writer: WriteExecutor, batch: Batch): Promise<Cycle> {
     const cycle = new Cycle(this.seq.write++);
     const messages = this.materialize(batch.items, 'write', cycle);
     const status = await writer.pass(messages, (m) => {
@@ -1187,6 +1314,7 @@ export class Relay {
       if (!this.closed) this.forward(m.raw, action);
     });
     this.settle(status, cycle);
+    return cycle;
   }
 
   /** A transaction that wrote cannot commit under a freeze: it is rolled back instead. */
@@ -1255,7 +1383,10 @@ export class Relay {
     const o = result.outcome;
     if (o.kind === 'kept') {
       // On the record as kept before the agent hears of it, whatever it does next.
-      await this.audit.durable(this.audit.entry(s, o.impact.rows, undefined, { changeId: o.changeId, txid: o.txid, tables: o.impact.tables, outcome: 'committed' }));
+      // Outside a transaction Airlock committed it; inside the agent's, it was
+      // released into it, and the agent's COMMIT (or ROLLBACK) is on the record too.
+      const outcome = result.status === 'I' ? 'committed' : 'released';
+      await this.audit.durable(this.audit.entry(s, o.impact.rows, undefined, { changeId: o.changeId, txid: o.txid, tables: o.impact.tables, outcome }));
       if (result.status !== 'I') this.txWrote = true;
     } else if (o.kind === 'refused') {
       this.recordDenial(o.denial, s.text, undefined, s.params, o.impact === null ? undefined : { tables: o.impact.tables, rows: o.impact.rows, outcome: 'rolled back' });
@@ -1294,7 +1425,9 @@ export class Relay {
       this.scanUpstream(chunk);
     } catch (err) {
       this.failSession(err);
+      return;
     }
+    this.checkWaiters();
   }
 
   /**
@@ -1464,6 +1597,7 @@ export class Relay {
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const resolve of waiters) resolve();
+    this.checkWaiters();
     this.onEnd(reason);
   }
 }

@@ -36,7 +36,16 @@ export interface Prepared {
   serverName: string;
   /** The Parse message that creates it on a connection under `serverName`. */
   parse: Buffer;
+  /** Where its Parse is: still in the batch being collected, sent and unanswered, or answered. */
+  state: ObjectState;
 }
+
+/**
+ * A client's statement or portal: created by a message still in the batch,
+ * sent and not yet answered, made by the server, or not made (refused or
+ * skipped): such an object is never made again behind the client's back.
+ */
+export type ObjectState = 'batched' | 'sent' | 'done' | 'failed';
 
 export const CONNECTIONS = ['read', 'write'] as const;
 export type ConnectionName = (typeof CONNECTIONS)[number];
@@ -51,6 +60,7 @@ export interface Portal {
   conn: ConnectionName | null;
   /** The number of the cycle its Bind was sent in, on `conn`. */
   cycle: number;
+  state: ObjectState;
 }
 
 /** Hands out server-side names no agent can predict. */
@@ -96,6 +106,28 @@ export class ClientNamespace {
   readonly sqlPrepared = new Map<string, Classification>();
   /** SQL-level cursors declared (DECLARE), by name; FETCH and MOVE may name only these. */
   readonly sqlCursors = new Set<string>();
+  /**
+   * Statement names whose existence hangs on answers still to come (a Parse,
+   * Close or failing Parse sent and not yet answered), with how many.
+   */
+  readonly uncertain = new Map<string, number>();
+
+  isUncertain(name: string): boolean {
+    return (this.uncertain.get(name) ?? 0) > 0;
+  }
+
+  /** Notes a message sent whose answer decides whether `name` exists; returns what to call once it is answered. */
+  pending(name: string): () => void {
+    this.uncertain.set(name, (this.uncertain.get(name) ?? 0) + 1);
+    let settled = false;
+    return () => {
+      if (settled) return;
+      settled = true;
+      const left = (this.uncertain.get(name) ?? 1) - 1;
+      if (left <= 0) this.uncertain.delete(name);
+      else this.uncertain.set(name, left);
+    };
+  }
 
   /**
    * The transaction on `conn` ended with cycle number `cycle`: the portals

@@ -142,7 +142,7 @@ export function claimsKeptWrite(r: AuditRecord): boolean {
   const d = r.detail as { changeId?: unknown; committed?: unknown; outcome?: unknown } | undefined;
   if (r.event !== 'statement' || r.decision !== 'allow' || d === undefined || d.changeId === undefined) return false;
   if (d.committed === false) return false;
-  if (typeof d.outcome === 'string' && d.outcome !== 'kept' && d.outcome !== 'committed') return false;
+  if (typeof d.outcome === 'string' && d.outcome !== 'kept' && d.outcome !== 'committed' && d.outcome !== 'released') return false;
   return true;
 }
 

@@ -19,8 +19,8 @@ describe('fault containment', () => {
   });
 
   it('ends only the session whose statement hit the fault, with XX000, and keeps serving', async () => {
-    const original = StatementCache.prototype.classify;
-    vi.spyOn(StatementCache.prototype, 'classify').mockImplementation(function (this: StatementCache, text: string) {
+    const original = StatementCache.prototype.lookup;
+    vi.spyOn(StatementCache.prototype, 'lookup').mockImplementation(function (this: StatementCache, text: string) {
       if (text.includes('airlock_test_fault')) throw new Error('simulated fault in classification');
       return original.call(this, text);
     });

@@ -187,6 +187,8 @@ export class Relay {
   private readonly ns = new ClientNamespace();
   private readonly objects: Record<ConnectionName, ConnectionObjects> = { read: new ConnectionObjects(), write: new ConnectionObjects() };
   private readonly seq: Record<ConnectionName, number> = { read: 0, write: 0 };
+  /** The unnamed portal last bound on each connection. */
+  private readonly unnamedPortal: Record<ConnectionName, Portal | null> = { read: null, write: null };
   private batch: Batch = newBatch();
   /** After a refusal in the extended protocol, the upstream skips to Sync; so does Airlock. */
   private skipping = false;
@@ -711,7 +713,7 @@ export class Relay {
     this.ns.portals.set(bind.portal, portal);
     const undo = (): void => {
       if (this.ns.portals.get(bind.portal) !== portal) return;
-      if (before === undefined) this.ns.portals.delete(bind.portal);
+      if (before === undefined || before.ended === true) this.ns.portals.delete(bind.portal);
       else this.ns.portals.set(bind.portal, before);
     };
     const raw = bind.portal === '' && bind.statement === '' ? m.raw : renameBind(m.body, serverName, prepared.serverName);
@@ -759,7 +761,7 @@ export class Relay {
     const raw = portal === undefined ? encodeClose('portal', this.names.portal()) : t.name === '' ? m.raw : encodeClose('portal', portal.serverName);
     if (portal !== undefined) this.ns.portals.delete(t.name);
     const undo = (): void => {
-      if (portal !== undefined && !this.ns.portals.has(t.name)) this.ns.portals.set(t.name, portal);
+      if (portal !== undefined && portal.ended !== true && !this.ns.portals.has(t.name)) this.ns.portals.set(t.name, portal);
     };
     this.add({ kind: 'close', raw, undo, step: { kind: 'close', onFail: () => undo() } });
   }
@@ -1028,6 +1030,13 @@ export class Relay {
           portal.conn = conn;
           portal.cycle = cycle.seq;
           portal.state = 'sent';
+          this.ns.bound.add(portal);
+          if (portal.name === '') {
+            // A Bind of the unnamed portal replaces the one before it on this connection.
+            const previous = this.unnamedPortal[conn];
+            if (previous !== null && previous !== portal) this.ns.bound.delete(previous);
+            this.unnamedPortal[conn] = portal;
+          }
           const onDone = step!.onDone;
           step!.onDone = () => {
             portal.state = 'done';

@@ -61,6 +61,8 @@ export interface Portal {
   /** The number of the cycle its Bind was sent in, on `conn`. */
   cycle: number;
   state: ObjectState;
+  /** Its transaction ended: it is gone, and nothing taken back may bring it back. */
+  ended?: boolean;
 }
 
 /** Hands out server-side names no agent can predict. */
@@ -102,6 +104,8 @@ export class ConnectionObjects {
 export class ClientNamespace {
   readonly statements = new Map<string, Prepared>();
   readonly portals = new Map<string, Portal>();
+  /** Portals whose Bind was sent, by the client's name or not (closed ones too), until their transaction ends. */
+  readonly bound = new Set<Portal>();
   /** SQL-level prepared statements (PREPARE), by name, for judging EXECUTE. */
   readonly sqlPrepared = new Map<string, Classification>();
   /** SQL-level cursors declared (DECLARE), by name; FETCH and MOVE may name only these. */
@@ -134,6 +138,11 @@ export class ClientNamespace {
    * bound there up to that cycle are gone (later cycles may already have bound new ones).
    */
   transactionEnded(conn: ConnectionName, cycle: number): void {
-    for (const [name, portal] of this.portals) if (portal.conn === conn && portal.cycle <= cycle) this.portals.delete(name);
+    for (const portal of this.bound) {
+      if (portal.conn !== conn || portal.cycle > cycle) continue;
+      portal.ended = true;
+      this.bound.delete(portal);
+      if (this.portals.get(portal.name) === portal) this.portals.delete(portal.name);
+    }
   }
 }

@@ -108,6 +108,22 @@ describe('MessageReader', () => {
     expect(summary(reader.push(QUERY.subarray(3)))).toEqual(EXPECTED.slice(0, 1));
   });
 
+  it('assembles a large message sent in 8 KB pieces into one buffer of its size, counting what it holds', () => {
+    const body = Buffer.alloc(4 * 1024 * 1024, 0x61);
+    const message = Buffer.concat([Buffer.from([0x51, 0, 0, 0, 0]), body]);
+    message.writeUInt32BE(4 + body.length, 1);
+    const reader = new MessageReader(8 * 1024 * 1024);
+    const got = [];
+    for (let at = 0; at < message.length; at += 8192) {
+      got.push(...reader.push(message.subarray(at, at + 8192)));
+      if (at + 8192 < message.length) expect(reader.buffered).toBe(Math.min(at + 8192, message.length));
+    }
+    expect(got).toHaveLength(1);
+    expect(got[0]!.type).toBe(0x51);
+    expect(got[0]!.body.equals(body)).toBe(true);
+    expect(reader.buffered).toBe(0);
+  });
+
   it('takeBuffered hands over the partial message and forgets it', () => {
     const reader = new MessageReader(1024);
     const out = reader.push(Buffer.concat([QUERY, SYNC.subarray(0, 3)]));

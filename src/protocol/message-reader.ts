@@ -24,50 +24,86 @@ export class ProtocolViolation extends Error {
 
 /**
  * Accumulates chunks and yields whole messages. Messages that arrive whole in
- * one chunk are handed out as views of that chunk; only a message that spans
- * chunks is copied.
+ * one chunk are handed out as views of that chunk; a message that spans
+ * chunks is copied once, into a buffer of its full size allocated when its
+ * length is known, so a large message sent in small pieces costs what its
+ * bytes cost, not the square of it.
  */
 export class MessageReader {
-  private pending: Buffer | null = null;
+  /** The message being completed: its header (5 bytes) until the length is known, then the whole message. */
+  private partial: Buffer | null = null;
+  private filled = 0;
 
   constructor(private readonly maxMessageBytes: number) {}
 
   /** Feeds a chunk and returns the whole messages it completes. Throws ProtocolViolation on a bad length. */
   push(chunk: Buffer): Message[] {
-    let buf = chunk;
-    if (this.pending !== null) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = null;
-    }
     const out: Message[] = [];
     let at = 0;
-    while (buf.length - at >= 5) {
-      const length = buf.readUInt32BE(at + 1);
-      if (length < 4) throw new ProtocolViolation(`invalid message length ${length}`);
-      if (length > this.maxMessageBytes) {
-        throw new ProtocolViolation(
-          `message of ${length} bytes is larger than the limit of ${this.maxMessageBytes} bytes (limits.max_message_bytes)`,
-        );
-      }
-      const end = at + 1 + length;
-      if (end > buf.length) break;
-      out.push({ type: buf[at]!, body: buf.subarray(at + 5, end), raw: buf.subarray(at, end) });
+    if (this.partial !== null) {
+      at = this.fill(chunk, 0, out);
+      if (this.partial !== null) return out;
+    }
+    while (chunk.length - at >= 5) {
+      const end = at + 1 + this.lengthAt(chunk, at);
+      if (end > chunk.length) break;
+      out.push({ type: chunk[at]!, body: chunk.subarray(at + 5, end), raw: chunk.subarray(at, end) });
       at = end;
     }
-    if (at < buf.length) this.pending = Buffer.from(buf.subarray(at));
+    if (at < chunk.length) {
+      this.partial = Buffer.allocUnsafe(5);
+      this.filled = 0;
+      this.fill(chunk, at, out);
+    }
     return out;
+  }
+
+  /** Copies what the pending message still lacks from `chunk` (from `at`); returns where its use of the chunk ended. */
+  private fill(chunk: Buffer, at: number, out: Message[]): number {
+    let partial = this.partial!;
+    if (this.filled < 5) {
+      const n = Math.min(5 - this.filled, chunk.length - at);
+      chunk.copy(partial, this.filled, at, at + n);
+      this.filled += n;
+      at += n;
+      if (this.filled < 5) return at;
+      const whole = Buffer.allocUnsafe(1 + this.lengthAt(partial, 0));
+      partial.copy(whole, 0, 0, 5);
+      this.partial = partial = whole;
+    }
+    const n = Math.min(partial.length - this.filled, chunk.length - at);
+    chunk.copy(partial, this.filled, at, at + n);
+    this.filled += n;
+    at += n;
+    if (this.filled === partial.length) {
+      out.push({ type: partial[0]!, body: partial.subarray(5), raw: partial });
+      this.partial = null;
+      this.filled = 0;
+    }
+    return at;
+  }
+
+  /** The Int32 length of the message starting at `at`, checked. */
+  private lengthAt(buf: Buffer, at: number): number {
+    const length = buf.readUInt32BE(at + 1);
+    if (length < 4) throw new ProtocolViolation(`invalid message length ${length}`);
+    if (length > this.maxMessageBytes) {
+      throw new ProtocolViolation(`message of ${length} bytes is larger than the limit of ${this.maxMessageBytes} bytes (limits.max_message_bytes)`);
+    }
+    return length;
   }
 
   /** Hands over the bytes received but not yet part of a whole message, and forgets them. */
   takeBuffered(): Buffer {
-    const rest = this.pending ?? Buffer.alloc(0);
-    this.pending = null;
+    const rest = this.partial === null ? Buffer.alloc(0) : Buffer.from(this.partial.subarray(0, this.filled));
+    this.partial = null;
+    this.filled = 0;
     return rest;
   }
 
   /** Bytes received but not yet part of a whole message. */
   get buffered(): number {
-    return this.pending?.length ?? 0;
+    return this.partial === null ? 0 : this.filled;
   }
 }
 

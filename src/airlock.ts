@@ -1,0 +1,64 @@
+/**
+ * Airlock as a whole server: the gateway agents connect to, and beside it the
+ * admin API humans use (freeze, unfreeze, status). The two are separate parts
+ * (DESIGN.md: the admin interface is apart from the data path); this is where
+ * they are put together, so the gateway knows nothing of the web.
+ */
+import { startGateway } from './gateway/gateway.js';
+import type { Gateway, GatewayOptions } from './gateway/gateway.js';
+import { AdminTokens } from './state/admin-tokens.js';
+import { startAdminApi } from './web/admin-api.js';
+
+export interface Airlock extends Gateway {
+  /** Where the admin API listens. */
+  adminAddress: { host: string; port: number };
+}
+
+/** Starts the gateway, then the admin API; if the admin API cannot start, the gateway is closed again. */
+export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
+  const { config, audit } = options;
+  const log = options.log ?? ((line: string) => console.error(line));
+  const gateway = await startGateway(options);
+  let admin: Awaited<ReturnType<typeof startAdminApi>>;
+  try {
+    const tokens = await AdminTokens.open(config.stateDir);
+    admin = await startAdminApi({
+      host: config.admin.listen.host,
+      port: config.admin.listen.port,
+      tokens,
+      freezes: gateway.freezes,
+      agents: config.agents.map((a) => a.name),
+      log,
+      onAction: (action) => {
+        try {
+          audit.append({
+            event: action.kind === 'freeze' ? 'freeze' : 'unfreeze',
+            agent: typeof action.detail.agent === 'string' ? action.detail.agent : null,
+            session: null,
+            client: null,
+            reason: typeof action.detail.reason === 'string' ? action.detail.reason : undefined,
+            detail: { ...action.detail, by: action.by, action: action.kind },
+          });
+        } catch (err) {
+          log(`audit: could not record the admin action ${action.kind} by ${action.by}: ${(err as Error).message}`);
+        }
+      },
+    });
+  } catch (err) {
+    await gateway.close();
+    throw new Error(`Airlock could not start its admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${(err as Error).message}`);
+  }
+  return {
+    address: gateway.address,
+    adminAddress: admin.address,
+    freezes: gateway.freezes,
+    warnings: gateway.warnings,
+    get sessions() {
+      return gateway.sessions;
+    },
+    async close() {
+      await admin.close();
+      await gateway.close();
+    },
+  };
+}

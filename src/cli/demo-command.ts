@@ -9,7 +9,7 @@ import pg from 'pg';
 import { parseConfig } from '../config/load.js';
 import { startEmbeddedPostgres } from '../demo/embedded-postgres.js';
 import { seedDemo } from '../demo/seed.js';
-import { startGateway } from '../gateway/gateway.js';
+import { startAirlock } from '../airlock.js';
 import { FileAuditLog } from '../state/file-audit-log.js';
 import type { CommandArgs } from './main.js';
 import { UsageError } from './main.js';
@@ -90,7 +90,7 @@ export async function runDemo(args: CommandArgs): Promise<number> {
     for (const w of warnings) console.error(`airlock: warning: ${w}`);
 
     const audit = await FileAuditLog.open(config.stateDir, { flushMs: config.audit.flushMs });
-    const gateway = await startGateway({ config, audit });
+    const gateway = await startAirlock({ config, audit });
     const address = `127.0.0.1:${gateway.address.port}/${DEMO_DATABASE}`;
     const url = `postgres://claude:${agentPassword}@${address}`;
     const opsUrl = `postgres://ops:${opsPassword}@${address}`;

@@ -1,6 +1,6 @@
 import { FileAuditLog } from '../state/file-audit-log.js';
 import { startCheckpoints } from '../state/audit-checkpoint.js';
-import { startGateway } from '../gateway/gateway.js';
+import { startAirlock } from '../airlock.js';
 import { describeUpstream } from '../config/load.js';
 import type { CommandArgs } from './main.js';
 import { configFromArgs } from './config-path.js';
@@ -18,12 +18,13 @@ export async function runStart(args: CommandArgs): Promise<number> {
       : startCheckpoints(audit, config.audit.checkpoint, {
           onError: (err) => console.error(`airlock: could not write the audit checkpoint: ${err.message}`),
         });
-  const gateway = await startGateway({ config, audit });
+  const gateway = await startAirlock({ config, audit });
   for (const w of gateway.warnings) console.error(`airlock: warning: ${w}`);
   console.log(
     `Airlock is listening on ${gateway.address.host}:${gateway.address.port}, in front of ${describeUpstream(config.upstream)}.`,
   );
   console.log(`Agents: ${config.agents.map((a) => `${a.name} (${a.profile})`).join(', ')}. Audit log: ${config.stateDir}.`);
+  console.log(`Admin API (freeze, unfreeze, status; an admin token required): http://${gateway.adminAddress.host}:${gateway.adminAddress.port}/`);
   await waitForSignal();
   console.log('Airlock is stopping.');
   await gateway.close();

@@ -34,14 +34,10 @@ import { connectUpstream } from './upstream.js';
 import type { Denial } from '../policy/decision.js';
 import type { RelayIdentity } from './relay.js';
 import { FreezeStore } from '../state/freeze-store.js';
-import { AdminTokens } from '../state/admin-tokens.js';
-import { startAdminApi } from '../web/admin-api.js';
 
 export interface Gateway {
   /** Where the gateway listens (the real port when the config said 0). */
   address: { host: string; port: number };
-  /** Where the admin API listens. */
-  adminAddress: { host: string; port: number };
   /** The freeze state (also changed through the admin API). */
   freezes: FreezeStore;
   /** Warnings found at start-up, in plain words. */
@@ -402,39 +398,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     server.listen(config.listen.port, config.listen.host, () => resolve());
   });
   server.on('error', (err) => log(`gateway: listener error: ${err.message}`));
-  const tokens = await AdminTokens.open(config.stateDir);
-  const adminApi = await startAdminApi({
-    host: config.admin.listen.host,
-    port: config.admin.listen.port,
-    tokens,
-    freezes,
-    agents: config.agents.map((a) => a.name),
-    log,
-    onAction: (action) => {
-      try {
-        audit.append({
-          event: action.kind === 'freeze' ? 'freeze' : 'unfreeze',
-          agent: typeof action.detail.agent === 'string' ? action.detail.agent : null,
-          session: null,
-          client: null,
-          reason: typeof action.detail.reason === 'string' ? action.detail.reason : undefined,
-          detail: { ...action.detail, by: action.by, action: action.kind },
-        });
-      } catch (err) {
-        log(`audit: could not record the admin action ${action.kind} by ${action.by}: ${(err as Error).message}`);
-      }
-    },
-  }).catch(async (err: Error) => {
-    server.close();
-    await classifier.close();
-    throw new Error(`Airlock could not start its admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${err.message}`);
-  });
   const bound = server.address() as net.AddressInfo;
   audit.append({ event: 'startup', agent: null, session: null, client: null, detail: { listen: `${bound.address}:${bound.port}` } });
 
   return {
     address: { host: bound.address, port: bound.port },
-    adminAddress: adminApi.address,
     freezes,
     warnings,
     get sessions() {
@@ -443,7 +411,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     async close() {
       clearInterval(refresh);
       clearInterval(reloadFreezes);
-      await adminApi.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.shutdown();
       await closed;

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import type { AirlockConfig } from '../../src/config/load.js';
-import { startGateway } from '../../src/gateway/gateway.js';
-import type { Gateway } from '../../src/gateway/gateway.js';
+import { startAirlock } from '../../src/airlock.js';
+import type { Airlock } from '../../src/airlock.js';
 import { FileAuditLog } from '../../src/state/file-audit-log.js';
 import type { FileAuditLogOptions } from '../../src/state/file-audit-log.js';
 import { dropRoles } from './drop-roles.js';
@@ -24,7 +24,7 @@ export interface TestAgent {
 }
 
 export interface TestAirlock {
-  gateway: Gateway;
+  gateway: Airlock;
   audit: FileAuditLog;
   config: AirlockConfig;
   stateDir: string;
@@ -87,7 +87,7 @@ export async function startTestAirlock(
   lines.push(...(options.extraYaml ?? []));
   const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });
   const audit = await FileAuditLog.open(stateDir, { flushMs: 2, ...options.auditOptions });
-  const gateway = await startGateway({ config, audit, now: options.now, schemaRefreshMs: options.schemaRefreshMs, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
+  const gateway = await startAirlock({ config, audit, now: options.now, schemaRefreshMs: options.schemaRefreshMs, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });
   const port = gateway.address.port;
   const passwords = new Map(agents.map((a) => [a.name, a.password]));
   const first = agents[0]!.name;

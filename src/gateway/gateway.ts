@@ -304,6 +304,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }),
     audit,
     maxMessageBytes: config.limits.maxMessageBytes,
+    maxStatementBytes: config.limits.maxStatementBytes,
     pinnedParameters: PINNED_PARAMETERS,
     policyFor: (agent: string) => policies.get(agent),
     budget: new WriteBudget(),

@@ -53,6 +53,8 @@ import {
 import type { FreezeCause } from '../state/freeze-store.js';
 import type { AuditLog } from '../state/audit-log.js';
 import type { StatementCache } from './statement-cache.js';
+import { statementSizeRefusal } from '../sql/statement-size.js';
+import { unjudgedDenial } from '../policy/unjudged.js';
 import { judgeResolving } from './overload-resolver.js';
 import type { OverloadResolver } from './overload-resolver.js';
 import type { ResolvedCalls } from '../policy/overloads.js';
@@ -72,6 +74,8 @@ export interface RelayContext {
   cache: StatementCache;
   audit: AuditLog;
   maxMessageBytes: number;
+  /** limits.max_statement_bytes: longer statements are refused before they are even decoded. */
+  maxStatementBytes: number;
   /** The upstream's schema as last read (functions, views), or null if it could not be read. */
   schema: () => SchemaKnowledge | null;
   /** Asks the server which functions a statement really calls, when a user function shares a name with a built-in; null: judge by name. */
@@ -392,6 +396,9 @@ export class Relay {
 
   /** Decodes statement text exactly as the server will read it, or explains why it can't be judged. */
   private statementText(bytes: Buffer): string | Denial {
+    // The cheapest limit first: a text too long to parse is refused unread, undecoded.
+    const tooLarge = statementSizeRefusal(bytes.length, this.ctx.maxStatementBytes);
+    if (tooLarge !== null) return unjudgedDenial(tooLarge.unjudged!, tooLarge.error);
     if (!isUtf8(bytes)) {
       return {
         kind: 'deny',
@@ -527,7 +534,7 @@ export class Relay {
     this.outsideBatch('Query');
     const text = this.statementText(parseQuery(m.body));
     if (typeof text !== 'string') {
-      this.refuseQuery(text, '(invalid UTF-8)');
+      this.refuseQuery(text, unreadLabel(text));
       return;
     }
     const { classification, decision } = this.judge(text);
@@ -636,7 +643,7 @@ export class Relay {
       decision = text;
     }
     if (decision.kind === 'deny') {
-      this.refuseHere(decision, typeof text === 'string' ? text : '(invalid UTF-8)', classification, undefined, { unnamedParse: parse.name === '' });
+      this.refuseHere(decision, typeof text === 'string' ? text : unreadLabel(text), classification, undefined, { unnamedParse: parse.name === '' });
       return;
     }
     // Whether the name is taken depends on an answer still to come: wait for it.
@@ -984,16 +991,7 @@ export class Relay {
       const step = item.step;
       if (item.touches !== undefined && step !== undefined) {
         const settled = this.ns.pending(item.touches);
-        const onDone = step.onDone;
-        const onFail = step.onFail;
-        step.onDone = () => {
-          onDone?.();
-          settled();
-        };
-        step.onFail = (failed) => {
-          onFail?.(failed);
-          settled();
-        };
+        around(step, settled, settled);
       }
       switch (item.kind) {
         case 'parse': {
@@ -1006,18 +1004,15 @@ export class Relay {
           if (p.serverName === '') here.unnamed = p;
           else here.named.add(p.serverName);
           p.state = 'sent';
-          const onDone = step!.onDone;
-          step!.onDone = () => {
-            p.state = 'done';
-            onDone?.();
-          };
-          const onFail = step!.onFail;
-          step!.onFail = (failed) => {
-            p.state = 'failed';
-            if (p.serverName !== '') here.named.delete(p.serverName);
-            else if (here.unnamed === p) here.unnamed = failed ? null : before;
-            onFail?.(failed);
-          };
+          around(
+            step!,
+            () => (p.state = 'done'),
+            (failed) => {
+              p.state = 'failed';
+              if (p.serverName !== '') here.named.delete(p.serverName);
+              else if (here.unnamed === p) here.unnamed = failed ? null : before;
+            },
+          );
           break;
         }
         case 'refusal':
@@ -1037,16 +1032,11 @@ export class Relay {
             if (previous !== null && previous !== portal) this.ns.bound.delete(previous);
             this.unnamedPortal[conn] = portal;
           }
-          const onDone = step!.onDone;
-          step!.onDone = () => {
-            portal.state = 'done';
-            onDone?.();
-          };
-          const onFail = step!.onFail;
-          step!.onFail = (failed) => {
-            portal.state = 'done';
-            onFail?.(failed);
-          };
+          around(
+            step!,
+            () => (portal.state = 'done'),
+            () => (portal.state = 'failed'),
+          );
           break;
         }
         case 'describe':
@@ -1076,18 +1066,20 @@ export class Relay {
               if (wasThere) other.toClose.push(p.serverName);
             }
             // Skipped (or refused), the Close closed nothing.
-            const onFail = step!.onFail;
-            step!.onFail = (failed) => {
-              if (wasHere) {
-                if (p.serverName === '') here.unnamed ??= p;
-                else here.named.add(p.serverName);
-              }
-              if (wasThere) {
-                const i = other.toClose.indexOf(p.serverName);
-                if (i >= 0) other.toClose.splice(i, 1);
-              }
-              onFail?.(failed);
-            };
+            around(
+              step!,
+              () => undefined,
+              () => {
+                if (wasHere) {
+                  if (p.serverName === '') here.unnamed ??= p;
+                  else here.named.add(p.serverName);
+                }
+                if (wasThere) {
+                  const i = other.toClose.indexOf(p.serverName);
+                  if (i >= 0) other.toClose.splice(i, 1);
+                }
+              },
+            );
           }
           break;
         }
@@ -1609,6 +1601,25 @@ export class Relay {
     this.checkWaiters();
     this.onEnd(reason);
   }
+}
+
+/** What the record shows for a statement refused before it was decoded. */
+function unreadLabel(denial: Denial): string {
+  return denial.rule === 'encoding' ? '(invalid UTF-8)' : `(statement not read: ${denial.rule})`;
+}
+
+/** Has `done` / `fail` run, then what the step already does, when the server answers (or skips) it. */
+function around(step: Step, done: () => void, fail: (failed: boolean) => void): void {
+  const onDone = step.onDone;
+  const onFail = step.onFail;
+  step.onDone = () => {
+    done();
+    onDone?.();
+  };
+  step.onFail = (failed) => {
+    fail(failed);
+    onFail?.(failed);
+  };
 }
 
 /** A statement that only reads: it may share a batch with a write (inside the write's own transaction). */

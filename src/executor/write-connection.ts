@@ -55,11 +55,6 @@ export class WriteConnection {
     socket.resume();
   }
 
-  /** Whether a round is running. */
-  get busy(): boolean {
-    return this.round !== null;
-  }
-
   get broken(): boolean {
     return this.lost !== null;
   }

@@ -656,7 +656,9 @@ interface AttackStats {
 }
 
 async function hostileSession(base: Omit<AttackContext, 'deadline' | 'note'>, loadEnd: number, stats: Map<string, AttackStats>): Promise<void> {
-  const names = Object.keys(ATTACKS);
+  // FUZZ_ATTACKS=a,b limits the run to those attacks (to find which one hurts).
+  const only = process.env.FUZZ_ATTACKS?.split(',').filter((n) => n in ATTACKS);
+  const names = only !== undefined && only.length > 0 ? only : Object.keys(ATTACKS);
   for (let i = 0; i < 100_000 && Date.now() < loadEnd; i++) {
     const name = pick(names);
     const attack = ATTACKS[name]!;

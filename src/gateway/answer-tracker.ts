@@ -227,34 +227,41 @@ function tagCommand(body: Buffer): string {
 
 /** Cycles sent on one connection, answered in order. */
 export class CycleQueue {
-  private readonly cycles: Cycle[] = [];
+  /** A queue with a moving head: Array.shift is linear in the length, and a client may pipeline hundreds of thousands of cycles. */
+  private cycles: (Cycle | undefined)[] = [];
+  private head = 0;
 
   push(cycle: Cycle): void {
     this.cycles.push(cycle);
   }
 
   get length(): number {
-    return this.cycles.length;
+    return this.cycles.length - this.head;
   }
 
   /** The cycle the next answer belongs to, or undefined. */
-  get head(): Cycle | undefined {
-    return this.cycles[0];
+  get first(): Cycle | undefined {
+    return this.cycles[this.head];
   }
 
   /** Handles one answer; a cycle that ended leaves the queue. */
   answer(type: number, body: Buffer): { action: AnswerAction; ended: Cycle | null } {
-    const cycle = this.cycles[0];
+    const cycle = this.cycles[this.head];
     if (cycle === undefined) {
       if (type === BACKEND.errorResponse || type === BACKEND.noticeResponse || type === BACKEND.notificationResponse) return { action: 'pass', ended: null };
       if (type === BACKEND.parameterStatus) return { action: 'pass', ended: null };
       throw new LostTrack(`the database sent message '${String.fromCharCode(type)}' when nothing was asked`);
     }
     const action = cycle.answer(type, body);
-    if (cycle.ended) {
-      this.cycles.shift();
-      return { action, ended: cycle };
+    if (!cycle.ended) return { action, ended: null };
+    this.cycles[this.head++] = undefined;
+    if (this.head === this.cycles.length) {
+      this.cycles = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.cycles.length) {
+      this.cycles = this.cycles.slice(this.head);
+      this.head = 0;
     }
-    return { action, ended: null };
+    return { action, ended: cycle };
   }
 }

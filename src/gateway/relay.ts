@@ -101,6 +101,9 @@ export type RelayIdentity = SessionIdentity;
 
 const EMPTY_PARAMS: (string | null)[] = [];
 
+/** Cycles a session may have sent on its read connection and not yet seen answered before Airlock stops reading its input. */
+const MAX_CYCLES_IN_FLIGHT = 4096;
+
 /**
  * A token the upstream echoes in its syntax error ('syntax error at or near
  * "airlock_refused_…"'), so the error can be found and replaced. Sending a
@@ -275,6 +278,10 @@ export class Relay {
       this.failSession(err);
       return;
     }
+    // A client that pipelines without reading answers is read no further
+    // until the database has answered most of what it sent: its backlog
+    // costs memory and time that belong to every session.
+    if (this.readCycles.length > MAX_CYCLES_IN_FLIGHT) this.client.pause();
     if (this.batch.bytes > this.ctx.maxMessageBytes) {
       this.fatal({
         severity: 'FATAL',
@@ -1528,6 +1535,7 @@ export class Relay {
 
   private readCycleEnded(cycle: Cycle): void {
     const status = cycle.status!;
+    if (this.readCycles.length === MAX_CYCLES_IN_FLIGHT >> 1 && this.held === null && !this.closed) this.client.resume();
     if (status === 'I') this.ns.transactionEnded('read', cycle.seq);
     if (this.home === 'read') this.txStatus = status;
     if (this.readCycles.length === 0 && this.drainWaiters.length > 0) {

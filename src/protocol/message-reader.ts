@@ -25,14 +25,16 @@ export class ProtocolViolation extends Error {
 /**
  * Accumulates chunks and yields whole messages. Messages that arrive whole in
  * one chunk are handed out as views of that chunk; a message that spans
- * chunks is copied once, into a buffer of its full size allocated when its
- * length is known, so a large message sent in small pieces costs what its
- * bytes cost, not the square of it.
+ * chunks is gathered in a buffer that grows geometrically up to its size,
+ * so a large message sent in small pieces costs what its bytes cost (not the
+ * square of it), and an unfinished one holds only what arrived.
  */
 export class MessageReader {
   /** The message being completed: its header (5 bytes) until the length is known, then the whole message. */
   private partial: Buffer | null = null;
   private filled = 0;
+  /** The pending message's whole size, once its header is in. */
+  private total = 0;
 
   constructor(private readonly maxMessageBytes: number) {}
 
@@ -67,16 +69,22 @@ export class MessageReader {
       this.filled += n;
       at += n;
       if (this.filled < 5) return at;
-      const whole = Buffer.allocUnsafe(1 + this.lengthAt(partial, 0));
-      partial.copy(whole, 0, 0, 5);
-      this.partial = partial = whole;
+      this.total = 1 + this.lengthAt(partial, 0);
     }
-    const n = Math.min(partial.length - this.filled, chunk.length - at);
+    const n = Math.min(this.total - this.filled, chunk.length - at);
+    if (this.filled + n > partial.length) {
+      // Grown geometrically, never past the message's size: memory follows
+      // the bytes that really arrived, and each byte is copied O(1) times.
+      const grown = Buffer.allocUnsafe(Math.min(this.total, Math.max(this.filled + n, partial.length * 2, 64 * 1024)));
+      partial.copy(grown, 0, 0, this.filled);
+      this.partial = partial = grown;
+    }
     chunk.copy(partial, this.filled, at, at + n);
     this.filled += n;
     at += n;
-    if (this.filled === partial.length) {
-      out.push({ type: partial[0]!, body: partial.subarray(5), raw: partial });
+    if (this.filled === this.total) {
+      const whole = partial.length === this.total ? partial : partial.subarray(0, this.total);
+      out.push({ type: whole[0]!, body: whole.subarray(5), raw: whole });
       this.partial = null;
       this.filled = 0;
     }

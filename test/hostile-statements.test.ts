@@ -10,6 +10,7 @@ import { createTestDatabase, testServers, withClient } from './support/postgres-
 import type { TestDatabase } from './support/postgres-servers.js';
 import { startTestAirlock } from './support/airlock.js';
 import type { TestAirlock } from './support/airlock.js';
+import { cstring, errorsIn, frontendMessage, int16, loginClient } from './support/wire.js';
 
 const AGENTS = [
   { name: 'attacker', password: 'attacker-test-password' },
@@ -58,6 +59,57 @@ describe(`statements too big or too complex to judge (${server.name})`, () => {
       expect((await c.query('SELECT count(*)::int AS n FROM items')).rows[0]).toEqual({ n: 10 });
     } finally {
       await c.end();
+    }
+  });
+
+  it('refuses statements megabytes past the limit, simple and extended, named and unnamed, and the session goes on', async () => {
+    const c = await connect('attacker');
+    try {
+      const huge = `SELECT 1 WHERE 1 IN (${Array.from({ length: 600_000 }, (_, i) => i).join(',')})`;
+      expect(huge.length).toBeGreaterThan(3_000_000);
+      for (const query of [huge, { text: huge, values: [] }, { name: 'huge', text: huge, values: [] }]) {
+        const err = await c.query(query).catch((e: pg.DatabaseError) => e);
+        expect((err as pg.DatabaseError).code).toBe('54000');
+        expect((await c.query('SELECT count(*)::int AS n FROM items')).rows[0]).toEqual({ n: 10 });
+      }
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('holds none of a statement too long to judge while it trickles in: other agents are served, then it is refused and the session goes on', async () => {
+    const { client } = await loginClient(airlock.clientConfig('attacker'));
+    const bystander = await connect('bystander');
+    try {
+      // A Query announcing 8 MB, sent in 8 KB pieces (the unfinished-60mb attack of npm run fuzz, finished here).
+      const total = 8 * 1024 * 1024;
+      const head = Buffer.alloc(5);
+      head[0] = 0x51;
+      head.writeUInt32BE(4 + total, 1);
+      client.send(head, Buffer.from('SELECT 1 /*'));
+      const piece = Buffer.alloc(8192, 0x20);
+      let sent = 'SELECT 1 /*'.length;
+      for (let i = 0; sent + piece.length < total - 3; i++, sent += piece.length) {
+        client.send(piece);
+        if (i % 256 === 0) expect((await bystander.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      }
+      client.send(Buffer.alloc(total - 3 - sent, 0x20), Buffer.from('*/\0'));
+      const answer = await client.collect();
+      expect(errorsIn(answer.messages).map((e) => e.get('C'))).toEqual(['54000']);
+      expect(answer.messages.at(-1)?.type).toBe('Z');
+      expect(await client.queryRows('SELECT 2')).toEqual([['2']]);
+      // The same through Parse (named): refused where it stands, and nothing after it up to Sync runs.
+      const parseHead = Buffer.alloc(5);
+      parseHead[0] = 0x50;
+      const parseBody = Buffer.concat([cstring('s1'), cstring('SELECT 1 ' + ' '.repeat(total)), int16(0)]);
+      parseHead.writeUInt32BE(4 + parseBody.length, 1);
+      client.send(parseHead, parseBody, frontendMessage('S'));
+      const parsed = await client.collect();
+      expect(errorsIn(parsed.messages).map((e) => e.get('C'))).toEqual(['54000']);
+      expect(await client.queryRows('SELECT 3')).toEqual([['3']]);
+    } finally {
+      client.close();
+      await bystander.end();
     }
   });
 

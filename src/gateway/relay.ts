@@ -105,6 +105,16 @@ const EMPTY_PARAMS: (string | null)[] = [];
 const MAX_CYCLES_IN_FLIGHT = 4096;
 
 /**
+ * Messages one session has handled in one turn of the event loop before it
+ * yields to the others: a client that pipelines thousands of statements in
+ * one read gets its turn, not the whole thread.
+ */
+const TURN_MESSAGES = 256;
+
+/** Resolves after the event loop has served other connections' I/O. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
  * A token the upstream echoes in its syntax error ('syntax error at or near
  * "airlock_refused_…"'), so the error can be found and replaced. Sending a
  * statement that fails puts the upstream in exactly the state a refused
@@ -217,6 +227,8 @@ export class Relay {
   /** Client messages that arrived while the write connection worked; handled, in order, once it is done. */
   private held: Message[] | null = null;
   private heldBytes = 0;
+  /** Messages handled in this turn of the event loop (TURN_MESSAGES). */
+  private turnMessages = 0;
   /** Resolved when the read connection has answered everything sent to it. */
   private drainWaiters: (() => void)[] = [];
   /** A batch is on the write path now. */
@@ -232,7 +244,7 @@ export class Relay {
     /** Sends the upstream a CancelRequest for this session's running query. */
     private readonly cancelUpstream: () => void = () => undefined,
   ) {
-    this.reader = new MessageReader(ctx.maxMessageBytes);
+    this.reader = new MessageReader(ctx.maxMessageBytes, statementMessageLimit(ctx.maxStatementBytes));
     this.audit = new SessionAudit(ctx.audit, who, ctx.log);
     this.subject = {
       agent: who.agent,
@@ -269,6 +281,7 @@ export class Relay {
 
   private fromClient(chunk: Buffer): void {
     if (this.closed) return;
+    this.turnMessages = 0;
     try {
       for (const m of this.reader.push(chunk)) {
         this.onClientMessage(m);
@@ -301,6 +314,11 @@ export class Relay {
     if (this.skipping && m.type !== FRONTEND.sync) {
       // The upstream would discard these too (it is skipping to Sync after
       // the refusal); they are never judged nor forwarded.
+      return;
+    }
+    if (++this.turnMessages > TURN_MESSAGES) {
+      // This session has had its share of the turn: the rest waits for the next.
+      this.suspend(m, nextTurn());
       return;
     }
     try {
@@ -539,7 +557,7 @@ export class Relay {
 
   private onQuery(m: Message): void {
     this.outsideBatch('Query');
-    const text = this.statementText(parseQuery(m.body));
+    const text = m.dropped !== undefined ? droppedDenial(m.dropped, this.ctx.maxStatementBytes) : this.statementText(parseQuery(m.body));
     if (typeof text !== 'string') {
       this.refuseQuery(text, unreadLabel(text));
       return;
@@ -639,6 +657,12 @@ export class Relay {
   }
 
   private onParse(m: Message): void {
+    if (m.dropped !== undefined) {
+      // Too long to be worth reading: its bytes were dropped as they came. A failed Parse of the unnamed statement drops it.
+      const denial = droppedDenial(m.dropped, this.ctx.maxStatementBytes);
+      this.refuseHere(denial, unreadLabel(denial), undefined, undefined, { unnamedParse: m.body[0] === 0 });
+      return;
+    }
     const parse = parseParse(m.body);
     const text = this.statementText(parse.query);
     let classification: Classification | undefined;
@@ -1180,14 +1204,16 @@ export class Relay {
 
   /** Handles held messages in order; if one of them holds input again, the rest wait with it. */
   private processQueue(queue: readonly Message[]): void {
+    this.turnMessages = 0;
     try {
       for (let i = 0; i < queue.length; i++) {
-        // onClientMessage may have started another write, which holds input again.
+        // onClientMessage may have started another write, or ended the turn, which holds input again.
         const held = this.held as Message[] | null;
         if (held !== null) {
-          const rest = queue.slice(i);
-          held.push(...rest);
-          for (const m of rest) this.heldBytes += m.raw.length;
+          for (let j = i; j < queue.length; j++) {
+            held.push(queue[j]!);
+            this.heldBytes += queue[j]!.raw.length;
+          }
           return;
         }
         this.onClientMessage(queue[i]!);
@@ -1612,6 +1638,23 @@ export class Relay {
 }
 
 /** What the record shows for a statement refused before it was decoded. */
+/**
+ * The longest Query or Parse message kept to be read (Int32 length word): a
+ * statement of max_statement_bytes, with room in a Parse for a long name and
+ * every parameter type. Longer ones are refused unread and never held.
+ */
+function statementMessageLimit(maxStatementBytes: number): (type: number) => number {
+  const query = 4 + maxStatementBytes + 1;
+  const parse = query + 64 * 1024 + 2 + 4 * 0xffff;
+  return (type) => (type === FRONTEND.query ? query : type === FRONTEND.parse ? parse : Infinity);
+}
+
+/** The refusal of a Query or Parse whose `bodyBytes` were dropped unread, being far past max_statement_bytes. */
+function droppedDenial(bodyBytes: number, maxStatementBytes: number): Denial {
+  const tooLarge = statementSizeRefusal(bodyBytes, maxStatementBytes)!;
+  return unjudgedDenial(tooLarge.unjudged!, tooLarge.error);
+}
+
 function unreadLabel(denial: Denial): string {
   return denial.rule === 'encoding' ? '(invalid UTF-8)' : `(statement not read: ${denial.rule})`;
 }

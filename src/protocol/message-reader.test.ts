@@ -137,6 +137,47 @@ describe('MessageReader', () => {
   });
 });
 
+describe('MessageReader, messages over their type\'s limit', () => {
+  const BIG = frame('Q', 'SELECT ' + 'x'.repeat(500) + '\0');
+  const limitFor = (type: number): number => (type === 0x51 ? 100 : 1024);
+  const expected = [
+    { type: 'Q', dropped: BIG.length - 5, first: 'S', raw: BIG.subarray(0, 5).toString('hex') },
+    { type: 'S', dropped: undefined, first: undefined, raw: SYNC.toString('hex') },
+  ];
+  const seen = (out: { type: number; body: Buffer; raw: Buffer; dropped?: number }[]) =>
+    out.map((m) => ({ type: String.fromCharCode(m.type), dropped: m.dropped, first: m.body.length > 0 ? String.fromCharCode(m.body[0]!) : undefined, raw: m.raw.toString('hex') }));
+
+  it.each([1, 3, 5, 6, 7, 50, 200, BIG.length - 1, BIG.length, BIG.length + 2])('drops the body and keeps its first byte, split at byte %i', (cut) => {
+    const stream = Buffer.concat([BIG, SYNC]);
+    const reader = new MessageReader(1024, limitFor);
+    const out = [...reader.push(stream.subarray(0, cut)), ...reader.push(stream.subarray(cut))];
+    expect(seen(out)).toEqual(expected);
+    expect(reader.buffered).toBe(0);
+  });
+
+  it('holds none of the body while it arrives, one byte at a time', () => {
+    const reader = new MessageReader(1024, limitFor);
+    const out = [];
+    for (let i = 0; i < BIG.length; i++) {
+      out.push(...reader.push(BIG.subarray(i, i + 1)));
+      expect(reader.buffered).toBeLessThan(5); // at most the header, while it is still coming
+    }
+    out.push(...reader.push(SYNC));
+    expect(seen(out)).toEqual(expected);
+  });
+
+  it('still refuses a length over maxMessageBytes', () => {
+    const reader = new MessageReader(200, limitFor);
+    expect(() => reader.push(BIG)).toThrow(ProtocolViolation);
+  });
+
+  it('keeps messages of other types whole', () => {
+    const out = new MessageReader(1024, limitFor).push(Buffer.concat([PARSE, SYNC]));
+    expect(out.map((m) => m.dropped)).toEqual([undefined, undefined]);
+    expect(out[0]!.raw.equals(PARSE)).toBe(true);
+  });
+});
+
 describe('StartupPacketReader', () => {
   function startup(body: Buffer): Buffer {
     const out = Buffer.alloc(4 + body.length);

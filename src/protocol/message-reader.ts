@@ -13,6 +13,13 @@ export interface Message {
   body: Buffer;
   /** The whole message, header included: what a relay forwards as it is. */
   raw: Buffer;
+  /**
+   * Set when the message was larger than its type's limit (see
+   * MessageReader's `limitFor`): its body's bytes, which were read and
+   * dropped as they came. `body` then holds only its first byte, and `raw`
+   * its header; such a message is never forwarded.
+   */
+  dropped?: number;
 }
 
 export class ProtocolViolation extends Error {
@@ -35,8 +42,19 @@ export class MessageReader {
   private filled = 0;
   /** The pending message's whole size, once its header is in. */
   private total = 0;
+  /** While a message over its type's limit is read and dropped: its header and first body byte. */
+  private dropping: Buffer | null = null;
 
-  constructor(private readonly maxMessageBytes: number) {}
+  /**
+   * `limitFor` gives, for a type byte, the largest length (the Int32 length
+   * word) of a message of that type worth keeping: a larger one (up to maxMessageBytes) is read and dropped as it
+   * arrives, and handed out with `dropped` set, so that a statement too long
+   * to judge costs no memory however slowly it comes.
+   */
+  constructor(
+    private readonly maxMessageBytes: number,
+    private readonly limitFor: (type: number) => number = () => maxMessageBytes,
+  ) {}
 
   /** Feeds a chunk and returns the whole messages it completes. Throws ProtocolViolation on a bad length. */
   push(chunk: Buffer): Message[] {
@@ -47,7 +65,18 @@ export class MessageReader {
       if (this.partial !== null) return out;
     }
     while (chunk.length - at >= 5) {
-      const end = at + 1 + this.lengthAt(chunk, at);
+      const length = this.lengthAt(chunk, at);
+      if (length > this.limitFor(chunk[at]!)) {
+        this.partial = Buffer.allocUnsafe(5);
+        chunk.copy(this.partial, 0, at, at + 5);
+        this.filled = 5;
+        this.total = length + 1;
+        this.dropping = Buffer.alloc(6);
+        at = this.fill(chunk, at + 5, out);
+        if (this.partial !== null) return out;
+        continue;
+      }
+      const end = at + 1 + length;
       if (end > chunk.length) break;
       out.push({ type: chunk[at]!, body: chunk.subarray(at + 5, end), raw: chunk.subarray(at, end) });
       at = end;
@@ -70,7 +99,9 @@ export class MessageReader {
       at += n;
       if (this.filled < 5) return at;
       this.total = 1 + this.lengthAt(partial, 0);
+      if (this.total - 1 > this.limitFor(partial[0]!)) this.dropping = Buffer.alloc(6);
     }
+    if (this.dropping !== null) return this.drop(chunk, at, out);
     const n = Math.min(this.total - this.filled, chunk.length - at);
     if (this.filled + n > partial.length) {
       // Grown geometrically, never past the message's size: memory follows
@@ -91,6 +122,24 @@ export class MessageReader {
     return at;
   }
 
+  /** Reads past the body of a message over its type's limit, keeping only its first byte. */
+  private drop(chunk: Buffer, at: number, out: Message[]): number {
+    const dropping = this.dropping!;
+    if (this.filled === 5) this.partial!.copy(dropping, 0, 0, 5);
+    const n = Math.min(this.total - this.filled, chunk.length - at);
+    if (this.filled === 5 && n > 0) dropping[5] = chunk[at]!;
+    this.filled += n;
+    at += n;
+    if (this.filled === this.total) {
+      const keep = this.total > 5 ? 6 : 5;
+      out.push({ type: dropping[0]!, body: dropping.subarray(5, keep), raw: dropping.subarray(0, 5), dropped: this.total - 5 });
+      this.partial = null;
+      this.dropping = null;
+      this.filled = 0;
+    }
+    return at;
+  }
+
   /** The Int32 length of the message starting at `at`, checked. */
   private lengthAt(buf: Buffer, at: number): number {
     const length = buf.readUInt32BE(at + 1);
@@ -103,6 +152,7 @@ export class MessageReader {
 
   /** Hands over the bytes received but not yet part of a whole message, and forgets them. */
   takeBuffered(): Buffer {
+    if (this.dropping !== null) throw new ProtocolViolation('a message over its size limit was being read');
     const rest = this.partial === null ? Buffer.alloc(0) : Buffer.from(this.partial.subarray(0, this.filled));
     this.partial = null;
     this.filled = 0;
@@ -111,7 +161,7 @@ export class MessageReader {
 
   /** Bytes received but not yet part of a whole message. */
   get buffered(): number {
-    return this.partial === null ? 0 : this.filled;
+    return this.partial === null || this.dropping !== null ? 0 : this.filled;
   }
 }
 

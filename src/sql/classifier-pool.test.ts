@@ -44,7 +44,8 @@ describe('ClassifierPool', () => {
   });
 
   it('refuses a run of /* and a multi-MB IN list at the deadline, while another worker and the event loop stay responsive', async () => {
-    const p = pool({ workers: 3, timeoutMs: 1000 });
+    // Both in parallel (long texts are otherwise parsed one at a time: see below).
+    const p = pool({ workers: 3, timeoutMs: 1000, largeTextChars: 10_000_000 });
     await p.ready();
     const delay = monitorEventLoopDelay({ resolution: 5 });
     delay.enable();
@@ -107,6 +108,22 @@ describe('ClassifierPool', () => {
     expect(p.stats().recycled).toBe(1);
     expect((await p.classify('SELECT 2')).ok).toBe(true);
     expect(p.stats()).toMatchObject({ recycled: 2, replaced: 0, workers: 1 });
+  });
+
+  it('parses long texts one at a time, replacing the worker after each, while short ones go on', async () => {
+    const p = pool({ workers: 2, largeTextChars: 1000 });
+    await p.ready();
+    const long = (n: number): string => `SELECT * FROM t WHERE a IN (${Array.from({ length: 2000 }, (_, i) => i + n).join(',')})`;
+    const first = p.classify(long(0), 'a');
+    const second = p.classify(long(1), 'b');
+    const short = p.classify('SELECT 1', 'c');
+    // The second long text waits for the first; the short one takes the other worker.
+    expect(p.stats()).toMatchObject({ busy: 2, queued: 1 });
+    const results = await Promise.all([first, second, short]);
+    expect(results.map((r) => r.ok)).toEqual([true, true, true]);
+    expect(p.stats()).toMatchObject({ recycled: 2, replaced: 0 });
+    await p.ready();
+    expect(p.stats().workers).toBe(2);
   });
 
   it('keeps a worker within its budget', async () => {

@@ -13,6 +13,11 @@
  *   for that job, and is replaced.
  * - A worker whose memory outside the JS heap (the parser's WebAssembly
  *   memory) passed `memoryBudgetBytes` after a job is retired and replaced.
+ * - A long text (over `largeTextChars`) costs its worker memory it keeps for
+ *   good (pages of the parser's memory it touched, a grown JS heap: about
+ *   150 MB for a 1 MB IN list), so long texts are parsed one at a time and
+ *   the worker that parsed one is replaced after it. Short statements go on
+ *   meanwhile on the other workers.
  * - When every worker is busy, jobs wait in one queue per owner (the agent),
  *   served round-robin, so one agent's flood waits behind itself only. A full
  *   queue (`maxQueuePerOwner` for that owner, or `maxQueue` in all) answers
@@ -47,6 +52,8 @@ export interface ClassifierPoolOptions {
    * (JSON.parse of a huge tree) aborts the whole process.
    */
   heapLimitMb?: number;
+  /** Texts longer than this (in characters) are parsed one at a time, each by a worker replaced after it (default 64 Ki). */
+  largeTextChars?: number;
 }
 
 export const CLASSIFIER_POOL_DEFAULTS = {
@@ -56,6 +63,7 @@ export const CLASSIFIER_POOL_DEFAULTS = {
   maxQueue: 1024,
   maxQueuePerOwner: 64,
   heapLimitMb: 512,
+  largeTextChars: 64 * 1024,
 } as const satisfies Required<ClassifierPoolOptions>;
 
 /**
@@ -85,6 +93,8 @@ interface Job {
   id: number;
   text: string;
   owner: string;
+  /** Longer than largeTextChars. */
+  large: boolean;
   resolve: (result: Classification) => void;
 }
 
@@ -115,6 +125,8 @@ export class ClassifierPool {
   private recycled = 0;
   private readonly exits = new Set<Promise<unknown>>();
   private readyWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  /** A large text is being parsed (only one is at a time). */
+  private largeRunning = false;
 
   constructor(options: ClassifierPoolOptions = {}) {
     this.options = { ...CLASSIFIER_POOL_DEFAULTS, ...definedOnly(options) };
@@ -143,9 +155,9 @@ export class ClassifierPool {
     if (this.closed) return Promise.resolve(unavailable('Airlock is shutting down'));
     if (this.failure !== null) return Promise.resolve(unavailable(this.failure));
     return new Promise((resolve) => {
-      const job: Job = { id: this.nextId++, text, owner, resolve };
+      const job: Job = { id: this.nextId++, text, owner, large: text.length > this.options.largeTextChars, resolve };
       const idle = this.idleSlot();
-      if (idle !== undefined) {
+      if (idle !== undefined && !(job.large && this.largeRunning)) {
         this.run(idle, job);
         return;
       }
@@ -233,7 +245,7 @@ export class ClassifierPool {
     if (job === null || job.id !== reply.id) return; // the answer to a job already answered at its deadline
     this.settle(slot);
     job.resolve(reply.result);
-    if (reply.memoryBytes > this.options.memoryBudgetBytes) {
+    if (job.large || reply.memoryBytes > this.options.memoryBudgetBytes) {
       this.recycled++;
       this.replace(slot);
       return;
@@ -266,6 +278,7 @@ export class ClassifierPool {
 
   private run(slot: Slot, job: Job): void {
     slot.job = job;
+    if (job.large) this.largeRunning = true;
     // A job in progress holds the process open, as pending I/O does; an idle worker never does.
     slot.worker.ref();
     slot.timer = setTimeout(() => this.onDeadline(slot, job), this.options.timeoutMs);
@@ -309,6 +322,7 @@ export class ClassifierPool {
   }
 
   private settle(slot: Slot): void {
+    if (slot.job?.large === true) this.largeRunning = false;
     if (slot.timer !== null) clearTimeout(slot.timer);
     slot.timer = null;
     slot.job = null;
@@ -325,9 +339,10 @@ export class ClassifierPool {
     }
   }
 
-  /** The next job round-robin: the first owner's oldest job, that owner moving to the back. */
+  /** The next job round-robin: the first owner's oldest job, that owner moving to the back (a large text waits while another is parsed). */
   private nextQueued(): Job | undefined {
     for (const [owner, queue] of this.queues) {
+      if (this.largeRunning && queue[0]?.large === true) continue;
       const job = queue.shift();
       this.queues.delete(owner);
       if (queue.length > 0) this.queues.set(owner, queue);

@@ -17,6 +17,7 @@
  *   npm run fuzz -- --sessions 8 --seconds 20 --settle 10
  *   npm run fuzz -- --target direct            # the same attacks straight to PostgreSQL
  *   npm run fuzz -- --json                     # JSON on stdout (progress stays on stderr)
+ *   FUZZ_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run fuzz   # flags for the Airlock process
  *
  * Only 127.0.0.1 is ever targeted; every loop is bounded in count and time.
  */
@@ -783,7 +784,9 @@ async function startAirlock(scratch: string, server: Server, passwords: Record<s
     ].join('\n'),
     { mode: 0o600 },
   );
-  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', configFile], {
+  // FUZZ_NODE_ARGS: Node.js flags for the Airlock process (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof).
+  const nodeArgs = (process.env.FUZZ_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', configFile], {
     env: {
       ...process.env,
       FUZZ_UPSTREAM_PASSWORD: server.password,

@@ -133,3 +133,32 @@ describe(`admission on the ${server.name} server`, () => {
     expect((await again.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 });
+
+describe(`the process memory budget on the ${server.name} server`, () => {
+  let db: TestDatabase;
+  let airlock: TestAirlock;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(server);
+    // 64 MiB, the least there is: a Node.js process running the test suite is always over it.
+    airlock = await startTestAirlock(server, db, { agents: [OTHER], extraYaml: ['limits:', '  max_memory_bytes: 67108864'] });
+  });
+
+  afterAll(async () => {
+    await airlock?.close();
+    await db?.drop();
+    await dropRoles(server, readRolesOf(airlock));
+  });
+
+  it('refuses new connections with 53200 while the process is over limits.max_memory_bytes, saying so', async () => {
+    const client = new pg.Client(airlock.clientConfig(OTHER.name));
+    client.on('error', () => undefined);
+    const error = await client.connect().then(
+      () => null,
+      (e: unknown) => e as { code?: string; message: string },
+    );
+    expect(error?.code).toBe('53200');
+    expect(error?.message).toMatch(/over its memory budget \(\d+ MiB in use, limits\.max_memory_bytes is 64 MiB\)/);
+    await client.end().catch(() => undefined);
+  });
+});

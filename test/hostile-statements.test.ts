@@ -34,7 +34,7 @@ describe(`statements too big or too complex to judge (${server.name})`, () => {
     await withClient(db.url, (c) => c.query('CREATE TABLE public.items (id int PRIMARY KEY); INSERT INTO public.items SELECT generate_series(1, 10)'));
     airlock = await startTestAirlock(server, db, {
       agents: AGENTS,
-      extraYaml: ['limits:', '  classify_timeout_ms: 300', '  max_statement_bytes: 262144', 'tripwire:', '  refusals: 1000'],
+      extraYaml: ['limits:', '  classify_timeout_ms: 1000', '  max_statement_bytes: 262144', 'tripwire:', '  refusals: 1000'],
     });
   });
 

@@ -148,6 +148,7 @@ describe('parseConfig: the minimal file', () => {
         classifierWorkers: 2,
         classifierMemoryBytes: 256 * 1024 * 1024,
         statementCacheBytes: 64 * 1024 * 1024,
+        maxMemoryBytes: 1024 * 1024 * 1024,
       },
     };
     expect(config).toEqual(expected);
@@ -191,7 +192,7 @@ describe('parseConfig: valid files', () => {
       'audit and limits',
       withAgent('', 'audit: { flush_ms: 1000 }\nlimits: { max_message_bytes: 1024, max_clients: 1, connect_timeout_ms: 100 }\n'),
       (c) => [c.audit, c.limits],
-      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000, maxStatementBytes: 1024 * 1024, classifyTimeoutMs: 2000, classifierWorkers: 2, classifierMemoryBytes: 256 * 1024 * 1024, statementCacheBytes: 64 * 1024 * 1024 }],
+      [{ flushMs: 1000, checkpoint: null }, { maxMessageBytes: 1024, maxClients: 1, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 100, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000, maxStatementBytes: 1024 * 1024, classifyTimeoutMs: 2000, classifierWorkers: 2, classifierMemoryBytes: 256 * 1024 * 1024, statementCacheBytes: 64 * 1024 * 1024, maxMemoryBytes: 1024 * 1024 * 1024 }],
     ],
     [
       'canary tables and a tripwire with a Slack webhook',
@@ -227,7 +228,7 @@ describe('parseConfig: valid files', () => {
       'partial limits keep the other defaults',
       withAgent('', 'limits:\n  max_clients: 20\n'),
       (c) => c.limits,
-      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000, maxStatementBytes: 1024 * 1024, classifyTimeoutMs: 2000, classifierWorkers: 2, classifierMemoryBytes: 256 * 1024 * 1024, statementCacheBytes: 64 * 1024 * 1024 },
+      { maxMessageBytes: 64 * 1024 * 1024, maxClients: 20, maxPendingLogins: 64, loginTimeoutMs: 5000, connectTimeoutMs: 5000, statementTimeoutMs: 60_000, lockTimeoutMs: 10_000, idleInTransactionMs: 60_000, maxStatementBytes: 1024 * 1024, classifyTimeoutMs: 2000, classifierWorkers: 2, classifierMemoryBytes: 256 * 1024 * 1024, statementCacheBytes: 64 * 1024 * 1024, maxMemoryBytes: 1024 * 1024 * 1024 },
     ],
     [
       'upstream with every part',

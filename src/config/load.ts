@@ -90,6 +90,8 @@ export interface AirlockConfig {
     classifierMemoryBytes: number;
     /** Byte budget of the statement cache (an estimate). */
     statementCacheBytes: number;
+    /** The process's memory budget (resident bytes); 0: none. */
+    maxMemoryBytes: number;
   };
 }
 
@@ -593,6 +595,7 @@ function resolveSections(
         classifierWorkers: limits.classifier_workers,
         classifierMemoryBytes: limits.classifier_memory_bytes,
         statementCacheBytes: limits.statement_cache_bytes,
+        maxMemoryBytes: limits.max_memory_bytes,
       },
     },
   };

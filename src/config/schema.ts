@@ -89,6 +89,7 @@ export const DEFAULTS = {
   classifierWorkers: 2,
   classifierMemoryBytes: 256 * 1024 * 1024,
   statementCacheBytes: 64 * 1024 * 1024,
+  maxMemoryBytes: 1024 * 1024 * 1024,
 } as const satisfies Record<string, string | number>;
 
 export interface ListenAddress {
@@ -752,6 +753,17 @@ export const configFileSchema = z
           .max(64 * 1024 * 1024 * 1024)
           .default(DEFAULTS.statementCacheBytes)
           .describe("Memory for the cache of statements' classifications, in bytes (an estimate: text plus a fixed cost per entry); least recently used entries go first. 0: no cache."),
+        max_memory_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(1024 * 1024 * 1024 * 1024)
+          .refine((n) => n === 0 || n >= 64 * 1024 * 1024, { error: 'must be 0 (no budget) or at least 67108864 (64 MiB)' })
+          .default(DEFAULTS.maxMemoryBytes)
+          .describe(
+            "The process's memory budget (resident memory), in bytes; 0: none. While Airlock is over it, new connections are refused " +
+              'and statements not judged before are refused unread (SQLSTATE 53200); sessions go on with statements already judged.',
+          ),
       })
       .prefault({})
       .describe('Resource limits.'),

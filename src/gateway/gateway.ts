@@ -14,6 +14,7 @@ import type { AirlockConfig } from '../config/load.js';
 import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
 import { Admission } from './admission.js';
+import { MemoryBudget } from './memory-budget.js';
 import { ClientSession } from './client-session.js';
 import { prepareReadRole } from './read-roles.js';
 import { readRolePassword, readRoleSecret, writeRolePassword } from './read-role-password.js';
@@ -245,6 +246,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }, FREEZE_RELOAD_MS);
   reloadFreezes.unref();
 
+  const memory = new MemoryBudget(config.limits.maxMemoryBytes);
   // Parsing runs on worker threads under a deadline (limits.classify_timeout_ms); closed in close().
   const classifier = new ClassifierPool({
     workers: config.limits.classifierWorkers,
@@ -301,6 +303,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       maxBytes: config.limits.statementCacheBytes,
       maxStatementBytes: config.limits.maxStatementBytes,
       pool: classifier,
+      memory,
     }),
     audit,
     maxMessageBytes: config.limits.maxMessageBytes,
@@ -387,6 +390,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     );
     session = new ClientSession(socket, ctx, ticket, (s) => sessions.delete(s));
     sessions.add(session);
+    const overBudget = memory.exceeded();
+    if (overBudget !== null) {
+      session.refuse({ severity: 'FATAL', code: '53200', message: `airlock: ${overBudget}`, hint: 'Connect again shortly; an operator can raise limits.max_memory_bytes.' });
+    }
   });
   // Beyond both limits (plus refused sockets still delivering their error, for up to a second),
   // the kernel's backlog rather than our memory holds the rest.

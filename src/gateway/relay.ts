@@ -109,7 +109,7 @@ const MAX_CYCLES_IN_FLIGHT = 4096;
  * yields to the others: a client that pipelines thousands of statements in
  * one read gets its turn, not the whole thread.
  */
-const TURN_MESSAGES = 256;
+const TURN_MESSAGES = 64;
 
 /** Resolves after the event loop has served other connections' I/O. */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -282,6 +282,8 @@ export class Relay {
   private fromClient(chunk: Buffer): void {
     if (this.closed) return;
     this.turnMessages = 0;
+    // What this chunk's messages send upstream leaves in one write, not one a message.
+    this.upstream.cork();
     try {
       for (const m of this.reader.push(chunk)) {
         this.onClientMessage(m);
@@ -290,6 +292,8 @@ export class Relay {
     } catch (err) {
       this.failSession(err);
       return;
+    } finally {
+      this.upstream.uncork();
     }
     // A client that pipelines without reading answers is read no further
     // until the database has answered most of what it sent: its backlog
@@ -489,9 +493,19 @@ export class Relay {
   private judgePrepared(prepared: Prepared): Decision {
     const unhealthy = this.auditDenial();
     if (unhealthy !== null) return unhealthy;
-    this.subject.schema = this.ctx.schema();
-    const decision = judgeClassification(prepared.classification, this.subject, (name) => this.sqlPreparedFacts(name), prepared.resolutions);
-    return this.namesChecked(prepared.classification, decision);
+    const schema = this.ctx.schema();
+    // A read's verdict hangs only on the rules and the schema Airlock knows (freezes and budgets bind writes):
+    // an unchanged statement is not judged again while the schema stands.
+    if (prepared.read !== undefined && prepared.read.schema === schema) return prepared.read.decision;
+    this.subject.schema = schema;
+    const decision = this.namesChecked(
+      prepared.classification,
+      judgeClassification(prepared.classification, this.subject, (name) => this.sqlPreparedFacts(name), prepared.resolutions),
+    );
+    if (decision.kind === 'allow-read' && prepared.classification.ok && prepared.classification.statements.every((f) => f.prepared === undefined && f.cursor === undefined)) {
+      prepared.read = { schema, decision };
+    }
+    return decision;
   }
 
   /** The decision, unless a statement names Airlock's own objects or an undeclared cursor. */
@@ -1205,6 +1219,7 @@ export class Relay {
   /** Handles held messages in order; if one of them holds input again, the rest wait with it. */
   private processQueue(queue: readonly Message[]): void {
     this.turnMessages = 0;
+    this.upstream.cork();
     try {
       for (let i = 0; i < queue.length; i++) {
         // onClientMessage may have started another write, or ended the turn, which holds input again.
@@ -1221,6 +1236,8 @@ export class Relay {
       }
     } catch (err) {
       this.failSession(err);
+    } finally {
+      this.upstream.uncork();
     }
   }
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClassifierPool } from '../sql/classifier-pool.js';
 import { loadParser } from '../sql/classify.js';
-import { entryBytes, FACTS_ESTIMATE_BYTES, StatementCache } from './statement-cache.js';
+import { entryBytes, FACTS_ESTIMATE_BYTES, StatementCache, TOO_COMPLEX_MIN_CHARS, TOO_COMPLEX_TTL_MS } from './statement-cache.js';
 
 let pool: ClassifierPool;
 
@@ -98,6 +98,31 @@ describe('StatementCache', () => {
     } finally {
       await slow.close();
     }
+  });
+
+  it("keeps a too-complex verdict for TOO_COMPLEX_TTL_MS only, and never a short text's (a busy machine, not the text)", async () => {
+    let parses = 0;
+    // A pool that always runs out of time: what a machine under heavy load does to any statement.
+    const outOfTime = {
+      classify: () => {
+        parses++;
+        return Promise.resolve({ ok: false as const, unjudged: 'too-complex' as const, error: 'the statement is too complex to judge in time' });
+      },
+    } as unknown as ClassifierPool;
+    let now = 1_000;
+    const cache = new StatementCache({ pool: outOfTime, now: () => now });
+    const short = 'SELECT count(*) FROM items';
+    const long = 'SELECT 1 ' + '/*'.repeat(TOO_COMPLEX_MIN_CHARS);
+    for (const text of [short, long]) expect(await cache.classifyAsync(text)).toMatchObject({ ok: false, unjudged: 'too-complex' });
+    expect(cache.lookup(short)).toBeUndefined();
+    expect(cache.lookup(long)).toMatchObject({ unjudged: 'too-complex' });
+    now += TOO_COMPLEX_TTL_MS - 1;
+    await cache.classifyAsync(long);
+    expect(parses).toBe(2);
+    now += 1;
+    expect(cache.lookup(long)).toBeUndefined();
+    await cache.classifyAsync(long);
+    expect(parses).toBe(3);
   });
 
   it('evicts the least recently used entries to stay within its byte budget', () => {

@@ -10,6 +10,7 @@ import { classify as classifyHere } from '../sql/classify.js';
 import type { ClassifierPool } from '../sql/classifier-pool.js';
 import type { Classification } from '../sql/facts.js';
 import { maskLiterals } from '../sql/literal-mask.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { DEFAULT_MAX_STATEMENT_BYTES, statementSizeRefusal } from '../sql/statement-size.js';
 
 /** 64 MiB. */
@@ -56,22 +57,44 @@ export function entryBytes(key: string, facts: Classification): number {
   return 2 * (key.length + texts) + FACTS_ESTIMATE_BYTES;
 }
 
+/**
+ * How long a 'too-complex' verdict is kept: it may come of a busy machine
+ * rather than of the text, so an honest statement refused under load is
+ * parsed again later, while a hostile one repeated meanwhile costs nothing.
+ */
+export const TOO_COMPLEX_TTL_MS = 60_000;
+
+/**
+ * Shorter texts' 'too-complex' verdicts are never kept: PostgreSQL's parser
+ * needs tens of kilobytes to take seconds (its slow cases are quadratic), so
+ * a short statement that ran out of time met a busy machine, not a hostile text.
+ */
+export const TOO_COMPLEX_MIN_CHARS = 1024;
+
 /** A Map in least-recently-used order whose entries' reckoned bytes stay within a budget. */
 class ByteLru {
-  private readonly map = new Map<string, { facts: Classification; bytes: number }>();
+  private readonly map = new Map<string, { facts: Classification; bytes: number; expires: number }>();
   private used = 0;
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    private readonly now: () => number,
+  ) {}
 
   get(key: string): Classification | undefined {
     const entry = this.map.get(key);
     if (entry === undefined) return undefined;
+    if (entry.expires <= this.now()) {
+      this.map.delete(key);
+      this.used -= entry.bytes;
+      return undefined;
+    }
     // Maps iterate in insertion order: re-inserting makes this the newest.
     this.map.delete(key);
     this.map.set(key, entry);
     return entry.facts;
   }
 
-  set(key: string, facts: Classification): void {
+  set(key: string, facts: Classification, ttlMs = Infinity): void {
     const bytes = entryBytes(key, facts);
     const old = this.map.get(key);
     if (old !== undefined) {
@@ -85,7 +108,7 @@ class ByteLru {
       this.map.delete(oldest);
       this.used -= entry.bytes;
     }
-    this.map.set(key, { facts, bytes });
+    this.map.set(key, { facts, bytes, expires: this.now() + ttlMs });
     this.used += bytes;
   }
 
@@ -105,6 +128,10 @@ export interface StatementCacheOptions {
   maxStatementBytes?: number;
   /** Where `classify` parses a miss; without one it parses on the calling thread. */
   pool?: ClassifierPool;
+  /** While it is exceeded, a miss is refused unread ('no-memory') instead of parsed. */
+  memory?: MemoryBudget;
+  /** The clock of verdicts' expiry, in milliseconds (tests set it). */
+  now?: () => number;
 }
 
 export class StatementCache {
@@ -114,15 +141,18 @@ export class StatementCache {
   private readonly byShape: ByteLru;
   private readonly maxStatementBytes: number;
   private readonly pool: ClassifierPool | undefined;
+  private readonly memory: MemoryBudget | undefined;
   /** Misses being classified: the same text asked twice at once is parsed once. */
   private readonly pending = new Map<string, Promise<Classification>>();
 
   constructor(options: StatementCacheOptions = {}) {
     const maxBytes = options.maxBytes ?? DEFAULT_STATEMENT_CACHE_BYTES;
-    this.exact = new ByteLru(Math.floor(maxBytes / 2));
-    this.byShape = new ByteLru(Math.floor(maxBytes / 2));
+    const now = options.now ?? Date.now;
+    this.exact = new ByteLru(Math.floor(maxBytes / 2), now);
+    this.byShape = new ByteLru(Math.floor(maxBytes / 2), now);
     this.maxStatementBytes = options.maxStatementBytes ?? DEFAULT_MAX_STATEMENT_BYTES;
     this.pool = options.pool;
+    this.memory = options.memory;
   }
 
   /**
@@ -150,6 +180,8 @@ export class StatementCache {
     if (hit !== undefined) return Promise.resolve(hit);
     const inFlight = this.pending.get(text);
     if (inFlight !== undefined) return inFlight;
+    const overBudget = this.memory?.exceeded() ?? null;
+    if (overBudget !== null) return Promise.resolve({ ok: false, unjudged: 'no-memory', error: `${overBudget}; the statement was not parsed or run` });
     const parsed = this.pool === undefined ? Promise.resolve(classifyHere(text)) : this.pool.classify(text, owner);
     const stored = parsed.then((facts) => {
       this.pending.delete(text);
@@ -198,7 +230,11 @@ export class StatementCache {
 
   private store(text: string, facts: Classification): void {
     // Refusals for load or shutdown say nothing about the text: ask again next time.
-    if (!facts.ok && (facts.unjudged === 'too-busy' || facts.unjudged === 'unavailable')) return;
+    if (!facts.ok && (facts.unjudged === 'too-busy' || facts.unjudged === 'no-memory' || facts.unjudged === 'unavailable')) return;
+    if (!facts.ok && facts.unjudged === 'too-complex') {
+      if (text.length >= TOO_COMPLEX_MIN_CHARS) this.exact.set(text, facts, TOO_COMPLEX_TTL_MS);
+      return;
+    }
     this.exact.set(text, facts);
     if (shareableByShape(facts)) {
       const shape = maskLiterals(text);

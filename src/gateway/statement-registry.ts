@@ -15,6 +15,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Classification } from '../sql/facts.js';
 import type { ResolvedCalls } from '../policy/overloads.js';
+import type { Decision } from '../policy/decision.js';
+import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 
 /** Every server-side name Airlock gives a client's statement or portal begins with this; SQL may not name such objects. */
 export const RESERVED_PREFIX = '_airlock_';
@@ -38,6 +40,12 @@ export interface Prepared {
   parse: Buffer;
   /** Where its Parse is: still in the batch being collected, sent and unanswered, or answered. */
   state: ObjectState;
+  /**
+   * Its verdict as a read, and the schema knowledge it was reached with: kept
+   * for statements whose verdict hangs on nothing else (no SQL-level prepared
+   * statement or cursor named), so an unchanged statement is judged once per schema.
+   */
+  read?: { schema: SchemaKnowledge | null; decision: Decision };
 }
 
 /**

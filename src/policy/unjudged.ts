@@ -26,6 +26,12 @@ const REFUSALS: Record<UnjudgedReason, { rule: string; sqlstate: string; hint: s
     sqlstate: '53400',
     hint: 'Wait a moment and send it again; an operator can raise limits.classifier_workers.',
   },
+  // out_of_memory: Airlock's own budget, not the statement's fault
+  'no-memory': {
+    rule: 'memory-budget',
+    sqlstate: '53200',
+    hint: 'Wait a moment and send it again; an operator can raise limits.max_memory_bytes.',
+  },
   // system_error: nothing about the statement, Airlock itself cannot judge now
   unavailable: {
     rule: 'classifier-unavailable',

@@ -163,11 +163,12 @@ export interface StatementFacts {
  * Why a statement was not read at all (so it is not a syntax error): it is
  * larger than limits.max_statement_bytes ('too-large'), the parser did not
  * finish it within limits.classify_timeout_ms or ran out of memory on it
- * ('too-complex'), every parser was busy and the queue full ('too-busy'), or
+ * ('too-complex'), every parser was busy and the queue full ('too-busy'),
+ * Airlock is over its memory budget, limits.max_memory_bytes ('no-memory'), or
  * the parser is not running ('unavailable': Airlock is closing, or its
  * workers could not start). The policy refuses each with its own SQLSTATE.
  */
-export const UNJUDGED_REASONS = ['too-large', 'too-complex', 'too-busy', 'unavailable'] as const;
+export const UNJUDGED_REASONS = ['too-large', 'too-complex', 'too-busy', 'no-memory', 'unavailable'] as const;
 export type UnjudgedReason = (typeof UNJUDGED_REASONS)[number];
 
 /** The result of reading one SQL string, which may hold several statements. */

@@ -7,6 +7,8 @@
 import { startGateway } from './gateway/gateway.js';
 import type { Gateway, GatewayOptions } from './gateway/gateway.js';
 import { AdminTokens } from './state/admin-tokens.js';
+import { FileApprovalStore } from './state/approval-store.js';
+import { describeFreeze } from './policy/read-only.js';
 import { startAdminApi } from './web/admin-api.js';
 
 export interface Airlock extends Gateway {
@@ -18,7 +20,8 @@ export interface Airlock extends Gateway {
 export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
   const { config, audit } = options;
   const log = options.log ?? ((line: string) => console.error(line));
-  const gateway = await startGateway(options);
+  const approvals = await FileApprovalStore.open(config.stateDir, { expireSeconds: config.approvals.expireSeconds });
+  const gateway = await startGateway({ ...options, approvals });
   let admin: Awaited<ReturnType<typeof startAdminApi>>;
   try {
     const tokens = await AdminTokens.open(config.stateDir);
@@ -29,6 +32,28 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
       freezes: gateway.freezes,
       agents: config.agents.map((a) => a.name),
       log,
+      approvals: {
+        store: approvals,
+        frozen: (agent) => {
+          const cause = gateway.freezes.causeFor(agent);
+          return cause === null ? null : describeFreeze(cause);
+        },
+        record: (kind, by, request) => {
+          try {
+            audit.append({
+              event: kind,
+              agent: request.agent,
+              session: null,
+              client: null,
+              text: request.text,
+              reason: request.denyReason,
+              detail: { request: request.id, by, maxRows: request.maxRows ?? null },
+            });
+          } catch (err) {
+            log(`audit: could not record the ${kind} of request #${request.id} by ${by}: ${(err as Error).message}`);
+          }
+        },
+      },
       onAction: (action) => {
         try {
           audit.append({

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { auditLogPath } from '../src/state/file-audit-log.js';
+import { adminRequest } from '../src/cli/admin-client.js';
 import { buildCli, freePort, runProcess, RunningProcess } from './support/cli.js';
 import type { BuiltCli, ProcessResult, RunOptions } from './support/cli.js';
 import { dropRoles } from './support/drop-roles.js';
@@ -430,10 +431,16 @@ describe('airlock demo', () => {
       expect((limit as pg.DatabaseError).message).toContain('public.tasks 1792, public.projects 448');
       expect(await counts()).toEqual(before);
 
-      const approve = await ops.query(approval!).catch((e: unknown) => e as pg.DatabaseError);
-      expect(approve).toBeInstanceOf(pg.DatabaseError);
-      expect((approve as pg.DatabaseError).code).toBe('42501');
-      expect((approve as pg.DatabaseError).detail).toBe('Rule: approval-required. The statement was not sent to the database.');
+      // The write that needs approval waits; the human approves it with the printed token, and it completes.
+      const notices: string[] = [];
+      ops.on('notice', (n) => notices.push(n.message ?? ''));
+      const waiting = ops.query(approval!);
+      await expect.poll(() => notices.find((n) => /waiting for approval #\d+/.test(n)), { timeout: 10_000, interval: 50 }).toBeDefined();
+      const id = /#(\d+)/.exec(notices.find((n) => n.includes('waiting for approval'))!)![1];
+      const [, token, adminHost, adminPort] = /export AIRLOCK_ADMIN_TOKEN=(\S+) AIRLOCK_ADMIN_ADDRESS=([\d.]+):(\d+)/.exec(run.stdout)!;
+      const decided = await adminRequest({ host: adminHost!, port: Number(adminPort), token: token! }, 'POST', `/v1/approvals/${id}/approve`, {});
+      expect(decided.status).toBe(200);
+      expect((await waiting).rowCount).toBe(1);
       // Nobody reads the customers' credentials, ops included.
       const hidden = await ops.query('SELECT count(*) FROM api_keys').catch((e: unknown) => e as pg.DatabaseError);
       expect((hidden as pg.DatabaseError).code).toBe('42501');

@@ -11,11 +11,15 @@ import { startEmbeddedPostgres } from '../demo/embedded-postgres.js';
 import { seedDemo } from '../demo/seed.js';
 import { startAirlock } from '../airlock.js';
 import { FileAuditLog } from '../state/file-audit-log.js';
+import { createAdminToken, revokeAdminToken } from '../state/admin-tokens.js';
 import type { CommandArgs } from './main.js';
 import { UsageError } from './main.js';
 import { waitForSignal } from './signals.js';
 
 const DEMO_DATABASE = 'demo';
+
+/** The admin token the demo makes for its human at each start. */
+const DEMO_ADMIN = 'demo-admin';
 
 /**
  * The demo's policy, the issue's example on the demo schema. Rules are first
@@ -91,6 +95,10 @@ export async function runDemo(args: CommandArgs): Promise<number> {
 
     const audit = await FileAuditLog.open(config.stateDir, { flushMs: config.audit.flushMs });
     const gateway = await startAirlock({ config, audit });
+    // A fresh admin token for this run, for local use (approve, freeze): shown once, here.
+    await revokeAdminToken(config.stateDir, DEMO_ADMIN);
+    const adminToken = await createAdminToken(config.stateDir, DEMO_ADMIN);
+    const adminAddress = `${gateway.adminAddress.host}:${gateway.adminAddress.port}`;
     const address = `127.0.0.1:${gateway.address.port}/${DEMO_DATABASE}`;
     const url = `postgres://claude:${agentPassword}@${address}`;
     const opsUrl = `postgres://ops:${opsPassword}@${address}`;
@@ -117,8 +125,13 @@ An UPDATE that works (one row; it is kept, and on the record):
 A DELETE that the row limit refuses (448 projects and, by ON DELETE CASCADE, their 1,792 tasks: it runs, is counted, and is rolled back):
   DELETE FROM projects WHERE status = 'archived';
 
-A write that needs a human's approval (approvals are not available yet, so it is refused):
+A write that needs a human's approval (it waits, with a notice naming its request, until you decide):
   UPDATE companies SET plan = 'enterprise' WHERE id = 1;
+
+Decide it from another terminal, as the human (the demo's admin token, for local use only):
+  export AIRLOCK_ADMIN_TOKEN=${adminToken} AIRLOCK_ADMIN_ADDRESS=${adminAddress}
+  npm run airlock -- approvals
+  npm run airlock -- approve ID        (or: npm run airlock -- deny ID --reason "not today")
 
 Three destructive statements refused within 10 minutes trip the tripwire, which freezes the agent (reads go on);
 stop the demo and delete .airlock/ to start over.

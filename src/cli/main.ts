@@ -9,6 +9,7 @@ import { runDemo } from './demo-command.js';
 import { runDoctor } from './doctor-command.js';
 import { runStart } from './start-command.js';
 import { runAdmin, runFreeze, runStatus, runUnfreeze } from './freeze-commands.js';
+import { runApprovals, runApprove, runDeny } from './approval-commands.js';
 
 const USAGE = `Usage: airlock <command> [options]
 
@@ -31,8 +32,14 @@ Commands:
   unfreeze [--agent NAME | --window NAME] [--config FILE]
                                  Lift a freeze (global, one agent's, or a scheduled window's current occurrence).
   status [--config FILE]         Show the freezes in force.
+  approvals [--all] [--json] [--config FILE]
+                                 List requests waiting for a human's approval (#ID, agent, age, impact, reason, statement).
+  approve ID [--max-rows N] [--config FILE]
+                                 Approve request ID, once, within its dry run's impact (or up to N rows in all).
+  deny ID --reason TEXT [--config FILE]
+                                 Deny request ID; the waiting agent is told the reason.
 
-  freeze, unfreeze and status talk to the running server's admin API with the
+  freeze, unfreeze, status, approvals, approve and deny talk to the running server's admin API with the
   token in AIRLOCK_ADMIN_TOKEN (or ask for it), at --admin HOST:PORT, or
   AIRLOCK_ADMIN_ADDRESS, or the config's admin.listen.
 
@@ -63,6 +70,8 @@ function parse(argv: string[]) {
       until: { type: 'string' },
       window: { type: 'string' },
       admin: { type: 'string' },
+      all: { type: 'boolean' },
+      'max-rows': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,6 +110,12 @@ export async function main(argv: string[]): Promise<number> {
         return await runUnfreeze(args);
       case 'status':
         return await runStatus(args);
+      case 'approvals':
+        return await runApprovals(args);
+      case 'approve':
+        return await runApprove(args, rest);
+      case 'deny':
+        return await runDeny(args, rest);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

@@ -133,6 +133,7 @@ describe('parseConfig: the minimal file', () => {
       admin: { listen: { host: '127.0.0.1', port: 6433 } },
       freezeWindows: [],
       tripwire: { refusals: 3, windowSeconds: 600, webhook: null },
+      approvals: { waitSeconds: 300, expireSeconds: 3600 },
       audit: { flushMs: 5, checkpoint: null },
       limits: {
         maxMessageBytes: 64 * 1024 * 1024,
@@ -478,7 +479,7 @@ describe('environment interpolation', () => {
 
   it('does not substitute in keys', () => {
     expect(problemsOf(withAgent('', '${KEY}: 1\n'), { KEY: 'listen' })).toEqual([
-      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, admin, freeze_windows, tripwire, audit, limits)',
+      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, admin, freeze_windows, tripwire, approvals, audit, limits)',
     ]);
   });
 

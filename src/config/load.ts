@@ -60,6 +60,7 @@ export interface AirlockConfig {
     windowSeconds: number;
     webhook: { url: string; format: WebhookFormat } | null;
   };
+  approvals: { waitSeconds: number; expireSeconds: number };
   audit: {
     flushMs: number;
     /** Signed head checkpoints (audit.checkpoint_file / checkpoint_key), or null when not configured. */
@@ -527,7 +528,7 @@ function resolveSections(
     rules = resolveRules(sections.rules, sections.agents, problem, warn);
   }
 
-  const { listen, audit, limits, tripwire, admin } = sections;
+  const { listen, audit, limits, tripwire, admin, approvals } = sections;
   (sections.freeze_windows ?? []).forEach((w, i) => {
     for (const agent of w.agents ?? []) {
       if (agents !== null && !agents.some((a) => a.name === agent)) {
@@ -558,7 +559,7 @@ function resolveSections(
       checkpoint = { file: path, key };
     }
   }
-  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !rules || !audit || !limits || !tripwire || !admin) {
+  if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !rules || !audit || !limits || !tripwire || !admin || !approvals) {
     return { problems, warnings, config: null };
   }
   return {
@@ -580,6 +581,7 @@ function resolveSections(
         windowSeconds: tripwire.window_seconds,
         webhook: tripwire.webhook ?? null,
       },
+      approvals: { waitSeconds: approvals.wait_seconds, expireSeconds: approvals.expire_seconds },
       audit: { flushMs: audit.flush_ms, checkpoint },
       limits: {
         maxMessageBytes: limits.max_message_bytes,

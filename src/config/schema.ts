@@ -90,6 +90,8 @@ export const DEFAULTS = {
   classifierMemoryBytes: 256 * 1024 * 1024,
   statementCacheBytes: 64 * 1024 * 1024,
   maxMemoryBytes: 1024 * 1024 * 1024,
+  approvalWaitSeconds: 300,
+  approvalExpireSeconds: 3600,
 } as const satisfies Record<string, string | number>;
 
 export interface ListenAddress {
@@ -620,6 +622,28 @@ export const configFileSchema = z
       })
       .prefault({})
       .describe('When an agent keeps running into its limits, or touches a canary table.'),
+    approvals: z
+      .strictObject({
+        wait_seconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(86_400)
+          .default(DEFAULTS.approvalWaitSeconds)
+          .describe(
+            "How long a statement that needs a human's approval waits for one on its connection, in seconds; then it fails, and the request stays pending. " +
+              '0: no waiting and no requests: what needs approval is refused at once (rule approval-required).',
+          ),
+        expire_seconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(30 * 86_400)
+          .default(DEFAULTS.approvalExpireSeconds)
+          .describe('How long a request (and its approval, until used) stays good, in seconds.'),
+      })
+      .prefault({})
+      .describe("Statements that need a human's approval (rules with decision: approve, agents of profile writes-need-approval)."),
     audit: z
       .strictObject({
         flush_ms: z

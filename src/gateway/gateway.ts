@@ -15,6 +15,10 @@ import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
 import { Admission } from './admission.js';
 import { MemoryBudget } from './memory-budget.js';
+import type { ApprovalRequest, ApprovalStore } from '../state/approval-store.js';
+
+/** How often a statement waiting for approval is reminded, with a notice, of what it waits for. */
+const APPROVAL_NOTICE_EVERY_MS = 10_000;
 import { ClientSession } from './client-session.js';
 import { prepareReadRole } from './read-roles.js';
 import { readRolePassword, readRoleSecret, writeRolePassword } from './read-role-password.js';
@@ -57,6 +61,10 @@ export interface GatewayOptions {
   now?: () => Date;
   /** How often the upstream's schema is read again, in milliseconds (tests shorten it); SCHEMA_REFRESH_MS by default. */
   schemaRefreshMs?: number;
+  /** Where requests for a human's approval are kept; without it, what needs approval is refused. */
+  approvals?: ApprovalStore;
+  /** Told of each new request for approval (the admin side's notification). */
+  onApprovalRequest?: (request: ApprovalRequest) => void;
 }
 
 /**
@@ -299,6 +307,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     canaryTables,
     onRefusal: (who: RelayIdentity, denial: Denial, text: string) => alarm.onRefusal(who, denial, text),
     freezeCause: (agent: string) => alarm.freezeCause(agent),
+    ...(options.approvals === undefined || config.approvals.waitSeconds === 0
+      ? {}
+      : {
+          approvals: {
+            store: options.approvals,
+            waitMs: config.approvals.waitSeconds * 1000,
+            noticeEveryMs: APPROVAL_NOTICE_EVERY_MS,
+            onRequest: (request: ApprovalRequest) => {
+              log(`approvals: request #${request.id} from agent "${request.agent}" waits for a human (airlock approve ${request.id})`);
+              options.onApprovalRequest?.(request);
+            },
+          },
+        }),
     cache: new StatementCache({
       maxBytes: config.limits.statementCacheBytes,
       maxStatementBytes: config.limits.maxStatementBytes,

@@ -1,8 +1,13 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadParser } from '../sql/classify.js';
 import { MemoryBudget } from './memory-budget.js';
 import { StatementCache } from './statement-cache.js';
 
 const MIB = 1024 * 1024;
+
+beforeAll(async () => {
+  await loadParser();
+});
 
 describe('MemoryBudget', () => {
   it('says why while resident memory is over the budget, reading it at most every 50 ms', () => {

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import type net from 'node:net';
-import { BACKEND, errorResponse, parseParameterStatus, readyForQuery } from '../protocol/backend.js';
+import { BACKEND, errorResponse, noticeResponse, parseErrorFields, parseParameterStatus, readyForQuery } from '../protocol/backend.js';
 import type { ErrorFields, TransactionStatus } from '../protocol/backend.js';
 import {
   FRONTEND,
@@ -51,6 +51,21 @@ import {
   writeShapeDenial,
 } from '../policy/write-denials.js';
 import type { FreezeCause } from '../state/freeze-store.js';
+import { statedReason, statementHash } from '../state/approval-store.js';
+import type { ApprovedBound } from '../state/approval-store.js';
+import {
+  DRY_RUN,
+  boundDenial,
+  deniedDenial,
+  dryRunFailedDenial,
+  expiredDenial,
+  inTransactionDenial,
+  stillWaitingDenial,
+  tooManyPendingDenial,
+  usedDenial,
+  waitingNotice,
+} from './approval-gate.js';
+import type { ApprovalSettings } from './approval-gate.js';
 import type { AuditLog } from '../state/audit-log.js';
 import type { StatementCache } from './statement-cache.js';
 import { statementSizeRefusal } from '../sql/statement-size.js';
@@ -71,6 +86,8 @@ import type { WriteConnection } from '../executor/write-connection.js';
 
 /** What the relay needs from the gateway. */
 export interface RelayContext {
+  /** Statements that need a human's approval wait for one (absent: they are refused, rule approval-required). */
+  approvals?: ApprovalSettings;
   cache: StatementCache;
   audit: AuditLog;
   maxMessageBytes: number;
@@ -110,6 +127,9 @@ const MAX_CYCLES_IN_FLIGHT = 4096;
  * one read gets its turn, not the whole thread.
  */
 const TURN_MESSAGES = 64;
+
+/** Requests one agent may have waiting for a human at once: each costs a dry run and a human's attention. */
+const MAX_PENDING_APPROVALS = 20;
 
 /** Resolves after the event loop has served other connections' I/O. */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -176,7 +196,8 @@ interface Batch {
   runs: number;
   /** Allowed writes in it (at most one, alone). */
   writes: number;
-  write: { statement: InFlight; facts: StatementFacts | undefined } | null;
+  /** `approval`: it needs a human's approval first (approval-gate.ts). */
+  write: { statement: InFlight; facts: StatementFacts | undefined; approval?: boolean; portal?: Portal } | null;
   /** It starts a transaction block. */
   begins: boolean;
   /** It ends a transaction block with COMMIT. */
@@ -508,6 +529,17 @@ export class Relay {
     return decision;
   }
 
+  /**
+   * Whether a refusal is only for want of a human's approval, which this
+   * session can wait for: approvals are on, the agent may write, and the
+   * text is one write (DML or DDL) that can run alone on the write path.
+   */
+  private heldForApproval(decision: Decision, classification: Classification | undefined): boolean {
+    if (decision.kind !== 'deny' || decision.rule !== 'approval-required') return false;
+    if (this.ctx.approvals === undefined || this.policy === null || classification === undefined || !classification.ok) return false;
+    return classification.statements.length === 1 && (classification.statements[0]!.kind === 'write' || classification.statements[0]!.kind === 'ddl');
+  }
+
   /** The decision, unless a statement names Airlock's own objects or an undeclared cursor. */
   private namesChecked(classification: Classification, decision: Decision): Decision {
     if (decision.kind === 'deny' || !classification.ok) return decision;
@@ -576,7 +608,10 @@ export class Relay {
       this.refuseQuery(text, unreadLabel(text));
       return;
     }
-    const { classification, decision } = this.judge(text);
+    const judged = this.judge(text);
+    const classification = judged.classification;
+    const approval = this.heldForApproval(judged.decision, classification);
+    const decision: Decision = approval ? { kind: 'allow-write', rule: 'approval' } : judged.decision;
     if (decision.kind === 'deny') {
       this.refuseQuery(decision, text, classification);
       return;
@@ -599,7 +634,7 @@ export class Relay {
         const s: InFlight = { text: single ? text : facts.text, fingerprint: classification.fingerprint, params: undefined, rule: decision.rule, started };
         if (write) {
           this.batch.writes++;
-          this.batch.write = { statement: s, facts };
+          this.batch.write = { statement: s, facts, approval };
         }
         statements.push(this.recorder(s, write, facts));
       }
@@ -684,6 +719,8 @@ export class Relay {
     let resolutions: Judged['resolutions'];
     if (typeof text === 'string') {
       ({ classification, decision, resolutions } = this.judge(text, parse.paramTypes));
+      // Prepared like any write: it waits for the human when it runs.
+      if (this.heldForApproval(decision, classification)) decision = { kind: 'allow-write', rule: 'approval' };
     } else {
       decision = text;
     }
@@ -761,6 +798,7 @@ export class Relay {
     }
     const serverName = bind.portal === '' ? '' : this.names.portal();
     const portal: Portal = { name: bind.portal, prepared, params: bind.params, serverName, conn: null, cycle: 0, state: 'batched' };
+    if (this.ctx.approvals !== undefined && this.policy !== null) portal.bind = m.body;
     const before = this.ns.portals.get(bind.portal);
     this.ns.portals.set(bind.portal, portal);
     const undo = (): void => {
@@ -830,9 +868,12 @@ export class Relay {
     const prepared = portal.prepared;
     let rule = 'read';
     let write = false;
+    let approval = false;
     if (this.policy !== null) {
       // Judged again as it runs: a freeze or a spent budget since the Parse counts.
-      const decision = this.judgePrepared(prepared);
+      const judged = this.judgePrepared(prepared);
+      approval = this.heldForApproval(judged, prepared.classification);
+      const decision: Decision = approval ? { kind: 'allow-write', rule: 'approval' } : judged;
       if (decision.kind === 'deny') {
         this.refuseHere(decision, prepared.text, prepared.classification, portal.params);
         return;
@@ -872,7 +913,7 @@ export class Relay {
     if (this.policy !== null && !plainRead({ kind: write ? 'allow-write' : 'allow-read', rule }, prepared.classification)) this.batch.unsafe++;
     if (write) {
       this.batch.writes++;
-      this.batch.write = { statement: s, facts: prepared.classification.ok ? prepared.classification.statements[0] : undefined };
+      this.batch.write = { statement: s, facts: prepared.classification.ok ? prepared.classification.statements[0] : undefined, approval, portal };
     }
     const raw = exec.portal === '' ? m.raw : encodeExecute(portal.serverName, exec.maxRows);
     const facts = prepared.classification.ok && prepared.classification.statements.length === 1 ? prepared.classification.statements[0] : undefined;
@@ -1348,7 +1389,8 @@ export class Relay {
       return;
     }
     if (batch.write !== null && writer.status !== 'E') {
-      await this.runWrite(writer, batch, batch.write);
+      if (batch.write.approval === true) await this.runApproved(writer, batch, batch.write);
+      else await this.runWrite(writer, batch, batch.write);
       return;
     }
     // Reads, transaction control, refusals inside the write transaction:
@@ -1379,7 +1421,116 @@ export class Relay {
     this.settle('I', null);
   }
 
-  private async runWrite(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>): Promise<void> {
+  /**
+   * A write that needs a human's approval. With an approval of exactly this
+   * agent, text and parameters waiting to be used, it runs at once, within
+   * the approved impact. Otherwise it is tried in a transaction that is
+   * rolled back (its impact measured: cascades and triggers included), put
+   * to a human as a request, and waited for on this connection, with
+   * notices, until a decision, a freeze, the wait's end or a hang-up.
+   */
+  private async runApproved(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>): Promise<void> {
+    const settings = this.ctx.approvals!;
+    const store = settings.store;
+    const s = write.statement;
+    const params = s.params ?? [];
+    const hash = statementHash(s.text, params);
+    const ready = await store.take(this.who.agent, hash);
+    if (ready !== null) return this.runWrite(writer, batch, write, ready);
+    if (this.txStatus !== 'I') return this.refuseBatch(batch, inTransactionDenial(this.who.agent), true);
+    let request = store.pendingFor(this.who.agent, hash);
+    if (request === undefined && store.list().filter((r) => r.agent === this.who.agent).length >= MAX_PENDING_APPROVALS) {
+      return this.refuseBatch(batch, tooManyPendingDenial(this.who.agent, MAX_PENDING_APPROVALS), true);
+    }
+    if (request === undefined) {
+      const tried = await this.dryRun(writer, batch, write);
+      if (this.closed) return;
+      if ('denial' in tried) return this.refuseBatch(batch, tried.denial, true);
+      request = await store.create({
+        agent: this.who.agent,
+        session: this.who.session,
+        text: s.text,
+        params,
+        hash,
+        reason: statedReason(s.text),
+        impact: tried.impact.tables,
+      });
+      await this.audit.durable({
+        event: 'approval-request',
+        agent: this.who.agent,
+        session: this.who.session,
+        client: this.who.client,
+        text: s.text,
+        params: params.length > 0 ? params : undefined,
+        rows: tried.impact.rows,
+        detail: { request: request.id, tables: tried.impact.tables, reason: request.reason },
+      });
+      settings.onRequest?.(request);
+    }
+    const started = Date.now();
+    let noticed = 0;
+    for (;;) {
+      if (this.closed) return;
+      if (Date.now() - noticed >= settings.noticeEveryMs) {
+        noticed = Date.now();
+        this.toClient(noticeResponse({ severity: 'NOTICE', code: '00000', message: waitingNotice(request) }));
+      }
+      const frozen = this.ctx.freezeCause(this.who.agent);
+      if (frozen !== null) return this.refuseBatch(batch, freezeWriteDenial(this.who, frozen), true);
+      const left = started + settings.waitMs - Date.now();
+      if (left <= 0) return this.refuseBatch(batch, stillWaitingDenial(request, settings.waitMs), true);
+      const state = await store.waitForDecision(request.id, Math.min(left, 250));
+      if (state === 'pending') continue;
+      const decided = store.get(request.id) ?? request;
+      if (state === 'denied') return this.refuseBatch(batch, deniedDenial(decided), true);
+      if (state !== 'approved') return this.refuseBatch(batch, state === 'expired' ? expiredDenial(decided) : usedDenial(decided), true);
+      if (this.closed) return;
+      const bound = await store.take(this.who.agent, hash);
+      if (bound === null) return this.refuseBatch(batch, usedDenial(decided), true);
+      return this.runWrite(writer, batch, write, bound);
+    }
+  }
+
+  /** Runs the write in a transaction that is rolled back, with Airlock's own messages: its impact, or why it failed. */
+  private async dryRun(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>): Promise<{ impact: WriteImpact } | { denial: Denial }> {
+    const messages = dryRunMessages(batch, write);
+    if (messages === null) {
+      return {
+        denial: writeShapeDenial(
+          this.who,
+          'approval-required',
+          'run a statement that needs approval from a portal bound before this batch',
+          'Send Bind and Execute together (as drivers do), or send it as a simple query.',
+        ),
+      };
+    }
+    let error: ErrorFields | null = null;
+    let measured: WriteImpact | null = null;
+    // Airlock's own unnamed statement and portal replace the client's on the write connection.
+    this.objects.write.querySent();
+    this.unnamedPortal.write = null;
+    const result = await writer.write(
+      messages,
+      (m) => {
+        if (m.type === BACKEND.errorResponse && error === null) error = errorFieldsOf(m.body);
+      },
+      (impact) => {
+        measured = impact;
+        return DRY_RUN;
+      },
+      () => Promise.reject(new Error('a dry run is never recorded as kept')),
+      emptiedBy(write.facts),
+    );
+    this.objects.write.querySent();
+    this.settle(result.status, null);
+    const o = result.outcome;
+    if (o.kind === 'refused' && o.denial === DRY_RUN && measured !== null) return { impact: measured };
+    if (o.kind === 'refused') return { denial: o.denial };
+    const fields = (o.kind === 'failed' ? o.error : null) ?? (error as ErrorFields | null);
+    return { denial: dryRunFailedDenial(fields?.code ?? 'XX000', fields?.message ?? 'the database refused it') };
+  }
+
+  private async runWrite(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>, approved?: ApprovedBound): Promise<void> {
     const policy = this.policy!;
     const limits = policy.limits;
     const facts = write.facts;
@@ -1393,15 +1544,16 @@ export class Relay {
     const check = (impact: WriteImpact): Denial | null => {
       const frozen = this.ctx.freezeCause(this.who.agent);
       if (frozen !== null) return freezeWriteDenial(this.who, frozen);
+      if (approved !== undefined) {
+        const beyond = boundDenial(approved, impact);
+        if (beyond !== null) return beyond;
+      }
       if (impact.rows > limits.maxRows) return rowLimitDenial(this.subject, impact.rows, limits.maxRows, impact.tables);
-      const beyond = unallowedChangeDenial(this.who, policy, impact.changes);
+      const beyond = unallowedChangeDenial(this.who, policy, impact.changes, approved !== undefined);
       if (beyond !== null) return beyond;
       return this.ctx.budget.afterWrite(this.subject, impact.rows, limits);
     };
-    // TRUNCATE and DROP TABLE change no row counters: the rows they remove are counted before they run.
-    const emptied = (facts?.command === 'DROP TABLE' ? facts.writes : (facts?.changes ?? []).filter((c) => c.action === 'truncate').map((c) => c.relation)).map(
-      (r) => ({ schema: r.schema ?? 'public', name: r.name }),
-    );
+    const emptied = emptiedBy(facts);
     // Airlock's own queries around the write drop the unnamed statement.
     this.objects.write.querySent();
     const cycle = new Cycle(this.seq.write++);
@@ -1437,7 +1589,8 @@ export class Relay {
       // Outside a transaction Airlock committed it; inside the agent's, it was
       // released into it, and the agent's COMMIT (or ROLLBACK) is on the record too.
       const outcome = result.status === 'I' ? 'committed' : 'released';
-      await this.audit.durable(this.audit.entry(s, o.impact.rows, undefined, { changeId: o.changeId, txid: o.txid, tables: o.impact.tables, outcome }));
+      const approval = approved === undefined ? {} : { approval: { request: approved.request.id, by: approved.request.decidedBy } };
+      await this.audit.durable(this.audit.entry(s, o.impact.rows, undefined, { changeId: o.changeId, txid: o.txid, tables: o.impact.tables, outcome, ...approval }));
       if (result.status !== 'I') this.txWrote = true;
     } else if (o.kind === 'refused') {
       this.recordDenial(o.denial, s.text, undefined, s.params, o.impact === null ? undefined : { tables: o.impact.tables, rows: o.impact.rows, outcome: 'rolled back' });
@@ -1670,6 +1823,32 @@ function statementMessageLimit(maxStatementBytes: number): (type: number) => num
 function droppedDenial(bodyBytes: number, maxStatementBytes: number): Denial {
   const tooLarge = statementSizeRefusal(bodyBytes, maxStatementBytes)!;
   return unjudgedDenial(tooLarge.unjudged!, tooLarge.error);
+}
+
+/** TRUNCATE and DROP TABLE change no row counters: the rows they remove are counted before they run. */
+function emptiedBy(facts: StatementFacts | undefined): { schema: string; name: string }[] {
+  const relations = facts?.command === 'DROP TABLE' ? facts.writes : (facts?.changes ?? []).filter((c) => c.action === 'truncate').map((c) => c.relation);
+  return relations.map((r) => ({ schema: r.schema ?? 'public', name: r.name }));
+}
+
+/**
+ * The write's messages for a dry run, as Airlock's own: a simple Query as it
+ * came, or the statement's Parse and the client's Bind (formats and values
+ * as sent) under the unnamed statement and portal. Null when the portal's
+ * Bind is not at hand.
+ */
+function dryRunMessages(batch: Batch, write: NonNullable<Batch['write']>): Buffer[] | null {
+  const last = batch.items.at(-1);
+  if (last?.kind === 'query') return [last.raw];
+  const portal = write.portal;
+  if (portal?.bind === undefined) return null;
+  const parse = parseParse(portal.prepared.parse.subarray(5));
+  return [encodeParseMessage({ ...parse, name: '' }), renameBind(portal.bind, '', ''), encodeExecute('', 0), encodeSync()];
+}
+
+function errorFieldsOf(body: Buffer): ErrorFields {
+  const f = parseErrorFields(body);
+  return { severity: 'ERROR', code: f.get('C') ?? 'XX000', message: f.get('M') ?? 'the database refused it' };
 }
 
 function unreadLabel(denial: Denial): string {

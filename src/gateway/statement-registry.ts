@@ -71,6 +71,8 @@ export interface Portal {
   state: ObjectState;
   /** Its transaction ended: it is gone, and nothing taken back may bring it back. */
   ended?: boolean;
+  /** Its Bind's body as the client sent it (formats and values), for a dry run of a write held for approval. */
+  bind?: Buffer;
 }
 
 /** Hands out server-side names no agent can predict. */

@@ -37,11 +37,8 @@ import type { RoleLimits } from './read-roles.js';
 /** The only role a write role may be a member of (reads inside a write transaction). */
 export const WRITE_ROLE_GRANTS = READ_ROLE_GRANTS;
 
-/**
- * Decisions that earn the privilege behind them. Approved statements will run
- * on this role too: adding 'approve' here is all they will need.
- */
-export const GRANTING_DECISIONS: readonly RuleDecision[] = ['allow'];
+/** Decisions that earn the privilege behind them: statements a human approved run on this role too. */
+export const GRANTING_DECISIONS: readonly RuleDecision[] = ['allow', 'approve'];
 
 /** Table privileges a write role may hold, each with the policy kind that needs it. */
 export const WRITE_PRIVILEGES = [

@@ -138,10 +138,10 @@ export function judgeAccess(facts: StatementFacts, subject: Subject, policy: Age
     return {
       kind: 'deny',
       rule: 'approval-required',
-      message:
-        `airlock: agent "${subject.agent}" may not ${worst.need.what} without a human's approval, which ${why} requires; ` +
-        `approvals are not available yet, so the statement was refused (profile ${subject.profile})`,
-      hint: 'A human can run the statement, or change the rules in the Airlock config so that this agent may run it.',
+      message: `airlock: agent "${subject.agent}" may not ${worst.need.what} without a human's approval, which ${why} requires (profile ${subject.profile})`,
+      hint:
+        'A write sent alone, outside a transaction block, waits for a human to approve it (airlock approvals); ' +
+        'this one could not wait (a read, or part of a larger statement). A human can run it, or change the rules in the Airlock config.',
       sqlstate: '42501',
     };
   }

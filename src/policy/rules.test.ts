@@ -75,11 +75,13 @@ describe('profiles', () => {
   it.each([
     ['read-only', [], false],
     ['read-write', [], true],
-    ['writes-need-approval', [], false],
+    // What a human may approve runs on the write path once approved.
+    ['writes-need-approval', [], true],
     ['read-only', [rule(0, { kinds: ['select'], decision: 'allow' })], false],
     ['read-only', [rule(0, { kinds: ['insert'], tables: ['public.t'], decision: 'allow' })], true],
     ['read-only', [rule(0, { decision: 'allow' })], true],
-    ['read-only', [rule(0, { kinds: ['insert'], decision: 'approve' })], false],
+    ['read-only', [rule(0, { kinds: ['insert'], decision: 'approve' })], true],
+    ['read-only', [rule(0, { kinds: ['insert'], decision: 'deny' })], false],
     ['read-only', [rule(0, { agents: ['cursor'], kinds: ['insert'], decision: 'allow' })], false],
   ] as const)('%s with %j: mayWrite is %s', (profile, rules, mayWrite) => {
     expect(compileAgentPolicy({ ...claude, profile }, rules).mayWrite).toBe(mayWrite);

@@ -133,9 +133,10 @@ export function compileAgentPolicy(
       patterns: r.tables === null ? null : r.tables.map((t) => compileTablePattern(t, { ignoreCase: r.decision !== 'allow' })),
     }));
   const profileBy = `profile ${agent.profile}`;
+  // A write a human may approve runs on the write path too, once approved.
   const mayWrite =
-    POLICY_KINDS.some((k) => k !== 'select' && defaults[k] === 'allow') ||
-    mine.some((r) => r.decision === 'allow' && [...r.kinds].some((k) => k !== 'select'));
+    POLICY_KINDS.some((k) => k !== 'select' && defaults[k] !== 'deny') ||
+    mine.some((r) => r.decision !== 'deny' && [...r.kinds].some((k) => k !== 'select'));
   const restricting = mine.find((r) => r.decision !== 'allow' && r.kinds.has('select'));
   const readsRestrictedBy = defaults.select !== 'allow' ? profileBy : (restricting?.by ?? null);
   return {

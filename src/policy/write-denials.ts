@@ -82,12 +82,13 @@ export interface MeasuredChange {
  * must be rows the agent may change there too: no table is written behind
  * the policy's back.
  */
-export function unallowedChangeDenial(who: Who, policy: AgentPolicy, changes: readonly MeasuredChange[]): Denial | null {
+export function unallowedChangeDenial(who: Who, policy: AgentPolicy, changes: readonly MeasuredChange[], approved = false): Denial | null {
   for (const change of changes) {
     for (const action of ['insert', 'update', 'delete'] as const) {
       if (change[action] === 0) continue;
       const { decision, by } = policy.decide(action, { schema: change.schema, name: change.name });
-      if (decision === 'allow') continue;
+      // An approved statement's changes where rules say approve are what the human approved (its dry run showed them).
+      if (decision === 'allow' || (approved && decision === 'approve')) continue;
       return {
         kind: 'deny',
         rule: 'write',

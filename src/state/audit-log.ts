@@ -22,6 +22,11 @@ export const AUDIT_EVENTS = [
   'tripwire',
   'freeze',
   'unfreeze',
+  /** A statement held for a human's approval (detail: request id, impact of its dry run). */
+  'approval-request',
+  /** An admin approved or denied a request (detail: request id, by). */
+  'approve',
+  'deny',
   'startup',
   'shutdown',
 ] as const;

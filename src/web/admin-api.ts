@@ -9,6 +9,8 @@
  *
  * JSON in and out; every error is `{ error: "<full sentence>" }`.
  */
+import { registerApprovalRoutes } from './approval-routes.js';
+import type { ApprovalRoutesOptions } from './approval-routes.js';
 import { isIP } from 'node:net';
 import Fastify from 'fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
@@ -49,6 +51,8 @@ export interface AdminApiOptions {
   agents: string[];
   /** Called after each change, with who made it; the gateway records it on the audit log. */
   onAction?: (action: AdminAction) => void;
+  /** Requests for approval (approval-routes.ts); without it the approval endpoints are absent. */
+  approvals?: Omit<ApprovalRoutesOptions, 'by'>;
   log?: (line: string) => void;
 }
 
@@ -222,7 +226,7 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
   };
 
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send({ error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze and POST /v1/unfreeze.` });
+    void reply.code(404).send({ error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze, POST /v1/unfreeze, GET /v1/approvals, GET /v1/approvals/ID, POST /v1/approvals/ID/approve and POST /v1/approvals/ID/deny.` });
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -286,6 +290,8 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
     record({ kind: 'unfreeze', by: name, detail: { scope } });
     return { lifted, message: `The freeze on ${describeScope(scope)} was lifted.` };
   });
+
+  if (o.approvals !== undefined) registerApprovalRoutes(app, { ...o.approvals, by });
 
   if (!isLoopback(o.host)) {
     log(

@@ -85,6 +85,9 @@ export async function startTestAirlock(
     );
   });
   lines.push(...(options.extraYaml ?? []));
+  // What needs approval is refused at once, as it was before approvals existed, unless a test
+  // sets approvals itself (test/approvals.test.ts): the other suites judge rules, not waiting.
+  if (!(options.extraYaml ?? []).some((l) => l.startsWith('approvals:'))) lines.push('approvals:', '  wait_seconds: 0');
   const { config } = parseConfig(lines.join('\n'), { source: 'test config', baseDir: stateDir, env });
   const audit = await FileAuditLog.open(stateDir, { flushMs: 2, ...options.auditOptions });
   const gateway = await startAirlock({ config, audit, now: options.now, schemaRefreshMs: options.schemaRefreshMs, log: process.env.AIRLOCK_TEST_LOG === '1' ? (l) => console.error(l) : () => undefined });

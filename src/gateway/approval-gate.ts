@@ -1,0 +1,135 @@
+/**
+ * What a session says and checks while a statement waits for a human's
+ * approval (the relay runs the flow; approval-store.ts keeps the requests):
+ * the notices, the refusals that end a wait, and the bound an approval puts
+ * on the statement's real impact.
+ */
+import type { Denial } from '../policy/decision.js';
+import type { ApprovalRequest, ApprovalStore, ApprovedBound } from '../state/approval-store.js';
+import type { WriteImpact } from '../executor/write-executor.js';
+
+export interface ApprovalSettings {
+  store: ApprovalStore;
+  /** How long a statement waits on its connection (approvals.wait_seconds), in milliseconds. */
+  waitMs: number;
+  /** How often the waiting notice is repeated, in milliseconds. */
+  noticeEveryMs: number;
+  /** Called once a request is made (the webhook, the log). */
+  onRequest?: (request: ApprovalRequest) => void;
+}
+
+/** The refusal the dry run ends with: it measured, then rolled back. */
+export const DRY_RUN: Denial = {
+  kind: 'deny',
+  rule: 'dry-run',
+  message: 'airlock: dry run for approval',
+  hint: 'Nothing was changed.',
+  sqlstate: '00000',
+};
+
+export function waitingNotice(request: ApprovalRequest): string {
+  const tables = Object.entries(request.impact);
+  const impact = tables.length === 0 ? 'no rows' : tables.map(([t, n]) => `${n} row${n === 1 ? '' : 's'} of ${t}`).join(', ');
+  return `airlock: waiting for approval #${request.id} (approve with: airlock approve ${request.id}); its dry run changed ${impact}`;
+}
+
+function who(agent: string): string {
+  return `agent "${agent}"`;
+}
+
+export function deniedDenial(request: ApprovalRequest): Denial {
+  return {
+    kind: 'deny',
+    rule: 'approval-denied',
+    message: `airlock: request #${request.id} was denied by ${request.decidedBy ?? 'an admin'}: ${request.denyReason ?? '(no reason given)'}`,
+    hint: 'Nothing was changed. Sending the same statement again makes a new request.',
+    sqlstate: '42501',
+  };
+}
+
+export function expiredDenial(request: ApprovalRequest): Denial {
+  return {
+    kind: 'deny',
+    rule: 'approval-expired',
+    message: `airlock: request #${request.id} expired at ${request.expires} without a decision`,
+    hint: 'Nothing was changed. Sending the same statement again makes a new request.',
+    sqlstate: '42501',
+  };
+}
+
+export function stillWaitingDenial(request: ApprovalRequest, waitedMs: number): Denial {
+  return {
+    kind: 'deny',
+    rule: 'approval-pending',
+    message:
+      `airlock: request #${request.id} is still waiting for a human's approval after ${Math.round(waitedMs / 1000)} s; ` +
+      `it stays pending until ${request.expires}`,
+    hint: `Nothing was changed. Once a human has run "airlock approve ${request.id}", send the identical statement again: it then runs once.`,
+    sqlstate: '57014',
+  };
+}
+
+export function tooManyPendingDenial(agent: string, max: number): Denial {
+  return {
+    kind: 'deny',
+    rule: 'approval-backlog',
+    message: `airlock: ${who(agent)} already has ${max} requests waiting for a human's approval, so this statement was not tried or held`,
+    hint: 'Nothing was changed. Wait until a human has decided the pending requests (airlock approvals).',
+    sqlstate: '53400',
+  };
+}
+
+export function usedDenial(request: ApprovalRequest): Denial {
+  return {
+    kind: 'deny',
+    rule: 'approval-used',
+    message: `airlock: the approval of request #${request.id} was already used by another execution of the same statement`,
+    hint: 'An approval is good once. Sending the statement again makes a new request.',
+    sqlstate: '42501',
+  };
+}
+
+export function inTransactionDenial(agent: string): Denial {
+  return {
+    kind: 'deny',
+    rule: 'approval-in-transaction',
+    message: `airlock: ${who(agent)} sent a statement that needs a human's approval inside a transaction block, where it cannot wait for one`,
+    hint: 'Send it on its own, outside BEGIN … COMMIT: it then waits for the approval and runs in a transaction of its own.',
+    sqlstate: '25001',
+  };
+}
+
+export function dryRunFailedDenial(code: string, message: string): Denial {
+  return {
+    kind: 'deny',
+    rule: 'dry-run-failed',
+    message: `airlock: the statement failed when it was tried for approval, so no request was made: ${message}`,
+    hint: 'Nothing was changed. Fix the statement and send it again.',
+    sqlstate: code,
+  };
+}
+
+/** The refusal when the real impact is beyond what was approved, or null when it is within. */
+export function boundDenial(bound: ApprovedBound, impact: WriteImpact): Denial | null {
+  const id = bound.request.id;
+  if (bound.maxRows !== null) {
+    if (impact.rows <= bound.maxRows) return null;
+    return beyond(id, `${impact.rows} rows`, `at most ${bound.maxRows} rows`);
+  }
+  const per = bound.perTable ?? {};
+  for (const [table, rows] of Object.entries(impact.tables)) {
+    const allowed = per[table] ?? 0;
+    if (rows > allowed) return beyond(id, `${rows} rows of ${table}`, `${allowed} (its dry run's)`);
+  }
+  return null;
+}
+
+function beyond(id: number, did: string, approved: string): Denial {
+  return {
+    kind: 'deny',
+    rule: 'approval-exceeded',
+    message: `airlock: the statement approved in request #${id} changed ${did}, more than the ${approved} approved, so it was rolled back`,
+    hint: 'Nothing was changed. The data changed since the dry run; sending the statement again makes a new request with its impact now.',
+    sqlstate: '42501',
+  };
+}

@@ -160,6 +160,20 @@ for (const server of testServers()) {
       expect(((await again) as pg.DatabaseError).message).toMatch(/once is enough/);
     });
 
+    it('a cancel (Ctrl-C in psql) ends the wait; the request stays pending', async () => {
+      const c = await agent();
+      const pending = c.query("UPDATE tasks SET title = 'cancelled wait' WHERE id = 8").catch((e: pg.DatabaseError) => e);
+      const id = await waitingId(c);
+      const canceller = new pg.Client(airlock.clientConfig(GATED.name));
+      // node-postgres cancels through a fresh connection carrying the session's key, as psql does.
+      await (canceller as unknown as { cancel: (client: pg.Client, query: unknown) => void }).cancel(c, (c as unknown as { activeQuery: unknown }).activeQuery);
+      const err = (await pending) as pg.DatabaseError;
+      expect(err.code).toBe('57014');
+      expect(err.message).toMatch(new RegExp(`wait for approval of request #${id}, which stays pending`));
+      expect(((await admin('GET', `/v1/approvals/${id}`)).body as { request: { state: string } }).request.state).toBe('pending');
+      await admin('POST', `/v1/approvals/${id}/deny`, { reason: 'cleanup' });
+    });
+
     it('the impact grew between approval and execution: rolled back, and said so', async () => {
       const c = await agent();
       const project = (await direct<{ id: string }>('SELECT project_id AS id FROM tasks GROUP BY project_id ORDER BY project_id LIMIT 1')).rows[0]!.id;

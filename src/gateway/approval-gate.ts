@@ -79,6 +79,16 @@ export function tooManyPendingDenial(agent: string, max: number): Denial {
   };
 }
 
+export function cancelledWaitDenial(request: ApprovalRequest): Denial {
+  return {
+    kind: 'deny',
+    rule: 'approval-pending',
+    message: `airlock: canceling the wait for approval of request #${request.id}, which stays pending until ${request.expires}`,
+    hint: `Nothing was changed. Once a human has run "airlock approve ${request.id}", send the identical statement again: it then runs once.`,
+    sqlstate: '57014',
+  };
+}
+
 export function usedDenial(request: ApprovalRequest): Denial {
   return {
     kind: 'deny',

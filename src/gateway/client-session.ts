@@ -333,6 +333,8 @@ export class ClientSession {
       // the write path then rolls back whatever it had begun.
       const writing = this.relay?.writeConnection;
       if (writing != null) cancelUpstream(this.ctx.upstream, writing);
+      // A statement waiting for a human's approval stops waiting (its request stays pending).
+      this.relay?.cancelWait();
     };
     this.unregisterCancel = this.ctx.registerCancelKey(processId, secretKey, cancel);
     this.socket.off('data', this.onData);

@@ -52,10 +52,11 @@ import {
 } from '../policy/write-denials.js';
 import type { FreezeCause } from '../state/freeze-store.js';
 import { statedReason, statementHash } from '../state/approval-store.js';
-import type { ApprovedBound } from '../state/approval-store.js';
+import type { ApprovalRequest, ApprovedBound } from '../state/approval-store.js';
 import {
   DRY_RUN,
   boundDenial,
+  cancelledWaitDenial,
   deniedDenial,
   dryRunFailedDenial,
   expiredDenial,
@@ -250,6 +251,8 @@ export class Relay {
   private heldBytes = 0;
   /** Messages handled in this turn of the event loop (TURN_MESSAGES). */
   private turnMessages = 0;
+  /** While a statement waits for a human's approval: whether the client cancelled the wait. */
+  private approvalWait: { cancelled: boolean } | null = null;
   /** Resolved when the read connection has answered everything sent to it. */
   private drainWaiters: (() => void)[] = [];
   /** A batch is on the write path now. */
@@ -1282,6 +1285,11 @@ export class Relay {
     }
   }
 
+  /** A CancelRequest ends the wait of a statement waiting for approval (its request stays pending). */
+  cancelWait(): void {
+    if (this.approvalWait !== null) this.approvalWait.cancelled = true;
+  }
+
   /** The write connection while the agent's own statement runs on it (what a CancelRequest should reach), else null. */
   get writeConnection(): WriteConnection | null {
     return this.writer?.cancellable ?? null;
@@ -1467,10 +1475,30 @@ export class Relay {
       });
       settings.onRequest?.(request);
     }
+    const wait = { cancelled: false };
+    this.approvalWait = wait;
+    try {
+      return await this.awaitApproval(writer, batch, write, request, hash, wait);
+    } finally {
+      this.approvalWait = null;
+    }
+  }
+
+  private async awaitApproval(
+    writer: WriteExecutor,
+    batch: Batch,
+    write: NonNullable<Batch['write']>,
+    request: ApprovalRequest,
+    hash: string,
+    wait: { cancelled: boolean },
+  ): Promise<void> {
+    const settings = this.ctx.approvals!;
+    const store = settings.store;
     const started = Date.now();
     let noticed = 0;
     for (;;) {
       if (this.closed) return;
+      if (wait.cancelled) return this.refuseBatch(batch, cancelledWaitDenial(request), true);
       if (Date.now() - noticed >= settings.noticeEveryMs) {
         noticed = Date.now();
         this.toClient(noticeResponse({ severity: 'NOTICE', code: '00000', message: waitingNotice(request) }));

@@ -7,6 +7,7 @@ import { runAudit } from './audit-command.js';
 import { runCheck } from './check-command.js';
 import { runDemo } from './demo-command.js';
 import { runDoctor } from './doctor-command.js';
+import { runMcp } from './mcp-command.js';
 import { runStart } from './start-command.js';
 import { runAdmin, runFreeze, runStatus, runUnfreeze } from './freeze-commands.js';
 
@@ -31,6 +32,8 @@ Commands:
   unfreeze [--agent NAME | --window NAME] [--config FILE]
                                  Lift a freeze (global, one agent's, or a scheduled window's current occurrence).
   status [--config FILE]         Show the freezes in force.
+  mcp [--url URL]                Serve MCP on stdio for an agent's MCP client, through the running Airlock,
+                                 as the agent in AIRLOCK_URL (postgres://AGENT:PASSWORD@HOST:PORT/DATABASE).
 
   freeze, unfreeze and status talk to the running server's admin API with the
   token in AIRLOCK_ADMIN_TOKEN (or ask for it), at --admin HOST:PORT, or
@@ -63,6 +66,7 @@ function parse(argv: string[]) {
       until: { type: 'string' },
       window: { type: 'string' },
       admin: { type: 'string' },
+      url: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,6 +105,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runUnfreeze(args);
       case 'status':
         return await runStatus(args);
+      case 'mcp':
+        return await runMcp(args);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

@@ -48,6 +48,8 @@ describe('MCP over Streamable HTTP', () => {
     db = await createTestDatabase(server, { seed: true });
     airlock = await startTestAirlock(server, db, {
       agents: AGENTS,
+      // No periodic schema re-read during the run: its advisory lock would show in the fingerprints.
+      schemaRefreshMs: 3_600_000,
       extraYaml: [
         'mcp:',
         '  listen: 127.0.0.1:0',

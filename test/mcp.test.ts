@@ -22,6 +22,8 @@ import type { TestDatabase } from './support/postgres-servers.js';
 import { startTestAirlock } from './support/airlock.js';
 import type { TestAirlock } from './support/airlock.js';
 import { dbFingerprint, diffFingerprints } from './support/db-fingerprint.js';
+import { GateClient } from '../src/mcp/gate-client.js';
+import type { Classification, StatementFacts } from '../src/sql/facts.js';
 
 const server = testServers()[0]!;
 
@@ -84,7 +86,8 @@ describe('airlock mcp on stdio', () => {
       await c.query('INSERT INTO public.mcp_big SELECT g FROM generate_series(1, 100000) g');
       await c.query('ANALYZE public.mcp_types, public.mcp_big');
     });
-    airlock = await startTestAirlock(server, db, { agents: AGENTS, extraYaml: RULES });
+    // No periodic schema re-read during the run: its advisory lock would show in the fingerprints.
+    airlock = await startTestAirlock(server, db, { agents: AGENTS, extraYaml: RULES, schemaRefreshMs: 3_600_000 });
   }, 180_000);
 
   afterAll(async () => {
@@ -288,6 +291,34 @@ describe('airlock mcp on stdio', () => {
       expect(answers.filter((a) => a.startsWith('ran')), answers.join('\n')).toEqual(['ran: COMMIT']);
       expect(diffFingerprints(before, await dbFingerprint(db.url))).toEqual([]);
     }, 120_000);
+  });
+
+  it('keeps query to reads by the READ ONLY transaction alone, should the classifier ever call a write a read', async () => {
+    // Defence in depth: a classifier that reads everything as a plain read, so that only the
+    // READ ONLY transaction through the gate (and the gate itself) stands between ops and its writes.
+    const fooled = async (): Promise<Classification> => ({ ok: true, statements: [{ kind: 'read', command: 'SELECT' } as StatementFacts], fingerprint: '' });
+    const gate = new GateClient({ connection: airlock.url('ops'), classify: fooled });
+    const before = await dbFingerprint(db.url);
+    try {
+      for (const sql of [
+        'DELETE FROM tasks WHERE id = 13',
+        "UPDATE tasks SET status = 'done' WHERE id = 14",
+        "INSERT INTO tasks (project_id, title, status, priority) VALUES (1, 'x', 'todo', 1)",
+        'WITH d AS (DELETE FROM tasks WHERE id = 15 RETURNING *) SELECT count(*) FROM d',
+        'SET TRANSACTION READ WRITE',
+        "SELECT set_config('transaction_read_only', 'off', true)",
+        'CREATE TABLE loot (x int)',
+      ]) {
+        const error = await gate.read(sql, [], 10).then(() => null, (e: unknown) => e as { code?: string });
+        expect(error, sql).not.toBeNull();
+      }
+      // The connection is still usable, and its reads still read-only.
+      const after = await gate.read("SELECT current_setting('transaction_read_only') AS ro", [], 10);
+      expect(after.rows).toEqual([['on']]);
+    } finally {
+      await gate.close();
+    }
+    expect(diffFingerprints(before, await dbFingerprint(db.url))).toEqual([]);
   });
 
   it("refuses a frozen agent's execute with the freeze's reason", async () => {

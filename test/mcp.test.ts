@@ -5,6 +5,7 @@
  * real Airlock in front of a real PostgreSQL. Every write attempt is judged
  * by the database's state afterwards, not by the wording of an answer.
  */
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, stat, utimes, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -110,6 +111,22 @@ describe('airlock mcp on stdio', () => {
     expect(byName.get('query')!.inputSchema).toMatchObject({ type: 'object', required: ['sql'] });
     expect(Object.keys(byName.get('query')!.inputSchema.properties ?? {}).sort()).toEqual(['max_rows', 'params', 'sql']);
     for (const t of tools) expect(t.description?.length ?? 0, t.name).toBeGreaterThan(40);
+  });
+
+  it('ends by itself, exit code 0, when its client closes stdin', async () => {
+    const child = spawn(process.execPath, [cli.main, 'mcp'], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, AIRLOCK_URL: airlock.url('claude') },
+      cwd: home,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    child.stdin.end(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } })}\n`);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    expect(await exited).toBe(0);
+    clearTimeout(timer);
+    expect(JSON.parse(out.split('\n')[0]!)).toMatchObject({ id: 1, result: { serverInfo: { name: 'airlock' } } });
   });
 
   it('lists and describes tables through the gate', async () => {

@@ -27,13 +27,16 @@ export async function serveMcpOnStdio(url: string): Promise<StdioMcp> {
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
   let closing: Promise<void> | null = null;
-  const close = (): Promise<void> =>
-    (closing ??= (async () => {
+  const close = (): Promise<void> => {
+    // Deferred a tick: server.close() closes the transport, whose onclose calls this again.
+    closing ??= Promise.resolve().then(async () => {
       await server.close();
       await gate.close();
       await classifier.close();
       resolveClosed();
-    })());
+    });
+    return closing;
+  };
   transport.onclose = () => void close();
   // The SDK's stdio transport does not notice a closed stdin by itself.
   process.stdin.once('end', () => void close());

@@ -63,6 +63,20 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
         gateway: gateway.address,
         tls: config.tls,
         log,
+        onAuthFailed: ({ agent, client }) => {
+          try {
+            audit.append({
+              event: 'auth-failed',
+              agent,
+              session: null,
+              client,
+              reason: 'MCP over HTTP: a missing or wrong bearer credential',
+              detail: { channel: 'mcp-http' },
+            });
+          } catch (err) {
+            log(`audit: could not record a refused MCP login from ${client}: ${(err as Error).message}`);
+          }
+        },
       });
     } catch (err) {
       await admin.close();

@@ -9,6 +9,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { createAdminToken } from '../src/state/admin-tokens.js';
+import { readAuditTail } from '../src/state/file-audit-log.js';
 import { adminRequest } from '../src/cli/admin-client.js';
 import { createTestDatabase, testServers, withClient } from './support/postgres-servers.js';
 import type { TestDatabase } from './support/postgres-servers.js';
@@ -100,6 +101,11 @@ describe('MCP over Streamable HTTP', () => {
       expect(r.headers.get('www-authenticate')).toBe('Bearer realm="airlock"');
       await expect(connect(authorization), String(authorization)).rejects.toThrow(/401|Unauthorized/);
     }
+    // Each refusal is on the record, naming the agent the credential claimed to be.
+    await new Promise((resolve) => setTimeout(resolve, 50)); // reads are group-committed a few ms apart
+    const { records } = await readAuditTail(airlock.stateDir, 50);
+    const refused = records.filter((r) => r.event === 'auth-failed' && r.detail?.channel === 'mcp-http');
+    expect(refused.map((r) => r.agent)).toEqual([null, null, 'claude', 'claude', 'nobody', 'nobody', 'ops', 'ops', null, null, null, null]);
   });
 
   it('answers refusals as the wire does, and keeps query to reads for an agent that may write', async () => {

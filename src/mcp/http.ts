@@ -48,8 +48,17 @@ export interface McpHttpOptions {
   gateway: { host: string; port: number };
   /** PEM certificate and key: when given, the listener speaks HTTPS. */
   tls?: { cert: string; key: string } | null;
+  /** Called for each request refused for its credential (for the audit log): the agent it named, if any, and the client's address. */
+  onAuthFailed?: (refused: { agent: string | null; client: string }) => void;
   log?: (line: string) => void;
 }
+
+/**
+ * Credential checks running at once (each a PBKDF2 of the agent's SCRAM
+ * iteration count); past this a request is turned away with 503 rather than
+ * queued, so that a flood of guesses cannot take every thread.
+ */
+const MAX_CHECKS_IN_FLIGHT = 16;
 
 export interface McpHttp {
   address: { host: string; port: number };
@@ -88,24 +97,36 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
     return gate;
   };
 
-  /** The agent a request's bearer credential proves, or null. Constant time in the password. */
-  const authenticate = async (req: IncomingMessage): Promise<{ agent: KnownAgent; password: string } | null> => {
+  let checking = 0;
+  /** The agent a request's bearer credential proves, or why not. Constant time in the password. */
+  const authenticate = async (req: IncomingMessage): Promise<{ agent: KnownAgent; password: string } | { refused: string | null } | 'busy'> => {
     const header = req.headers.authorization;
     const match = header === undefined ? null : /^Bearer ([^:\s]+):(\S.*)$/.exec(header);
-    if (match === null) return null;
+    if (match === null) return { refused: null };
     const [, name, password] = match as unknown as [string, string, string];
-    const agent = agents.get(name);
-    const verifier = agent?.verifier ?? decoy;
-    const salted = await pbkdf2Async(password, verifier.salt, verifier.iterations, 32, 'sha256');
-    const ok = timingSafeEqual(deriveScramKeys(salted).storedKey, verifier.storedKey);
-    return ok && agent !== undefined ? { agent, password } : null;
+    if (checking >= MAX_CHECKS_IN_FLIGHT) return 'busy';
+    checking++;
+    try {
+      const agent = agents.get(name);
+      const verifier = agent?.verifier ?? decoy;
+      const salted = await pbkdf2Async(password, verifier.salt, verifier.iterations, 32, 'sha256');
+      const ok = timingSafeEqual(deriveScramKeys(salted).storedKey, verifier.storedKey);
+      return ok && agent !== undefined ? { agent, password } : { refused: name };
+    } finally {
+      checking--;
+    }
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = new URL(req.url ?? '/', 'http://airlock').pathname;
     if (path !== MCP_PATH) return reply(res, 404, { error: `Not found: MCP is served at ${MCP_PATH}.` });
     const who = await authenticate(req);
-    if (who === null) {
+    if (who === 'busy') {
+      res.setHeader('Retry-After', '1');
+      return jsonRpcError(res, 503, 'Too many credential checks at once; try again in a moment.');
+    }
+    if ('refused' in who) {
+      options.onAuthFailed?.({ agent: who.refused, client: `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}` });
       res.setHeader('WWW-Authenticate', 'Bearer realm="airlock"');
       return jsonRpcError(res, 401, 'Unauthorized: send Authorization: Bearer <agent name>:<agent password>, the agent\'s own Airlock credential.');
     }

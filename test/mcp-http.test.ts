@@ -79,6 +79,14 @@ describe('MCP over Streamable HTTP', () => {
     expect(read.isError, text(read)).toBeFalsy();
     // current_user is the agent's own read role: the statement went through the gate as claude.
     expect(text(read)).toMatch(new RegExp(`^columns: full_name \\(text\\), role \\(name\\)\\n\\["[^"]+","${db.name}_claude"\\]\\n\\(1 row\\)$`));
+    expect(tools.find((t) => t.name === 'query')!.inputSchema).toMatchObject({ type: 'object', required: ['sql'] });
+    const typed = await call(client, 'query', {
+      sql: "SELECT 1::int AS i, 12345678901234567890.5::numeric AS big, NULL::text AS n, 'NULL'::text AS s, '{\"a\": [1, null]}'::jsonb AS j, '2026-11-26 16:20:00.5+00'::timestamptz AS t, true AS b",
+    });
+    expect(text(typed)).toBe(
+      'columns: i (integer), big (numeric), n (text), s (text), j (jsonb), t (timestamp with time zone), b (boolean)\n' +
+        '[1,12345678901234567890.5,null,"NULL",{"a": [1, null]},"2026-11-26 16:20:00.5+00",true]\n(1 row)',
+    );
     const list = await call(client, 'list_tables', { schema: 'public' });
     expect(text(list)).toContain('["public","tasks","table",7176]');
   });

@@ -225,6 +225,8 @@ describe('airlock mcp on stdio', () => {
     const analyzed = await call(client, 'explain', { sql: 'DELETE FROM tasks WHERE id = 9', analyze: true });
     expect(analyzed.isError).toBe(true);
     expect(text(analyzed)).toContain('SQLSTATE: 25006');
+    const bound = await call(client, 'explain', { sql: 'SELECT * FROM tasks WHERE id = $1', params: [9] });
+    expect(text(bound), text(bound)).toMatch(/Index Scan using tasks_pkey on tasks/);
     const read = await call(client, 'explain', { sql: 'SELECT count(*) FROM tasks', analyze: true });
     expect(text(read)).toMatch(/actual time=/);
     const still = await withClient(db.url, (c) => c.query('SELECT count(*)::int AS n FROM tasks WHERE id = 9'));

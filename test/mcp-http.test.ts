@@ -146,6 +146,20 @@ describe('MCP over Streamable HTTP', () => {
     expect(text(tripped)).toMatch(/it is frozen by airlock-tripwire .*\(tripwire: had 3 destructive statements refused/);
   });
 
+  it("does not hold one agent's quick read behind its slow one", async () => {
+    const [a, b] = [await connect(bearer('claude')), await connect(bearer('claude'))];
+    let slowDone = false;
+    const slow = call(a, 'query', { sql: 'SELECT pg_sleep(2) AS slept' }).then((r) => {
+      slowDone = true;
+      return r;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const quick = await call(b, 'query', { sql: 'SELECT 1 AS one' });
+    expect(text(quick)).toContain('[1]');
+    expect(slowDone).toBe(false);
+    expect((await slow).isError, text(await slow)).toBeFalsy();
+  });
+
   it("refuses a frozen agent's execute with the freeze's reason", async () => {
     const token = await createAdminToken(airlock.stateDir, 'alice');
     const { host, port } = airlock.gateway.adminAddress;

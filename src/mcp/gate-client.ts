@@ -111,6 +111,7 @@ export class GateClient {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly typeNames = new Map(BUILTIN_TYPE_NAMES);
   private closed = false;
+  private pending = 0;
 
   constructor(private readonly options: GateClientOptions) {}
 
@@ -180,12 +181,22 @@ export class GateClient {
     if (client !== null) await client.end().catch(() => undefined); // closing: nothing left to tell
   }
 
+  /** Calls waiting or running on this connection. */
+  get load(): number {
+    return this.pending;
+  }
+
   private serialized<T>(task: () => Promise<T>): Promise<T> {
+    this.pending++;
     const run = this.queue.then(task, task);
     this.queue = run.catch(() => undefined); // each caller gets its own result; the chain only orders them
-    return run.catch((error: unknown) => {
-      throw GateError.from(error);
-    });
+    return run
+      .catch((error: unknown) => {
+        throw GateError.from(error);
+      })
+      .finally(() => {
+        this.pending--;
+      });
   }
 
   private async connection(): Promise<pg.Client> {

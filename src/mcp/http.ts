@@ -60,6 +60,13 @@ export interface McpHttpOptions {
  */
 const MAX_CHECKS_IN_FLIGHT = 16;
 
+/**
+ * Connections to the gate one agent's MCP requests share. Each is a session
+ * of the agent's on Airlock's listener (counted against its max_sessions),
+ * running one call at a time; requests beyond them wait for the least busy.
+ */
+const MAX_GATES_PER_AGENT = 4;
+
 export interface McpHttp {
   address: { host: string; port: number };
   close(): Promise<void>;
@@ -82,19 +89,24 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
   const decoy = createScramVerifier(`decoy-${Math.random()}`);
   const classifier = new ClassifierPool({ workers: 1 });
   await classifier.ready();
-  const gates = new Map<string, GateClient>();
+  const gates = new Map<string, GateClient[]>();
   const gatewayHost = loopbackFor(options.gateway.host);
 
+  /** An idle connection of the agent's, a new one while it has fewer than MAX_GATES_PER_AGENT, else the least busy. */
   const gateFor = (agent: KnownAgent, password: string): GateClient => {
-    let gate = gates.get(agent.name);
-    if (gate === undefined) {
-      gate = new GateClient({
+    const own = gates.get(agent.name) ?? [];
+    gates.set(agent.name, own);
+    const idle = own.find((g) => g.load === 0);
+    if (idle !== undefined) return idle;
+    if (own.length < MAX_GATES_PER_AGENT) {
+      const gate = new GateClient({
         connection: { host: gatewayHost, port: options.gateway.port, user: agent.name, password, database: agent.database, ssl: false },
         classify: (sql) => classifier.classify(sql, `mcp:${agent.name}`),
       });
-      gates.set(agent.name, gate);
+      own.push(gate);
+      return gate;
     }
-    return gate;
+    return own.reduce((a, b) => (b.load < a.load ? b : a));
   };
 
   let checking = 0;
@@ -170,7 +182,7 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const gate of gates.values()) await gate.close();
+      for (const own of gates.values()) for (const gate of own) await gate.close();
       await classifier.close();
     },
   };

@@ -53,11 +53,12 @@ describe('airlock mcp on stdio', () => {
   const clients: Client[] = [];
 
   /** Starts `airlock mcp` as an MCP client config does: only PATH, HOME and AIRLOCK_URL in its environment. */
-  async function connect(agent: string, options: { cwd?: string; home?: string; url?: string } = {}): Promise<Client> {
+  async function connect(agent: string, options: { cwd?: string; home?: string; url?: string; urlArgument?: boolean } = {}): Promise<Client> {
+    const url = options.url ?? airlock.url(agent);
     const transport = new StdioClientTransport({
       command: process.execPath,
-      args: [cli.main, 'mcp'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: options.home ?? home, AIRLOCK_URL: options.url ?? airlock.url(agent) },
+      args: options.urlArgument === true ? [cli.main, 'mcp', '--url', url] : [cli.main, 'mcp'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: options.home ?? home, ...(options.urlArgument === true ? {} : { AIRLOCK_URL: url }) },
       cwd: options.cwd ?? home,
       stderr: 'pipe',
     });
@@ -127,6 +128,16 @@ describe('airlock mcp on stdio', () => {
     expect(await exited).toBe(0);
     clearTimeout(timer);
     expect(JSON.parse(out.split('\n')[0]!)).toMatchObject({ id: 1, result: { serverInfo: { name: 'airlock' } } });
+  });
+
+  it('takes the URL from --url as well, and refuses a config file', async () => {
+    const client = await connect('claude', { urlArgument: true });
+    expect(text(await call(client, 'query', { sql: 'SELECT count(*) AS n FROM executives' }))).toContain('[1206]');
+    const withConfig = spawn(process.execPath, [cli.main, 'mcp', '--config', 'airlock.yaml'], { env: { PATH: process.env.PATH ?? '', HOME: home, AIRLOCK_URL: airlock.url('claude') }, cwd: home });
+    let stderr = '';
+    withConfig.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    expect(await new Promise((resolve) => withConfig.on('exit', resolve))).toBe(2);
+    expect(stderr).toContain('mcp takes no --config or --state-dir');
   });
 
   it('lists and describes tables through the gate', async () => {

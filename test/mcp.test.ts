@@ -351,6 +351,17 @@ describe('airlock mcp on stdio', () => {
     expect(diffFingerprints(before, await dbFingerprint(db.url))).toEqual([]);
   });
 
+  it('refuses through query what the classifier could not judge, as the gate would', async () => {
+    const unjudged = async (): Promise<Classification> => ({ ok: false, unjudged: 'too-complex', error: 'The statement took longer than 2000 ms to parse.' });
+    const gate = new GateClient({ connection: airlock.url('ops'), classify: unjudged });
+    try {
+      const error = await gate.read('SELECT 1', [], 10).then(() => null, (e: unknown) => e as { code?: string; detail?: string });
+      expect(error).toMatchObject({ code: '54001', detail: 'Rule: statement-too-complex. The statement was not sent to the database.' });
+    } finally {
+      await gate.close();
+    }
+  });
+
   it("refuses a frozen agent's execute with the freeze's reason", async () => {
     const token = await createAdminToken(airlock.stateDir, 'alice');
     const { host, port } = airlock.gateway.adminAddress;

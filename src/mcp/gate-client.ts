@@ -9,6 +9,7 @@
  * inside a READ ONLY transaction that PostgreSQL itself enforces.
  */
 import pg from 'pg';
+import { unjudgedDenial } from '../policy/unjudged.js';
 import type { Classification } from '../sql/facts.js';
 
 /** A value an MCP tool may bind to a `$n` parameter. */
@@ -229,9 +230,13 @@ export class GateClient {
   /** Refuses, unsent, what the gate's classifier does not read as exactly one plain read. */
   private async ensureRead(sql: string, what: string): Promise<void> {
     const classification = await this.options.classify(sql);
-    // A syntax error goes to the gate, which answers it in its own words (READ ONLY still holds);
-    // a statement the classifier could not read at all is refused by the gate with its own rule too.
-    if (!classification.ok) return;
+    if (!classification.ok) {
+      // A syntax error goes to the gate, which answers it in its own words (READ ONLY still holds).
+      if (classification.unjudged === undefined) return;
+      // Text the classifier could not read at all is not known to be a read: refused here, as the gate would.
+      const denial = unjudgedDenial(classification.unjudged, classification.error);
+      throw new GateError({ code: denial.sqlstate, message: denial.message, detail: `Rule: ${denial.rule}. The statement was not sent to the database.`, hint: denial.hint });
+    }
     const { statements } = classification;
     if (statements.length !== 1) throw notOneStatement(what, statements.length);
     const [facts] = statements;

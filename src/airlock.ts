@@ -61,6 +61,7 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
         port: config.mcp.listen.port,
         agents: config.agents.map((a) => ({ name: a.name, password: a.password, database: a.database })),
         gateway: gateway.address,
+        maxStatementBytes: config.limits.maxStatementBytes,
         tls: config.tls,
         log,
         onAuthFailed: ({ agent, client }) => {

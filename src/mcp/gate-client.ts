@@ -10,7 +10,9 @@
  */
 import pg from 'pg';
 import { unjudgedDenial } from '../policy/unjudged.js';
+import type { ClassifierPool } from '../sql/classifier-pool.js';
 import type { Classification } from '../sql/facts.js';
+import { statementSizeRefusal } from '../sql/statement-size.js';
 
 /** A value an MCP tool may bind to a `$n` parameter. */
 export type SqlParam = string | number | boolean | null;
@@ -76,6 +78,15 @@ export class GateError extends Error {
 
 /** How `read` learns what a statement is: the gate's own classifier (a ClassifierPool), never a second one. */
 export type Classify = (sql: string) => Promise<Classification>;
+
+/**
+ * The classifier as the gate runs it: a text past `maxStatementBytes` is
+ * refused unread (as limits.max_statement_bytes does), the rest is read by
+ * `pool` off the event loop, within its deadline.
+ */
+export function gateClassifier(pool: ClassifierPool, maxStatementBytes: number, owner = ''): Classify {
+  return (sql) => Promise.resolve(statementSizeRefusal(Buffer.byteLength(sql, 'utf8'), maxStatementBytes) ?? pool.classify(sql, owner));
+}
 
 export interface GateClientOptions {
   /** The agent's connection to Airlock's PostgreSQL listener: a URL or node-postgres options. */

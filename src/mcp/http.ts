@@ -21,8 +21,8 @@ import { promisify } from 'node:util';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { createScramVerifier, deriveScramKeys } from '../protocol/auth/scram-verifier.js';
 import type { ScramVerifier } from '../protocol/auth/scram-verifier.js';
-import { ClassifierPool } from '../sql/classifier-pool.js';
-import { GateClient } from './gate-client.js';
+import { ClassifierPool, heapLimitMbFor } from '../sql/classifier-pool.js';
+import { GateClient, gateClassifier } from './gate-client.js';
 import { createAirlockMcpServer } from './tools.js';
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -30,8 +30,8 @@ const pbkdf2Async = promisify(pbkdf2);
 /** The path MCP clients post to. */
 export const MCP_PATH = '/mcp';
 
-/** Largest request body taken (a statement may be up to limits.max_statement_bytes, 1 MiB by default). */
-const MAX_BODY_BYTES = 8 * 1024 * 1024;
+/** Largest request body taken, beyond the statement's own limit (JSON escaping, parameters). */
+const BODY_SLACK_BYTES = 8 * 1024 * 1024;
 
 export interface McpHttpAgent {
   name: string;
@@ -48,6 +48,8 @@ export interface McpHttpOptions {
   gateway: { host: string; port: number };
   /** PEM certificate and key: when given, the listener speaks HTTPS. */
   tls?: { cert: string; key: string } | null;
+  /** limits.max_statement_bytes: longer statements are refused unread, as the gate does. */
+  maxStatementBytes: number;
   /** Called for each request refused for its credential (for the audit log): the agent it named, if any, and the client's address. */
   onAuthFailed?: (refused: { agent: string | null; client: string }) => void;
   log?: (line: string) => void;
@@ -87,7 +89,7 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
   );
   // An unknown agent name costs the same PBKDF2 as a known one, so timing does not tell names apart.
   const decoy = createScramVerifier(`decoy-${Math.random()}`);
-  const classifier = new ClassifierPool({ workers: 1 });
+  const classifier = new ClassifierPool({ workers: 1, heapLimitMb: heapLimitMbFor(options.maxStatementBytes) });
   await classifier.ready();
   const gates = new Map<string, GateClient[]>();
   const gatewayHost = loopbackFor(options.gateway.host);
@@ -101,7 +103,7 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
     if (own.length < MAX_GATES_PER_AGENT) {
       const gate = new GateClient({
         connection: { host: gatewayHost, port: options.gateway.port, user: agent.name, password, database: agent.database, ssl: false },
-        classify: (sql) => classifier.classify(sql, `mcp:${agent.name}`),
+        classify: gateClassifier(classifier, options.maxStatementBytes, `mcp:${agent.name}`),
       });
       own.push(gate);
       return gate;
@@ -147,8 +149,9 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
       res.setHeader('Allow', 'POST');
       return jsonRpcError(res, 405, 'Method not allowed: this MCP server is stateless; send each request as a POST.');
     }
-    const body = await readJson(req);
-    if (body === TOO_LARGE) return jsonRpcError(res, 413, `The request is larger than ${MAX_BODY_BYTES} bytes.`);
+    const maxBody = 2 * options.maxStatementBytes + BODY_SLACK_BYTES;
+    const body = await readJson(req, maxBody);
+    if (body === TOO_LARGE) return jsonRpcError(res, 413, `The request is larger than ${maxBody} bytes.`);
     if (body === NOT_JSON) return jsonRpcError(res, 400, 'Parse error: the request body is not JSON.', -32700);
     const server = createAirlockMcpServer(gateFor(who.agent, who.password));
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
@@ -198,12 +201,12 @@ function loopbackFor(host: string): string {
 const TOO_LARGE = Symbol('too large');
 const NOT_JSON = Symbol('not JSON');
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) return TOO_LARGE;
+    if (size > maxBytes) return TOO_LARGE;
     chunks.push(chunk as Buffer);
   }
   try {

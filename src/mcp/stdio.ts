@@ -7,7 +7,8 @@
  */
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { ClassifierPool } from '../sql/classifier-pool.js';
-import { GateClient } from './gate-client.js';
+import { DEFAULT_MAX_STATEMENT_BYTES } from '../sql/statement-size.js';
+import { GateClient, gateClassifier } from './gate-client.js';
 import { createAirlockMcpServer } from './tools.js';
 
 export interface StdioMcp {
@@ -21,7 +22,9 @@ export async function serveMcpOnStdio(url: string): Promise<StdioMcp> {
   // The gate's own classifier, off the event loop, for the query tool's "reads only".
   const classifier = new ClassifierPool({ workers: 1 });
   await classifier.ready();
-  const gate = new GateClient({ connection: url, classify: (sql) => classifier.classify(sql) });
+  // The server's limits.max_statement_bytes is not known here: the default bounds what is parsed
+  // locally (a longer read is refused here; execute sends it, for the gate to judge by its own limit).
+  const gate = new GateClient({ connection: url, classify: gateClassifier(classifier, DEFAULT_MAX_STATEMENT_BYTES) });
   const server = createAirlockMcpServer(gate);
   const transport = new StdioServerTransport();
   let resolveClosed!: () => void;

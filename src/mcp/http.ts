@@ -172,13 +172,18 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
     });
   };
   const server: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener) : createHttpServer(listener);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (error) {
+    await classifier.close();
+    throw error;
+  }
   const address = server.address() as AddressInfo;
   return {
     address: { host: address.address, port: address.port },

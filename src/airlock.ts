@@ -1,10 +1,13 @@
 /**
  * Airlock as a whole server: the gateway agents connect to, and beside it the
- * admin API humans use (freeze, unfreeze, status). The two are separate parts
- * (DESIGN.md: the admin interface is apart from the data path); this is where
- * they are put together, so the gateway knows nothing of the web.
+ * admin API humans use (freeze, unfreeze, status), and the MCP server over
+ * Streamable HTTP when `mcp.listen` is set. They are separate parts
+ * (DESIGN.md: the admin interface is apart from the data path; MCP is a
+ * client of the gate); this is where they are put together, so the gateway
+ * knows nothing of the web or of MCP.
  */
 import { startGateway } from './gateway/gateway.js';
+import { startMcpHttp } from './mcp/http.js';
 import type { Gateway, GatewayOptions } from './gateway/gateway.js';
 import { AdminTokens } from './state/admin-tokens.js';
 import { FileApprovalStore } from './state/approval-store.js';
@@ -14,6 +17,8 @@ import { startAdminApi } from './web/admin-api.js';
 export interface Airlock extends Gateway {
   /** Where the admin API listens. */
   adminAddress: { host: string; port: number };
+  /** Where the MCP server listens for Streamable HTTP (at /mcp); null when `mcp.listen` is not set. */
+  mcpAddress: { host: string; port: number } | null;
 }
 
 /** Starts the gateway, then the admin API; if the admin API cannot start, the gateway is closed again. */
@@ -73,15 +78,49 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
     await gateway.close();
     throw new Error(`Airlock could not start its admin API on ${config.admin.listen.host}:${config.admin.listen.port}: ${(err as Error).message}`);
   }
+  let mcp: Awaited<ReturnType<typeof startMcpHttp>> | null = null;
+  if (config.mcp !== null) {
+    try {
+      mcp = await startMcpHttp({
+        host: config.mcp.listen.host,
+        port: config.mcp.listen.port,
+        agents: config.agents.map((a) => ({ name: a.name, password: a.password, database: a.database })),
+        gateway: gateway.address,
+        maxStatementBytes: config.limits.maxStatementBytes,
+        tls: config.tls,
+        log,
+        onAuthFailed: ({ agent, client }) => {
+          try {
+            audit.append({
+              event: 'auth-failed',
+              agent,
+              session: null,
+              client,
+              reason: 'MCP over HTTP: a missing or wrong bearer credential',
+              detail: { channel: 'mcp-http' },
+            });
+          } catch (err) {
+            log(`audit: could not record a refused MCP login from ${client}: ${(err as Error).message}`);
+          }
+        },
+      });
+    } catch (err) {
+      await admin.close();
+      await gateway.close();
+      throw new Error(`Airlock could not start its MCP server on ${config.mcp.listen.host}:${config.mcp.listen.port}: ${(err as Error).message}`);
+    }
+  }
   return {
     address: gateway.address,
     adminAddress: admin.address,
+    mcpAddress: mcp?.address ?? null,
     freezes: gateway.freezes,
     warnings: gateway.warnings,
     get sessions() {
       return gateway.sessions;
     },
     async close() {
+      await mcp?.close();
       await admin.close();
       await gateway.close();
     },

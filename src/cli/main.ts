@@ -7,6 +7,7 @@ import { runAudit } from './audit-command.js';
 import { runCheck } from './check-command.js';
 import { runDemo } from './demo-command.js';
 import { runDoctor } from './doctor-command.js';
+import { runMcp } from './mcp-command.js';
 import { runStart } from './start-command.js';
 import { runAdmin, runFreeze, runStatus, runUnfreeze } from './freeze-commands.js';
 import { runApprovals, runApprove, runDeny } from './approval-commands.js';
@@ -38,6 +39,8 @@ Commands:
                                  Approve request ID, once, within its dry run's impact (or up to N rows in all).
   deny ID --reason TEXT [--config FILE]
                                  Deny request ID; the waiting agent is told the reason.
+  mcp [--url URL]                Serve MCP on stdio for an agent's MCP client, through the running Airlock,
+                                 as the agent in AIRLOCK_URL (postgres://AGENT:PASSWORD@HOST:PORT/DATABASE).
 
   freeze, unfreeze, status, approvals, approve and deny talk to the running server's admin API with the
   token in AIRLOCK_ADMIN_TOKEN (or ask for it), at --admin HOST:PORT, or
@@ -72,6 +75,7 @@ function parse(argv: string[]) {
       admin: { type: 'string' },
       all: { type: 'boolean' },
       'max-rows': { type: 'string' },
+      url: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -116,6 +120,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runApprove(args, rest);
       case 'deny':
         return await runDeny(args, rest);
+      case 'mcp':
+        return await runMcp(args);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

@@ -25,6 +25,10 @@ export async function runStart(args: CommandArgs): Promise<number> {
   );
   console.log(`Agents: ${config.agents.map((a) => `${a.name} (${a.profile})`).join(', ')}. Audit log: ${config.stateDir}.`);
   console.log(`Admin API (freeze, unfreeze, status; an admin token required): http://${gateway.adminAddress.host}:${gateway.adminAddress.port}/`);
+  if (gateway.mcpAddress !== null) {
+    const scheme = config.tls === null ? 'http' : 'https';
+    console.log(`MCP over Streamable HTTP (Authorization: Bearer <agent>:<password>): ${scheme}://${gateway.mcpAddress.host}:${gateway.mcpAddress.port}/mcp`);
+  }
   await waitForSignal();
   console.log('Airlock is stopping.');
   await gateway.close();

@@ -131,6 +131,7 @@ describe('parseConfig: the minimal file', () => {
       trustedFunctions: [],
       canaryTables: [],
       admin: { listen: { host: '127.0.0.1', port: 6433 } },
+      mcp: null,
       freezeWindows: [],
       tripwire: { refusals: 3, windowSeconds: 600, webhook: null },
       approvals: { waitSeconds: 300, expireSeconds: 3600 },
@@ -179,6 +180,7 @@ describe('parseConfig: valid files', () => {
   const cases: [string, string, (c: AirlockConfig) => unknown, unknown][] = [
     ['IPv6 listen', 'listen: "[::1]:7000"\n' + withAgent(''), (c) => c.listen, { host: '::1', port: 7000 }],
     ['absolute state_dir', withAgent('', 'state_dir: /var/lib/airlock\n'), (c) => c.stateDir, '/var/lib/airlock'],
+    ['mcp.listen', withAgent('', 'mcp: { listen: 127.0.0.1:6434 }\n'), (c) => c.mcp, { listen: { host: '127.0.0.1', port: 6434 } }],
     ['relative state_dir', withAgent('', 'state_dir: data/state\n'), (c) => c.stateDir, join(dir, 'data/state')],
     ['explicit database', withAgent('    database: analytics\n'), (c) => c.agents[0]?.database, 'analytics'],
     ['explicit read_role', withAgent('    read_role: ro_claude\n'), (c) => c.agents[0]?.readRole, 'ro_claude'],
@@ -479,7 +481,7 @@ describe('environment interpolation', () => {
 
   it('does not substitute in keys', () => {
     expect(problemsOf(withAgent('', '${KEY}: 1\n'), { KEY: 'listen' })).toEqual([
-      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, admin, freeze_windows, tripwire, approvals, audit, limits)',
+      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, admin, mcp, freeze_windows, tripwire, approvals, audit, limits)',
     ]);
   });
 
@@ -710,6 +712,7 @@ describe('warnings', () => {
     ['sslmode=disable loopback', withAgent('').replace('/app', () => '/app?sslmode=disable'), []],
     ['sslrootcert without verify', withAgent('').replace('/app', () => '/app?sslmode=require&sslrootcert=ca.pem'), ['airlock.yaml: upstream: sslrootcert is only used with sslmode=verify-ca or verify-full']],
     ['listen beyond loopback, no tls', withAgent('', 'listen: 0.0.0.0:6432\n'), ['airlock.yaml: listen: Airlock listens on 0.0.0.0 without tls']],
+    ['mcp.listen beyond loopback, no tls', withAgent('', 'mcp: { listen: 0.0.0.0:6434 }\n'), ['airlock.yaml: mcp.listen: the MCP server listens on 0.0.0.0 without tls']],
     ['listen beyond loopback, tls', withAgent('', 'listen: 0.0.0.0:6432\ntls: { cert: tls/ok.crt, key: tls/ok.key }\n'), []],
     ['expired certificate', withAgent('', 'tls: { cert: tls/expired.crt, key: tls/expired.key }\n'), ['airlock.yaml: tls.cert: the certificate in']],
     ['world-readable key', withAgent('', 'tls: { cert: tls/ok.crt, key: tls/world-readable.key }\n'), ['airlock.yaml: tls.key: ']],

@@ -51,6 +51,8 @@ export interface AirlockConfig {
   /** Functions outside pg_catalog that agents may call in reads, as schema.name. */
   trustedFunctions: string[];
   admin: { listen: { host: string; port: number } };
+  /** The MCP server over Streamable HTTP (`mcp.listen`); null when not configured. */
+  mcp: { listen: { host: string; port: number } } | null;
   /** Scheduled freeze windows, as written (validated again, with time zones, by the freeze store). */
   freezeWindows: FreezeWindowConfig[];
   /** Honeytoken tables, as schema.table patterns with * wildcards. */
@@ -460,6 +462,12 @@ function resolveSections(
       `Airlock listens on ${sections.listen.host} without tls: agents' queries and results cross the network unencrypted.`,
     );
   }
+  if (sections.mcp && tls === null && !isLoopbackHost(sections.mcp.listen.host)) {
+    warn(
+      ['mcp', 'listen'],
+      `the MCP server listens on ${sections.mcp.listen.host} without tls: agents' credentials, queries and results cross the network unencrypted.`,
+    );
+  }
 
   let agents: AgentConfig[] | null = null;
   if (sections.agents) {
@@ -575,6 +583,7 @@ function resolveSections(
       trustedFunctions: sections.trusted_functions ?? [],
       canaryTables: sections.canary_tables ?? [],
       admin: { listen: admin.listen },
+      mcp: sections.mcp === undefined ? null : { listen: sections.mcp.listen },
       freezeWindows: (sections.freeze_windows ?? []).map((w) => ({ ...w, agents: w.agents ?? null })),
       tripwire: {
         refusals: tripwire.refusals,

@@ -571,6 +571,15 @@ export const configFileSchema = z
       })
       .prefault({})
       .describe("Airlock's admin API."),
+    mcp: z
+      .strictObject({
+        listen: z
+          .string()
+          .transform(parsedField(parseListen))
+          .describe('Where the MCP server listens for Streamable HTTP at /mcp; each agent authenticates with Authorization: Bearer <agent name>:<agent password>. Left out: no HTTP MCP server (airlock mcp on stdio needs none).'),
+      })
+      .optional()
+      .describe("Airlock's MCP server over Streamable HTTP, for MCP clients that connect to a URL. Its SQL runs through the same gate as the agent's."),
     freeze_windows: z
       .array(
         z.union([

@@ -84,6 +84,7 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
       mcp = await startMcpHttp({
         host: config.mcp.listen.host,
         port: config.mcp.listen.port,
+        approvalWaitMs: config.mcp.approvalWaitSeconds * 1000,
         agents: config.agents.map((a) => ({ name: a.name, password: a.password, database: a.database })),
         gateway: gateway.address,
         maxStatementBytes: config.limits.maxStatementBytes,

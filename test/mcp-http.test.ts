@@ -175,3 +175,49 @@ describe('MCP over Streamable HTTP', () => {
     }
   });
 });
+
+describe('MCP over Streamable HTTP: a write held for approval', () => {
+  let db: TestDatabase;
+  let airlock: TestAirlock;
+  let endpoint: URL;
+  let client: Client;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(server, { seed: true });
+    airlock = await startTestAirlock(server, db, {
+      agents: [{ name: 'gated', password: 'gated-mcp-http-password', profile: 'writes-need-approval' }],
+      schemaRefreshMs: 3_600_000,
+      extraYaml: ['mcp:', '  listen: 127.0.0.1:0', '  approval_wait_seconds: 1', 'approvals:', '  wait_seconds: 60'],
+    });
+    const { host, port } = airlock.gateway.mcpAddress!;
+    endpoint = new URL(`http://${host}:${port}/mcp`);
+    client = new Client({ name: 'airlock-mcp-approval-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(endpoint, { requestInit: { headers: { Authorization: 'Bearer gated:gated-mcp-http-password' } } }));
+  }, 120_000);
+
+  afterAll(async () => {
+    await client?.close().catch(() => undefined);
+    await airlock?.close();
+    await db?.drop();
+  });
+
+  it('execute answers HELD with the request id; after airlock approve, the identical call runs it once', async () => {
+    const token = await createAdminToken(airlock.stateDir, 'alice');
+    const { host, port } = airlock.gateway.adminAddress;
+    const args = { sql: 'UPDATE tasks SET title = $1 WHERE id = $2', params: ['approved through mcp', 3] };
+    const held = (await client.callTool({ name: 'execute', arguments: args })) as CallToolResult;
+    expect(held.isError).toBeFalsy();
+    const id = Number(/request #(\d+)/.exec(text(held))![1]);
+    expect(text(held)).toMatch(/^HELD: this statement waits for a human's approval/);
+    const title = async () => withClient(db.url, async (c) => (await c.query<{ title: string }>('SELECT title FROM tasks WHERE id = 3')).rows[0]!.title);
+    expect(await title()).not.toBe('approved through mcp');
+    expect((await adminRequest({ host, port, token }, 'POST', `/v1/approvals/${id}/approve`, {})).status).toBe(200);
+    const ran = (await client.callTool({ name: 'execute', arguments: args })) as CallToolResult;
+    expect(ran.isError, text(ran)).toBeFalsy();
+    expect(text(ran)).toMatch(/^UPDATE: 1 row\./);
+    expect(await title()).toBe('approved through mcp');
+    // Once: the same call again is a new request, held again.
+    const again = (await client.callTool({ name: 'execute', arguments: args })) as CallToolResult;
+    expect(Number(/request #(\d+)/.exec(text(again))![1])).toBeGreaterThan(id);
+  });
+});

@@ -24,7 +24,13 @@ export async function runMcp(args: CommandArgs): Promise<number> {
   if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
     throw new UsageError(`the Airlock URL must start with postgres:// (got ${parsed.protocol}//…)`);
   }
-  const mcp = await serveMcpOnStdio(url);
+  // How long execute lets a statement wait for a human's approval before answering "held" (seconds).
+  const wait = process.env.AIRLOCK_MCP_APPROVAL_WAIT;
+  const approvalWaitMs = wait === undefined || wait === '' ? undefined : Number(wait) * 1000;
+  if (approvalWaitMs !== undefined && !(approvalWaitMs >= 0 && approvalWaitMs <= 3_600_000)) {
+    throw new UsageError(`AIRLOCK_MCP_APPROVAL_WAIT takes a number of seconds (0 to 3600), not "${wait}"`);
+  }
+  const mcp = await serveMcpOnStdio(url, { approvalWaitMs });
   const stop = () => void mcp.close();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

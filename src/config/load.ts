@@ -52,7 +52,7 @@ export interface AirlockConfig {
   trustedFunctions: string[];
   admin: { listen: { host: string; port: number } };
   /** The MCP server over Streamable HTTP (`mcp.listen`); null when not configured. */
-  mcp: { listen: { host: string; port: number } } | null;
+  mcp: { listen: { host: string; port: number }; approvalWaitSeconds: number } | null;
   /** Scheduled freeze windows, as written (validated again, with time zones, by the freeze store). */
   freezeWindows: FreezeWindowConfig[];
   /** Honeytoken tables, as schema.table patterns with * wildcards. */
@@ -583,7 +583,7 @@ function resolveSections(
       trustedFunctions: sections.trusted_functions ?? [],
       canaryTables: sections.canary_tables ?? [],
       admin: { listen: admin.listen },
-      mcp: sections.mcp === undefined ? null : { listen: sections.mcp.listen },
+      mcp: sections.mcp === undefined ? null : { listen: sections.mcp.listen, approvalWaitSeconds: sections.mcp.approval_wait_seconds },
       freezeWindows: (sections.freeze_windows ?? []).map((w) => ({ ...w, agents: w.agents ?? null })),
       tripwire: {
         refusals: tripwire.refusals,

@@ -577,6 +577,13 @@ export const configFileSchema = z
           .string()
           .transform(parsedField(parseListen))
           .describe('Where the MCP server listens for Streamable HTTP at /mcp; each agent authenticates with Authorization: Bearer <agent name>:<agent password>. Left out: no HTTP MCP server (airlock mcp on stdio needs none).'),
+        approval_wait_seconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(3600)
+          .default(15)
+          .describe("How long the execute tool lets a statement wait for a human's approval before it answers that the statement is held (the request stays pending; the identical call runs it once approved)."),
       })
       .optional()
       .describe("Airlock's MCP server over Streamable HTTP, for MCP clients that connect to a URL. Its SQL runs through the same gate as the agent's."),

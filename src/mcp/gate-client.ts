@@ -92,7 +92,19 @@ export interface GateClientOptions {
   /** The agent's connection to Airlock's PostgreSQL listener: a URL or node-postgres options. */
   connection: string | pg.ClientConfig;
   classify: Classify;
+  /**
+   * How long `execute` lets a statement wait for a human's approval before
+   * it stops waiting (the request stays pending, and the identical call
+   * runs it once approved); default 15 s, so a tool call does not hang.
+   */
+  approvalWaitMs?: number;
 }
+
+/** What `execute` waits for a human's approval by default before it answers "held". */
+export const DEFAULT_APPROVAL_WAIT_MS = 15_000;
+
+/** The gate's notice while a statement waits for approval (relay: waitingNotice). */
+const WAITING_NOTICE = /waiting for approval #(\d+)/;
 
 // Every type's text output, as sent: no parsing into JavaScript values.
 const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
@@ -164,9 +176,19 @@ export class GateClient {
   execute(sql: string, params: readonly SqlParam[], maxRows: number): Promise<RowSet> {
     return this.serialized(async () => {
       const client = await this.connection();
+      // Held for a human's approval: after a while, cancel the wait (as psql's Ctrl-C does); the gate then
+      // answers 57014 naming the request, which stays pending.
+      let timer: NodeJS.Timeout | null = null;
+      const onNotice = (notice: { message?: string }): void => {
+        if (timer !== null || !WAITING_NOTICE.test(notice.message ?? '')) return;
+        timer = setTimeout(() => this.cancel(client), this.options.approvalWaitMs ?? DEFAULT_APPROVAL_WAIT_MS);
+      };
+      client.on('notice', onNotice);
       try {
         return await this.run(client, sql, params, maxRows);
       } finally {
+        client.off('notice', onNotice);
+        if (timer !== null) clearTimeout(timer);
         // Each call is a statement of its own: a transaction it opened is not left
         // open for the next call (or for a read's BEGIN READ ONLY) to land in.
         if (client.getTransactionStatus() !== 'I' && this.client === client) {
@@ -182,6 +204,13 @@ export class GateClient {
         }
       }
     });
+  }
+
+  /** Sends a CancelRequest for what runs on `client`, through a connection of its own, as node-postgres does. */
+  private cancel(client: pg.Client): void {
+    const config = typeof this.options.connection === 'string' ? { connectionString: this.options.connection } : this.options.connection;
+    const canceller = new pg.Client(config) as pg.Client & { cancel(client: pg.Client, query: unknown): void };
+    canceller.cancel(client, (client as unknown as { activeQuery: unknown }).activeQuery);
   }
 
   /** Ends the connection; later calls fail. */

@@ -50,6 +50,8 @@ export interface McpHttpOptions {
   tls?: { cert: string; key: string } | null;
   /** limits.max_statement_bytes: longer statements are refused unread, as the gate does. */
   maxStatementBytes: number;
+  /** How long execute lets a statement wait for a human's approval before answering "held" (mcp.approval_wait_seconds). */
+  approvalWaitMs?: number;
   /** Called for each request refused for its credential (for the audit log): the agent it named, if any, and the client's address. */
   onAuthFailed?: (refused: { agent: string | null; client: string }) => void;
   log?: (line: string) => void;
@@ -104,6 +106,7 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
       const gate = new GateClient({
         connection: { host: gatewayHost, port: options.gateway.port, user: agent.name, password, database: agent.database, ssl: false },
         classify: gateClassifier(classifier, options.maxStatementBytes, `mcp:${agent.name}`),
+        approvalWaitMs: options.approvalWaitMs,
       });
       own.push(gate);
       return gate;

@@ -18,13 +18,13 @@ export interface StdioMcp {
 }
 
 /** Serves MCP on this process's stdin and stdout until the client goes away. */
-export async function serveMcpOnStdio(url: string): Promise<StdioMcp> {
+export async function serveMcpOnStdio(url: string, options: { approvalWaitMs?: number } = {}): Promise<StdioMcp> {
   // The gate's own classifier, off the event loop, for the query tool's "reads only".
   const classifier = new ClassifierPool({ workers: 1 });
   await classifier.ready();
   // The server's limits.max_statement_bytes is not known here: the default bounds what is parsed
   // locally (a longer read is refused here; execute sends it, for the gate to judge by its own limit).
-  const gate = new GateClient({ connection: url, classify: gateClassifier(classifier, DEFAULT_MAX_STATEMENT_BYTES) });
+  const gate = new GateClient({ connection: url, classify: gateClassifier(classifier, DEFAULT_MAX_STATEMENT_BYTES), approvalWaitMs: options.approvalWaitMs });
   const server = createAirlockMcpServer(gate);
   const transport = new StdioServerTransport();
   let resolveClosed!: () => void;

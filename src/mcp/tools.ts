@@ -120,7 +120,18 @@ export function createAirlockMcpServer(gate: GateClient): McpServer {
     async ({ sql, params: values, max_rows }) =>
       answer(async () => {
         const limit = max_rows ?? DEFAULT_MAX_ROWS;
-        const set = await gate.execute(sql, values ?? [], limit);
+        let set;
+        try {
+          set = await gate.execute(sql, values ?? [], limit);
+        } catch (error) {
+          const held = heldFor(error);
+          if (held === null) throw error;
+          return (
+            `HELD: this statement waits for a human's approval as request #${held}; nothing was changed yet. ` +
+            `A human approves it with "airlock approve ${held}" (or denies it). Once approved, call execute again with the identical ` +
+            'statement and parameters: it then runs once. Do not change the statement meanwhile: any change is a new request.'
+          );
+        }
         const done = set.command === null ? 'Done.' : `${set.command}: ${set.rowCount ?? 0} ${set.rowCount === 1 ? 'row' : 'rows'}.`;
         if (set.columns.length === 0) return done;
         return `${done}\n${renderRows(set, { maxRows: limit, moreHint: 'Use query with WHERE or LIMIT to read rows.' })}`;
@@ -128,6 +139,14 @@ export function createAirlockMcpServer(gate: GateClient): McpServer {
   );
 
   return server;
+}
+
+/** The request a statement is held in, when the gate's answer is that its wait for approval ended (57014), else null. */
+function heldFor(error: unknown): number | null {
+  const e = GateError.from(error);
+  if (e.code !== '57014') return null;
+  const m = /request #(\d+)/.exec(e.message);
+  return m === null || !/stays pending/.test(e.message) ? null : Number(m[1]);
 }
 
 /** A tool's answer: its text, or the gate's (or PostgreSQL's) error as an MCP tool error. */

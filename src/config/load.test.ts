@@ -180,7 +180,7 @@ describe('parseConfig: valid files', () => {
   const cases: [string, string, (c: AirlockConfig) => unknown, unknown][] = [
     ['IPv6 listen', 'listen: "[::1]:7000"\n' + withAgent(''), (c) => c.listen, { host: '::1', port: 7000 }],
     ['absolute state_dir', withAgent('', 'state_dir: /var/lib/airlock\n'), (c) => c.stateDir, '/var/lib/airlock'],
-    ['mcp.listen', withAgent('', 'mcp: { listen: 127.0.0.1:6434 }\n'), (c) => c.mcp, { listen: { host: '127.0.0.1', port: 6434 } }],
+    ['mcp.listen', withAgent('', 'mcp: { listen: 127.0.0.1:6434 }\n'), (c) => c.mcp, { listen: { host: '127.0.0.1', port: 6434 }, approvalWaitSeconds: 15 }],
     ['relative state_dir', withAgent('', 'state_dir: data/state\n'), (c) => c.stateDir, join(dir, 'data/state')],
     ['explicit database', withAgent('    database: analytics\n'), (c) => c.agents[0]?.database, 'analytics'],
     ['explicit read_role', withAgent('    read_role: ro_claude\n'), (c) => c.agents[0]?.readRole, 'ro_claude'],

@@ -11,6 +11,9 @@ import { startMcpHttp } from './mcp/http.js';
 import type { Gateway, GatewayOptions } from './gateway/gateway.js';
 import { AdminTokens } from './state/admin-tokens.js';
 import { FileApprovalStore } from './state/approval-store.js';
+import { SecondFactor } from './web/second-factor.js';
+import { postWebhook } from './notify/webhook.js';
+import type { ApprovalEvent } from './notify/webhook.js';
 import { describeFreeze } from './policy/read-only.js';
 import { startAdminApi } from './web/admin-api.js';
 
@@ -26,7 +29,30 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
   const { config, audit } = options;
   const log = options.log ?? ((line: string) => console.error(line));
   const approvals = await FileApprovalStore.open(config.stateDir, { expireSeconds: config.approvals.expireSeconds });
-  const gateway = await startGateway({ ...options, approvals });
+  const webhook = config.approvals.webhook;
+  const gateway = await startGateway({
+    ...options,
+    approvals,
+    onApprovalRequest:
+      webhook === null
+        ? undefined
+        : (request) => {
+            const event: ApprovalEvent = {
+              event: 'approval-request',
+              id: request.id,
+              agent: request.agent,
+              statement: request.text,
+              params: request.params,
+              reason: request.reason,
+              impact: request.impact,
+              expires: request.expires,
+              approve: `airlock approve ${request.id}`,
+              deny: `airlock deny ${request.id} --reason "…"`,
+              at: request.created,
+            };
+            postWebhook(webhook.url, webhook.format, event).catch((err: Error) => log(`approvals: the webhook for request #${request.id} failed: ${err.message}`));
+          },
+  });
   let admin: Awaited<ReturnType<typeof startAdminApi>>;
   try {
     const tokens = await AdminTokens.open(config.stateDir);
@@ -37,6 +63,7 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
       freezes: gateway.freezes,
       agents: config.agents.map((a) => a.name),
       log,
+      ...(config.admin.totpSecret === null ? {} : { secondFactor: new SecondFactor(config.admin.totpSecret) }),
       approvals: {
         store: approvals,
         frozen: (agent) => {

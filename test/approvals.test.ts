@@ -5,11 +5,15 @@
  * with the human's reason when denied; an approval binds the exact text and
  * parameters, the agent and the dry run's impact, once; a freeze trumps it.
  */
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import pg from 'pg';
+import { Secret, TOTP } from 'otpauth';
 import { createAdminToken } from '../src/state/admin-tokens.js';
 import { adminRequest } from '../src/cli/admin-client.js';
 import { main } from '../src/cli/main.js';
@@ -34,6 +38,9 @@ for (const server of testServers()) {
     let airlock: TestAirlock;
     let token: string;
     const clients: pg.Client[] = [];
+    /** What the approvals webhook received. */
+    const hooks: Record<string, unknown>[] = [];
+    let hookServer: Server;
 
     const admin = (method: 'GET' | 'POST', path: string, body?: unknown, t = token) =>
       adminRequest({ host: airlock.gateway.adminAddress.host, port: airlock.gateway.adminAddress.port, token: t }, method, path, body);
@@ -69,7 +76,21 @@ for (const server of testServers()) {
     beforeAll(async () => {
       db = await createTestDatabase(server, { seed: true });
       stateDir = await mkdtemp(join(tmpdir(), 'airlock-approvals-'));
-      airlock = await startTestAirlock(server, db, { stateDir, agents: [GATED], extraYaml: ['approvals:', `  wait_seconds: ${WAIT_SECONDS}`] });
+      hookServer = createServer((req, res) => {
+        let body = '';
+        req.on('data', (d: Buffer) => (body += d.toString('utf8')));
+        req.on('end', () => {
+          hooks.push(JSON.parse(body) as Record<string, unknown>);
+          res.end('ok');
+        });
+      });
+      await new Promise<void>((resolve) => hookServer.listen(0, '127.0.0.1', resolve));
+      const hookUrl = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`;
+      airlock = await startTestAirlock(server, db, {
+        stateDir,
+        agents: [GATED],
+        extraYaml: ['approvals:', `  wait_seconds: ${WAIT_SECONDS}`, '  webhook:', `    url: ${hookUrl}`],
+      });
       token = await createAdminToken(stateDir, 'alice');
     });
 
@@ -79,6 +100,7 @@ for (const server of testServers()) {
       await dropRoles(server, [`${db.name}_gated`, `${db.name}_gated_w`]).catch(() => undefined);
       await db?.drop();
       await rm(stateDir, { recursive: true, force: true });
+      await new Promise((resolve) => hookServer?.close(resolve));
     });
 
     it('approve while the agent waits: its statement completes with the normal CommandComplete, once, on the record with the approver', async () => {
@@ -88,6 +110,14 @@ for (const server of testServers()) {
       const listed = await admin('GET', '/v1/approvals');
       const request = (listed.body as { requests: { id: number; reason: string; impact: Record<string, number>; agent: string }[] }).requests.find((r) => r.id === id);
       expect(request).toMatchObject({ agent: 'gated', reason: 'fix a typo', impact: { 'public.tasks': 1 } });
+      // The humans hear of it through the webhook, with the commands that decide it.
+      await expect.poll(() => hooks.find((h) => h.id === id), { timeout: 5_000 }).toMatchObject({
+        event: 'approval-request',
+        agent: 'gated',
+        reason: 'fix a typo',
+        impact: { 'public.tasks': 1 },
+        approve: `airlock approve ${id}`,
+      });
       // Not yet run: the database is as it was.
       expect((await direct<{ title: string }>('SELECT title FROM tasks WHERE id = 1')).rows[0]!.title).not.toBe('approved title');
       const approved = await admin('POST', `/v1/approvals/${id}/approve`, {});
@@ -249,4 +279,64 @@ for (const server of testServers()) {
       expect((await pending).rowCount).toBe(1);
     });
   });
+}
+
+describe('approvals with a second factor (admin.totp_secret)', () => {
+  const server = testServers()[0]!;
+  const SECRET = new Secret({ size: 20 }).base32;
+  let db: TestDatabase;
+  let stateDir: string;
+  let airlock: TestAirlock;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(server, { seed: true });
+    stateDir = await mkdtemp(join(tmpdir(), 'airlock-totp-'));
+    airlock = await startTestAirlock(server, db, {
+      stateDir,
+      agents: [GATED],
+      extraYaml: ['approvals:', '  wait_seconds: 30'],
+      adminYaml: [`  totp_secret: ${SECRET}`],
+    });
+  });
+
+  afterAll(async () => {
+    await airlock?.close();
+    await dropRoles(server, [`${db.name}_gated`, `${db.name}_gated_w`]).catch(() => undefined);
+    await db?.drop();
+    await rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('needs a current TOTP code besides the admin token to approve or unfreeze; the token alone changes nothing', async () => {
+    const token = await createAdminToken(stateDir, 'alice');
+    const { host, port } = airlock.gateway.adminAddress;
+    const c = new pg.Client(airlock.clientConfig(GATED.name));
+    const notices: string[] = [];
+    c.on('notice', (n) => notices.push(n.message ?? ''));
+    await c.connect();
+    try {
+      const pending = c.query("UPDATE tasks SET title = 'two factors' WHERE id = 9");
+      await expect.poll(() => notices.find((n) => n.includes('waiting for approval #')), { timeout: 10_000, interval: 25 }).toBeDefined();
+      const id = Number(/#(\d+)/.exec(notices.find((n) => n.includes('waiting for approval #'))!)![1]);
+      const tokenOnly = await adminRequest({ host, port, token }, 'POST', `/v1/approvals/${id}/approve`, {});
+      expect(tokenOnly.status).toBe(401);
+      expect(tokenOnly.body.error).toMatch(/needs a current TOTP code/);
+      const wrong = await adminRequest({ host, port, token, totp: '000000' === currentCode(SECRET) ? '111111' : '000000' }, 'POST', `/v1/approvals/${id}/approve`, {});
+      expect(wrong.status).toBe(401);
+      expect(((await adminRequest({ host, port, token }, 'GET', `/v1/approvals/${id}`)).body as { request: { state: string } }).request.state).toBe('pending');
+      const both = await adminRequest({ host, port, token, totp: currentCode(SECRET) }, 'POST', `/v1/approvals/${id}/approve`, {});
+      expect(both.status).toBe(200);
+      expect((await pending).rowCount).toBe(1);
+      // Unfreezing too: a freeze made with the token alone is lifted only with a code.
+      expect((await adminRequest({ host, port, token }, 'POST', '/v1/freeze', { agent: 'gated', reason: 'totp test' })).status).toBe(201);
+      expect((await adminRequest({ host, port, token }, 'POST', '/v1/unfreeze', { agent: 'gated' })).status).toBe(401);
+      await new Promise((r) => setTimeout(r, 30_000 - (Date.now() % 30_000) + 50)); // the next code: each is good once
+      expect((await adminRequest({ host, port, token, totp: currentCode(SECRET) }, 'POST', '/v1/unfreeze', { agent: 'gated' })).status).toBe(200);
+    } finally {
+      await c.end();
+    }
+  }, 60_000);
+});
+
+function currentCode(secret: string): string {
+  return new TOTP({ secret: Secret.fromBase32(secret) }).generate();
 }

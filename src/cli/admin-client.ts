@@ -9,6 +9,8 @@ export interface AdminTarget {
   host: string;
   port: number;
   token: string;
+  /** A current TOTP code, for the actions that need one (admin.totp_secret). */
+  totp?: string;
 }
 
 /** The parts of a terminal the hidden prompt uses; process.stdin and process.stderr fit. */
@@ -98,6 +100,7 @@ export async function adminRequest(
   const where = `${isIP(target.host) === 6 ? `[${target.host}]` : target.host}:${target.port}`;
   const headers: Record<string, string> = { authorization: `Bearer ${target.token}`, accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
+  if (target.totp !== undefined) headers['x-airlock-totp'] = target.totp;
   let response: Response;
   try {
     response = await fetch(`http://${where}${path}`, {

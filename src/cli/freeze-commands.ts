@@ -39,7 +39,8 @@ export async function target(args: CommandArgs): Promise<AdminTarget> {
   } else {
     address = (await configFromArgs(args)).admin.listen;
   }
-  return { host: address.host, port: address.port, token: await adminTokenFromEnvOrPrompt() };
+  const totp = args.values.totp ?? process.env.AIRLOCK_TOTP;
+  return { host: address.host, port: address.port, token: await adminTokenFromEnvOrPrompt(), ...(totp === undefined ? {} : { totp }) };
 }
 
 export function report(status: number, body: unknown): number {

@@ -35,7 +35,7 @@ Commands:
   status [--config FILE]         Show the freezes in force.
   approvals [--all] [--json] [--config FILE]
                                  List requests waiting for a human's approval (#ID, agent, age, impact, reason, statement).
-  approve ID [--max-rows N] [--config FILE]
+  approve ID [--max-rows N] [--totp CODE] [--config FILE]
                                  Approve request ID, once, within its dry run's impact (or up to N rows in all).
   deny ID --reason TEXT [--config FILE]
                                  Deny request ID; the waiting agent is told the reason.
@@ -74,6 +74,7 @@ function parse(argv: string[]) {
       window: { type: 'string' },
       admin: { type: 'string' },
       all: { type: 'boolean' },
+      totp: { type: 'string' },
       'max-rows': { type: 'string' },
       url: { type: 'string' },
       help: { type: 'boolean', short: 'h' },

@@ -130,11 +130,11 @@ describe('parseConfig: the minimal file', () => {
       rules: [],
       trustedFunctions: [],
       canaryTables: [],
-      admin: { listen: { host: '127.0.0.1', port: 6433 } },
+      admin: { listen: { host: '127.0.0.1', port: 6433 }, totpSecret: null },
       mcp: null,
       freezeWindows: [],
       tripwire: { refusals: 3, windowSeconds: 600, webhook: null },
-      approvals: { waitSeconds: 300, expireSeconds: 3600 },
+      approvals: { waitSeconds: 300, expireSeconds: 3600, webhook: null },
       audit: { flushMs: 5, checkpoint: null },
       limits: {
         maxMessageBytes: 64 * 1024 * 1024,

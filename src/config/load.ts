@@ -50,7 +50,7 @@ export interface AirlockConfig {
   rules: RuleConfig[];
   /** Functions outside pg_catalog that agents may call in reads, as schema.name. */
   trustedFunctions: string[];
-  admin: { listen: { host: string; port: number } };
+  admin: { listen: { host: string; port: number }; totpSecret: string | null };
   /** The MCP server over Streamable HTTP (`mcp.listen`); null when not configured. */
   mcp: { listen: { host: string; port: number }; approvalWaitSeconds: number } | null;
   /** Scheduled freeze windows, as written (validated again, with time zones, by the freeze store). */
@@ -62,7 +62,7 @@ export interface AirlockConfig {
     windowSeconds: number;
     webhook: { url: string; format: WebhookFormat } | null;
   };
-  approvals: { waitSeconds: number; expireSeconds: number };
+  approvals: { waitSeconds: number; expireSeconds: number; webhook: { url: string; format: WebhookFormat } | null };
   audit: {
     flushMs: number;
     /** Signed head checkpoints (audit.checkpoint_file / checkpoint_key), or null when not configured. */
@@ -582,7 +582,7 @@ function resolveSections(
       rules,
       trustedFunctions: sections.trusted_functions ?? [],
       canaryTables: sections.canary_tables ?? [],
-      admin: { listen: admin.listen },
+      admin: { listen: admin.listen, totpSecret: admin.totp_secret ?? null },
       mcp: sections.mcp === undefined ? null : { listen: sections.mcp.listen, approvalWaitSeconds: sections.mcp.approval_wait_seconds },
       freezeWindows: (sections.freeze_windows ?? []).map((w) => ({ ...w, agents: w.agents ?? null })),
       tripwire: {
@@ -590,7 +590,7 @@ function resolveSections(
         windowSeconds: tripwire.window_seconds,
         webhook: tripwire.webhook ?? null,
       },
-      approvals: { waitSeconds: approvals.wait_seconds, expireSeconds: approvals.expire_seconds },
+      approvals: { waitSeconds: approvals.wait_seconds, expireSeconds: approvals.expire_seconds, webhook: approvals.webhook ?? null },
       audit: { flushMs: audit.flush_ms, checkpoint },
       limits: {
         maxMessageBytes: limits.max_message_bytes,

@@ -568,6 +568,11 @@ export const configFileSchema = z
           .default(DEFAULTS.adminListen)
           .transform(parsedField(parseListen))
           .describe('Where the admin API listens (freeze, unfreeze, status), for the airlock CLI with an admin token. Keep it on loopback or a private network.'),
+        totp_secret: z
+          .string()
+          .regex(/^[A-Z2-7]{16,}=*$/i, { error: 'must be a base32 TOTP secret of at least 16 characters (from the environment, e.g. ${AIRLOCK_TOTP_SECRET})' })
+          .optional()
+          .describe('A TOTP secret (base32, as authenticator apps take it): approve and unfreeze then also need a current code, so an admin token alone is not enough.'),
       })
       .prefault({})
       .describe("Airlock's admin API."),
@@ -657,6 +662,13 @@ export const configFileSchema = z
           .max(30 * 86_400)
           .default(DEFAULTS.approvalExpireSeconds)
           .describe('How long a request (and its approval, until used) stays good, in seconds.'),
+        webhook: z
+          .strictObject({
+            url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).describe('Where Airlock POSTs a JSON body when the tripwire trips.'),
+            format: z.enum(WEBHOOK_FORMATS).default('json').describe('json: Airlock\'s own body; slack: a Slack-compatible {"text": ...} body.'),
+          })
+          .optional()
+          .describe('A webhook to notify of each new request, with its statement, impact, reason and the approve/deny commands.'),
       })
       .prefault({})
       .describe("Statements that need a human's approval (rules with decision: approve, agents of profile writes-need-approval)."),

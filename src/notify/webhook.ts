@@ -5,6 +5,25 @@
  */
 import type { WebhookFormat } from '../config/schema.js';
 
+/** A statement waits for a human's approval: what it would do, and the commands that decide it. */
+export interface ApprovalEvent {
+  event: 'approval-request';
+  id: number;
+  agent: string;
+  statement: string;
+  params: (string | null)[];
+  /** What the agent says it is for: shown, never trusted. */
+  reason: string | null;
+  /** Rows per table its dry run changed. */
+  impact: Record<string, number>;
+  expires: string;
+  approve: string;
+  deny: string;
+  at: string;
+}
+
+export type NotifyEvent = AlarmEvent | ApprovalEvent;
+
 export interface AlarmEvent {
   event: 'tripwire';
   agent: string;
@@ -18,7 +37,17 @@ export interface AlarmEvent {
 }
 
 /** The body POSTed for an event, in the configured format. */
-export function webhookBody(event: AlarmEvent, format: WebhookFormat): unknown {
+export function webhookBody(event: NotifyEvent, format: WebhookFormat): unknown {
+  if (event.event === 'approval-request') {
+    if (format !== 'slack') return event;
+    const impact = Object.entries(event.impact).map(([t, n]) => `${t} ${n}`).join(', ') || 'no rows';
+    return {
+      text:
+        `:raised_hand: Airlock: agent "${event.agent}" waits for approval #${event.id}.\nStatement: \`${event.statement.slice(0, 500)}\`` +
+        `${event.params.length > 0 ? ` with ${JSON.stringify(event.params).slice(0, 200)}` : ''}\nImpact (dry run): ${impact}. Reason given: ${event.reason ?? '(none)'}.\n` +
+        `Approve: \`${event.approve}\`  Deny: \`${event.deny}\`  (expires ${event.expires})`,
+    };
+  }
   if (format === 'slack') {
     return {
       text: `:rotating_light: Airlock tripwire: agent "${event.agent}" ${event.reason}.\nStatement: \`${event.statement.slice(0, 500)}\`\nRule: ${event.rule}, session ${event.session}, at ${event.at}.`,
@@ -28,7 +57,7 @@ export function webhookBody(event: AlarmEvent, format: WebhookFormat): unknown {
 }
 
 /** POSTs the event; resolves once delivered, rejects with a plain message if not (within `timeoutMs`). */
-export async function postWebhook(url: string, format: WebhookFormat, event: AlarmEvent, timeoutMs = 5000): Promise<void> {
+export async function postWebhook(url: string, format: WebhookFormat, event: NotifyEvent, timeoutMs = 5000): Promise<void> {
   const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'user-agent': 'airlock' },

@@ -9,6 +9,8 @@
  *
  * JSON in and out; every error is `{ error: "<full sentence>" }`.
  */
+import { secondFactorProblem } from './second-factor.js';
+import type { SecondFactor } from './second-factor.js';
 import { registerApprovalRoutes } from './approval-routes.js';
 import type { ApprovalRoutesOptions } from './approval-routes.js';
 import { isIP } from 'node:net';
@@ -52,7 +54,9 @@ export interface AdminApiOptions {
   /** Called after each change, with who made it; the gateway records it on the audit log. */
   onAction?: (action: AdminAction) => void;
   /** Requests for approval (approval-routes.ts); without it the approval endpoints are absent. */
-  approvals?: Omit<ApprovalRoutesOptions, 'by'>;
+  approvals?: Omit<ApprovalRoutesOptions, 'by' | 'secondFactor'>;
+  /** With admin.totp_secret: approve and unfreeze also need a current TOTP code. */
+  secondFactor?: SecondFactor;
   log?: (line: string) => void;
 }
 
@@ -271,6 +275,8 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
   app.post<{ Body: UnfreezeBody }>('/v1/unfreeze', { schema: { body: unfreezeBodySchema } }, async (request, reply) => {
     const { agent, window } = request.body;
     const name = by(request);
+    const missing = secondFactorProblem(o.secondFactor, request);
+    if (missing !== null) return reply.code(401).send({ error: missing });
     if (window !== undefined) {
       if (agent !== undefined) {
         return reply.code(400).send({ error: 'Give "agent" or "window", not both: a window is ended for every agent it covers.' });
@@ -291,7 +297,7 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
     return { lifted, message: `The freeze on ${describeScope(scope)} was lifted.` };
   });
 
-  if (o.approvals !== undefined) registerApprovalRoutes(app, { ...o.approvals, by });
+  if (o.approvals !== undefined) registerApprovalRoutes(app, { ...o.approvals, by, secondFactor: o.secondFactor });
 
   if (!isLoopback(o.host)) {
     log(
@@ -313,3 +319,4 @@ function isLoopback(host: string): boolean {
   if (isIP(host) === 4) return host.startsWith('127.');
   return host === '::1';
 }
+

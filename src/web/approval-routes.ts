@@ -6,6 +6,8 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApprovalError } from '../state/approval-store.js';
+import { secondFactorProblem } from './second-factor.js';
+import type { SecondFactor } from './second-factor.js';
 import type { ApprovalRequest, ApprovalStore } from '../state/approval-store.js';
 
 export interface ApprovalRoutesOptions {
@@ -16,6 +18,8 @@ export interface ApprovalRoutesOptions {
   frozen: (agent: string) => string | null;
   /** Puts the decision on the record. */
   record: (kind: 'approve' | 'deny', by: string, request: ApprovalRequest) => void;
+  /** With admin.totp_secret: approving also needs a current TOTP code. */
+  secondFactor?: SecondFactor;
 }
 
 const idParams = {
@@ -57,6 +61,8 @@ export function registerApprovalRoutes(app: FastifyInstance, o: ApprovalRoutesOp
       const frozen = o.frozen(pending.agent);
       if (frozen !== null) return reply.code(409).send({ error: `Agent "${pending.agent}" is frozen (${frozen}), so request #${id} cannot be approved.` });
       const name = o.by(request);
+      const missing = secondFactorProblem(o.secondFactor, request);
+      if (missing !== null) return reply.code(401).send({ error: missing });
       const approved = await decide(reply, () => o.store.approve(id, name, request.body?.max_rows ?? null));
       if (approved === null) return reply;
       o.record('approve', name, approved);

@@ -57,6 +57,8 @@ export async function startTestAirlock(
     now?: () => Date;
     /** How often the gateway re-reads the schema (and re-syncs write roles), in milliseconds. */
     schemaRefreshMs?: number;
+    /** More lines under `admin:` (indented two spaces), e.g. `  totp_secret: …`. */
+    adminYaml?: string[];
   } = {},
 ): Promise<TestAirlock> {
   const agents = options.agents ?? [DEFAULT_AGENT];
@@ -67,6 +69,7 @@ export async function startTestAirlock(
     'listen: 127.0.0.1:0',
     'admin:',
     '  listen: 127.0.0.1:0',
+    ...(options.adminYaml ?? []),
     `upstream: postgres://${service.user}${service.password === null ? '' : ':${UPSTREAM_PASSWORD}'}@${server.host}:${server.port}/${db.name}?${options.upstreamQuery ?? 'sslmode=disable'}`,
     `state_dir: ${JSON.stringify(stateDir)}`,
     'agents:',

@@ -5,6 +5,7 @@
  * with the human's reason when denied; an approval binds the exact text and
  * parameters, the agent and the dry run's impact, once; a freeze trumps it.
  */
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -257,6 +258,23 @@ for (const server of testServers()) {
         await admin('POST', '/v1/unfreeze', { agent: 'gated' });
       }
       expect((await direct<{ title: string }>('SELECT title FROM tasks WHERE id = 6')).rows[0]!.title).not.toBe('frozen');
+    });
+
+    it('psql: the statement waits with a NOTICE naming the request, and prints UPDATE 1 once approved', async () => {
+      const { host, port, user, password, database } = airlock.clientConfig(GATED.name);
+      const url = `postgres://${user}:${password}@${host}:${port}/${database}`;
+      const psql = spawn('psql', [url, '-X', '-v', 'ON_ERROR_STOP=1', '-c', "UPDATE tasks SET title = 'through psql' WHERE id = 10"], { env: { PATH: process.env.PATH ?? '', PGCONNECT_TIMEOUT: '10' } });
+      let stdout = '';
+      let stderr = '';
+      psql.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+      psql.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      const exited = new Promise<number | null>((resolve) => psql.once('close', resolve));
+      await expect.poll(() => /NOTICE: +airlock: waiting for approval #(\d+)/.exec(stderr), { timeout: 10_000, interval: 25 }).not.toBeNull();
+      const id = /waiting for approval #(\d+)/.exec(stderr)![1];
+      expect((await admin('POST', `/v1/approvals/${id}/approve`, {})).status).toBe(200);
+      expect(await exited).toBe(0);
+      expect(stdout.trim()).toBe('UPDATE 1');
+      expect((await direct<{ title: string }>('SELECT title FROM tasks WHERE id = 10')).rows[0]!.title).toBe('through psql');
     });
 
     it('the CLI lists pending requests one a line beginning #ID, approves and denies', async () => {

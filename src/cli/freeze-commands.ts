@@ -29,7 +29,7 @@ export function parseUntil(text: string, now = new Date()): Date {
  * config's admin.listen (loading the config needs its secrets in the
  * environment, which an operator's shell may not hold).
  */
-async function target(args: CommandArgs): Promise<AdminTarget> {
+export async function target(args: CommandArgs): Promise<AdminTarget> {
   const given = args.values.admin ?? process.env.AIRLOCK_ADMIN_ADDRESS;
   let address: { host: string; port: number };
   if (given !== undefined) {

@@ -9,6 +9,7 @@ import { runDemo } from './demo-command.js';
 import { runDoctor } from './doctor-command.js';
 import { runStart } from './start-command.js';
 import { runAdmin, runFreeze, runStatus, runUnfreeze } from './freeze-commands.js';
+import { runChanges, runUndo } from './undo-commands.js';
 
 const USAGE = `Usage: airlock <command> [options]
 
@@ -31,8 +32,12 @@ Commands:
   unfreeze [--agent NAME | --window NAME] [--config FILE]
                                  Lift a freeze (global, one agent's, or a scheduled window's current occurrence).
   status [--config FILE]         Show the freezes in force.
+  changes [--agent NAME] [--since TIME] [--table T] [--transaction TXID] [--all] [--json]
+                                 List the journalled changes, one a line: change id, time, agent, statement, rows per table, state.
+  undo CHANGE_ID… | --transaction TXID | --agent NAME --since TIME [--dry-run] [--force]
+                                 Put the rows of those changes back exactly, in one transaction; stops at rows changed since unless --force.
 
-  freeze, unfreeze and status talk to the running server's admin API with the
+  freeze, unfreeze, status, changes and undo talk to the running server's admin API with the
   token in AIRLOCK_ADMIN_TOKEN (or ask for it), at --admin HOST:PORT, or
   AIRLOCK_ADMIN_ADDRESS, or the config's admin.listen.
 
@@ -62,6 +67,12 @@ function parse(argv: string[]) {
       reason: { type: 'string' },
       until: { type: 'string' },
       window: { type: 'string' },
+      since: { type: 'string' },
+      table: { type: 'string' },
+      transaction: { type: 'string' },
+      all: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      force: { type: 'boolean' },
       admin: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -101,6 +112,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runUnfreeze(args);
       case 'status':
         return await runStatus(args);
+      case 'changes':
+        return await runChanges(args);
+      case 'undo':
+        return await runUndo(args, rest);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

@@ -130,6 +130,7 @@ describe('parseConfig: the minimal file', () => {
       rules: [],
       trustedFunctions: [],
       canaryTables: [],
+      undo: { optionalTables: [] },
       admin: { listen: { host: '127.0.0.1', port: 6433 } },
       freezeWindows: [],
       tripwire: { refusals: 3, windowSeconds: 600, webhook: null },
@@ -477,7 +478,7 @@ describe('environment interpolation', () => {
 
   it('does not substitute in keys', () => {
     expect(problemsOf(withAgent('', '${KEY}: 1\n'), { KEY: 'listen' })).toEqual([
-      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, admin, freeze_windows, tripwire, audit, limits)',
+      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, undo, admin, freeze_windows, tripwire, audit, limits)',
     ]);
   });
 

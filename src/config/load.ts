@@ -55,6 +55,8 @@ export interface AirlockConfig {
   freezeWindows: FreezeWindowConfig[];
   /** Honeytoken tables, as schema.table patterns with * wildcards. */
   canaryTables: string[];
+  /** Undo: tables agents may write without the journal (undo.optional_tables), as schema.table patterns. */
+  undo: { optionalTables: string[] };
   tripwire: {
     refusals: number;
     windowSeconds: number;
@@ -571,6 +573,7 @@ function resolveSections(
       rules,
       trustedFunctions: sections.trusted_functions ?? [],
       canaryTables: sections.canary_tables ?? [],
+      undo: { optionalTables: sections.undo?.optional_tables ?? [] },
       admin: { listen: admin.listen },
       freezeWindows: (sections.freeze_windows ?? []).map((w) => ({ ...w, agents: w.agents ?? null })),
       tripwire: {

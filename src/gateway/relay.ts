@@ -68,6 +68,7 @@ import { PREAMBLE, WriteEscaped, WriteExecutor, WriteOutcomeUnknown, denialField
 import type { WriteImpact } from '../executor/write-executor.js';
 import { WriteConnectionLost } from '../executor/write-connection.js';
 import type { WriteConnection } from '../executor/write-connection.js';
+import type { Journal } from '../state/journal.js';
 
 /** What the relay needs from the gateway. */
 export interface RelayContext {
@@ -94,6 +95,10 @@ export interface RelayContext {
   openWriteConnection: (who: RelayIdentity) => Promise<WriteConnection>;
   /** Every agent's write budgets, over all its sessions. */
   budget: WriteBudget;
+  /** The undo journal: every kept write's row images, recorded before COMMIT. */
+  journal: Journal;
+  /** Tables the config lets agents write without a journal (undo.optional_tables). */
+  undoOptional: (schema: string, name: string) => boolean;
   log: (line: string) => void;
 }
 
@@ -214,6 +219,8 @@ export class Relay {
   private home: Home = 'read';
   /** The write transaction now open has kept a write: its COMMIT is refused under a freeze. */
   private txWrote = false;
+  /** Writes released into the agent's open transaction: journalled at its COMMIT, forgotten at its ROLLBACK. */
+  private txChanges: { changeId: string; txid: string; text: string }[] = [];
   /** Client messages that arrived while the write connection worked; handled, in order, once it is done. */
   private held: Message[] | null = null;
   private heldBytes = 0;
@@ -1238,6 +1245,8 @@ export class Relay {
         const writer = new WriteExecutor(conn);
         try {
           await writer.verifyMeasurable();
+          const problem = await writer.prepareCapture();
+          if (problem !== null) this.ctx.log(`session ${this.who.session}: the write connection has no capture table (${problem}); its writes will be refused (no-journal) unless undo-optional`);
         } catch (err) {
           conn.close();
           throw err;
@@ -1308,9 +1317,75 @@ export class Relay {
       await this.runWrite(writer, batch, batch.write);
       return;
     }
+    if (batch.commits && this.txChanges.length > 0 && writer.status === 'T') {
+      await this.commitJournalled(writer, batch);
+      return;
+    }
     // Reads, transaction control, refusals inside the write transaction:
     // answered as the read path answers, through the same bookkeeping.
     await this.passOnWriter(writer, batch);
+  }
+
+  /**
+   * The agent's COMMIT of a transaction that kept writes: what its
+   * savepoints left captured is journalled, durably, before the COMMIT is
+   * sent, and marked committed (or aborted) by what the server says of the
+   * transaction afterwards. If the journal cannot be written, the
+   * transaction is rolled back instead.
+   */
+  private async commitJournalled(writer: WriteExecutor, batch: Batch): Promise<void> {
+    const changes = this.txChanges;
+    const txid = changes[0]!.txid;
+    let denial: Denial | null = null;
+    if (batch.unsafe > 1) {
+      // Something else in the batch (ROLLBACK TO SAVEPOINT, say) could change what the COMMIT keeps after the rows were read.
+      denial = {
+        kind: 'deny',
+        rule: 'write-not-alone',
+        message: "airlock: a COMMIT of a transaction that wrote must be sent alone, so that exactly what it commits is journalled; the transaction was rolled back",
+        hint: 'Send COMMIT on its own.',
+        sqlstate: '0A000',
+      };
+    }
+    const ids: string[] = [];
+    if (denial === null) {
+      try {
+        const captured = await writer.capturedInTransaction();
+        const entries = changes
+          .filter((c) => captured.has(c.changeId))
+          .map((c) => ({ id: c.changeId, txid: c.txid, kind: 'write' as const, agent: this.who.agent, by: null, statement: c.text, rows: captured.get(c.changeId)! }));
+        await this.ctx.journal.record(entries);
+        ids.push(...entries.map((e) => e.id));
+      } catch (err) {
+        denial = {
+          kind: 'deny',
+          rule: 'journal-unavailable',
+          message: `airlock: the transaction's writes could not be journalled for undo, so it was rolled back: ${(err as Error).message}`,
+          hint: "A human must check Airlock's state directory (disk space, permissions) and its log.",
+          sqlstate: '58030',
+        };
+      }
+    }
+    if (denial !== null) {
+      for (let i = batch.items.length - 1; i >= 0; i--) batch.items[i]!.undo?.();
+      await writer.rollback();
+      this.objects.write.querySent();
+      this.recordDenial(denial, 'COMMIT', undefined, undefined);
+      this.toClient(Buffer.concat([errorResponse(denialFields(denial, 'The transaction was rolled back.')), readyForQuery('I')]));
+      this.settle('I', null);
+      return;
+    }
+    await this.passOnWriter(writer, batch);
+    if (ids.length === 0) return;
+    // Settled by the server's word on the transaction, not by the answers the agent saw.
+    let state: string | null = null;
+    if (writer.status === 'I') {
+      this.objects.write.querySent();
+      state = await writer.transactionStatus(txid).catch(() => null);
+    }
+    if (state === 'committed' || state === 'aborted') {
+      await this.ctx.journal.settle(ids, state).catch((err: Error) => this.ctx.log(`journal: could not mark ${ids.join(', ')} ${state}: ${err.message}`));
+    }
   }
 
   /** Runs a batch on the write connection unmeasured (nothing in it writes), answers streamed to the client. */
@@ -1365,6 +1440,8 @@ export class Relay {
     const messages = this.materialize(batch.items, 'write', cycle);
     const answers: { type: number; raw: Buffer }[] = [];
     const s = write.statement;
+    /** The change id journalled (pending) before Airlock's own COMMIT, to be settled by its outcome. */
+    let journalled: string | null = null;
     const result = await writer.write(
       messages,
       (m) => {
@@ -1373,7 +1450,11 @@ export class Relay {
         answers.push({ type: m.type, raw: Buffer.from(action === 'pass' ? m.raw : action) });
       },
       check,
-      async (changeId, impact, txid) => {
+      async (changeId, impact, txid, rows) => {
+        if (rows !== null && rows.length > 0) {
+          await this.ctx.journal.record([{ id: changeId, txid, kind: 'write', agent: this.who.agent, by: null, statement: s.text, rows }]);
+          journalled = changeId;
+        }
         await this.audit.durable({
           event: 'write-intent',
           agent: this.who.agent,
@@ -1386,9 +1467,15 @@ export class Relay {
         });
       },
       emptied,
+      { optional: this.ctx.undoOptional },
     );
     this.objects.write.querySent();
     const o = result.outcome;
+    if (journalled !== null) {
+      const state = o.kind === 'kept' ? 'committed' : 'aborted';
+      await this.ctx.journal.settle([journalled], state).catch((err: Error) => this.ctx.log(`journal: could not mark ${journalled} ${state} (it is settled at the next start): ${err.message}`));
+    }
+    if (o.kind === 'kept' && result.status !== 'I') this.txChanges.push({ changeId: o.changeId, txid: o.txid, text: s.text });
     if (o.kind === 'kept') {
       // On the record as kept before the agent hears of it, whatever it does next.
       // Outside a transaction Airlock committed it; inside the agent's, it was
@@ -1421,7 +1508,10 @@ export class Relay {
   private settle(status: TransactionStatus, cycle: Cycle | null): void {
     this.txStatus = status;
     this.home = status === 'I' ? 'read' : 'write';
-    if (this.home === 'read') this.txWrote = false;
+    if (this.home === 'read') {
+      this.txWrote = false;
+      this.txChanges = [];
+    }
     if (cycle !== null && status === 'I') this.ns.transactionEnded('write', cycle.seq);
   }
 

@@ -22,6 +22,8 @@ export const AUDIT_EVENTS = [
   'tripwire',
   'freeze',
   'unfreeze',
+  /** An admin's undo of journalled changes (detail: by, changes, undoChangeId, tables). */
+  'undo',
   'startup',
   'shutdown',
 ] as const;

@@ -303,12 +303,12 @@ for (const server of testServers()) {
     it('settles at start a change whose outcome was never marked (Airlock killed between COMMIT and the mark), and can undo it', async () => {
       // What a crash there leaves: the journal holds the change as pending, the database committed it.
       // (And one whose transaction never committed: it must come out aborted.)
-      const rowText = async (id: number): Promise<string> => (await direct<{ j: string }>('SELECT to_jsonb(t)::text AS j FROM scratch t WHERE id = $1', [id]))[0]!.j;
+      const rowText = async (id: number): Promise<string> => (await direct<{ j: string }>('SELECT row_to_json(t)::text AS j FROM scratch t WHERE id = $1', [id]))[0]!.j;
       const run = async (end: 'COMMIT' | 'ROLLBACK', id: number): Promise<{ txid: string; rows: { table: string; kind: 'o' | 'n'; image: string }[] }> =>
         withClient(db.url, async (c) => {
-          const before = (await c.query<{ j: string }>('SELECT to_jsonb(t)::text AS j FROM scratch t WHERE id = $1', [id])).rows[0]!.j;
+          const before = (await c.query<{ j: string }>('SELECT row_to_json(t)::text AS j FROM scratch t WHERE id = $1', [id])).rows[0]!.j;
           await c.query('BEGIN');
-          const after = (await c.query<{ j: string }>("UPDATE scratch t SET v = 'after a crash' WHERE id = $1 RETURNING to_jsonb(t)::text AS j", [id])).rows[0]!.j;
+          const after = (await c.query<{ j: string }>("UPDATE scratch t SET v = 'after a crash' WHERE id = $1 RETURNING row_to_json(t)::text AS j", [id])).rows[0]!.j;
           const txid = (await c.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
           await c.query(end);
           return { txid, rows: [{ table: 'public.scratch', kind: 'o', image: before }, { table: 'public.scratch', kind: 'n', image: after }] };

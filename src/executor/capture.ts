@@ -16,7 +16,8 @@
  * false and PostgreSQL queues no trigger call. Statement-level triggers see
  * every row a statement changed, cascaded rows included (each cascade is a
  * statement of its own on the child table, and fires its triggers), and
- * copy them in one set-based INSERT … SELECT into a temporary table of the
+ * copy them (as `row_to_json(row)`, cheaper to make than jsonb and read
+ * back as it is) in one set-based INSERT … SELECT into a temporary table of the
  * write connection's own session. That table lives in the write's
  * transaction: a savepoint or transaction rolled back takes its captured
  * rows with it, so capture follows the transaction exactly. Airlock reads
@@ -51,19 +52,19 @@ const INTO = `INSERT INTO pg_temp.${CAPTURE_TABLE} (change, rel, kind, img) SELE
 
 /** The trigger functions' bodies (plpgsql); every name schema-qualified, so no search_path can redirect them. */
 const FUNCTIONS: Record<string, string> = {
-  capture_insert: `BEGIN ${INTO}, 'i', pg_catalog.to_jsonb(r) FROM airlock_new r; RETURN NULL; END`,
-  capture_update: `BEGIN ${INTO}, 'o', pg_catalog.to_jsonb(r) FROM airlock_old r; ${INTO}, 'n', pg_catalog.to_jsonb(r) FROM airlock_new r; RETURN NULL; END`,
-  capture_delete: `BEGIN ${INTO}, 'd', pg_catalog.to_jsonb(r) FROM airlock_old r; RETURN NULL; END`,
+  capture_insert: `BEGIN ${INTO}, 'i', pg_catalog.row_to_json(r) FROM airlock_new r; RETURN NULL; END`,
+  capture_update: `BEGIN ${INTO}, 'o', pg_catalog.row_to_json(r) FROM airlock_old r; ${INTO}, 'n', pg_catalog.row_to_json(r) FROM airlock_new r; RETURN NULL; END`,
+  capture_delete: `BEGIN ${INTO}, 'd', pg_catalog.row_to_json(r) FROM airlock_old r; RETURN NULL; END`,
   // TRUNCATE triggers cannot have transition tables: read the rows before they go. ONLY: a TRUNCATE fires this trigger on each table it empties.
   capture_truncate:
     "BEGIN EXECUTE pg_catalog.format('INSERT INTO pg_temp.airlock_capture (change, rel, kind, img) SELECT pg_catalog.current_setting(''airlock.change''), $1, ''t'', " +
-    "pg_catalog.to_jsonb(r) FROM ONLY %I.%I r', TG_TABLE_SCHEMA, TG_TABLE_NAME) USING TG_RELID; RETURN NULL; END",
+    "pg_catalog.row_to_json(r) FROM ONLY %I.%I r', TG_TABLE_SCHEMA, TG_TABLE_NAME) USING TG_RELID; RETURN NULL; END",
 };
 
 /** Created on each write connection when it opens; emptied at every COMMIT. */
 export const CREATE_CAPTURE_TABLE =
   `CREATE TEMPORARY TABLE IF NOT EXISTS ${CAPTURE_TABLE} (seq bigint GENERATED ALWAYS AS IDENTITY, change text NOT NULL, ` +
-  `rel oid NOT NULL, kind "char" NOT NULL, img jsonb NOT NULL) ON COMMIT DELETE ROWS`;
+  `rel oid NOT NULL, kind "char" NOT NULL, img json NOT NULL) ON COMMIT DELETE ROWS`;
 
 /** Turns capture on for the current transaction (or savepoint), filed under `changeId`; answers one row of three columns. */
 export function captureOnQuery(changeId: string): string {
@@ -74,13 +75,11 @@ const FROM_CAPTURE =
   `FROM pg_temp.${CAPTURE_TABLE} c JOIN pg_catalog.pg_class r ON r.oid = c.rel ` + 'JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace';
 
 /**
- * Every row captured in this transaction so far, as one JSON text:
- * `[[change, 'schema.table', kind, imageText], …]` in capture order. Each
- * image is kept as PostgreSQL's text of the jsonb, never as parsed numbers.
+ * Every row captured in this transaction so far, one row each, in capture
+ * order: change, 'schema.table', kind, image (`row_to_json(row)`'s text,
+ * kept as text, never parsed into numbers).
  */
-export const READ_CAPTURED =
-  "SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(c.change, n.nspname || '.' || r.relname, c.kind, c.img::text) ORDER BY c.seq), '[]'::json)::text " +
-  FROM_CAPTURE;
+export const READ_CAPTURED = `SELECT c.change, n.nspname || '.' || r.relname, c.kind::text, c.img::text ${FROM_CAPTURE} ORDER BY c.seq`;
 
 /** Rows captured for one change, counted per table and kind: `'schema.table', kind, count`. */
 export function countCapturedQuery(changeId: string): string {

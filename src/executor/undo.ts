@@ -73,7 +73,7 @@ export class UndoRefused extends Error {
 }
 
 /**
- * The top-level fields of a JSON object as PostgreSQL's jsonb output writes
+ * The top-level fields of a JSON object as PostgreSQL's row_to_json writes
  * it, each value as its raw text (numbers keep every digit).
  */
 export function topLevelFields(json: string): Map<string, string> {
@@ -249,7 +249,7 @@ export async function undoChanges(service: pg.Client, journal: Journal, ids: rea
       const images = [...story.values()].map((s) => s.before ?? s.after!);
       // What is there now, locked until the undo commits or rolls back.
       const now = await service.query<{ img: string }>(
-        `SELECT pg_catalog.to_jsonb(t)::text AS img FROM ${name} t WHERE EXISTS (SELECT 1 FROM pg_catalog.jsonb_populate_recordset(NULL::${name}, $1::jsonb) k WHERE ${keyMatch}) FOR UPDATE OF t`,
+        `SELECT pg_catalog.row_to_json(t)::text AS img FROM ${name} t WHERE EXISTS (SELECT 1 FROM pg_catalog.json_populate_recordset(NULL::${name}, $1::json) k WHERE ${keyMatch}) FOR UPDATE OF t`,
         [`[${images.join(',')}]`],
       );
       const current = new Map<string, string>();
@@ -282,7 +282,7 @@ export async function undoChanges(service: pg.Client, journal: Journal, ids: rea
       const shape = shapes.get(table)!;
       const name = sqlName(table);
       const keyMatch = shape.key.map((c) => `t.${ident(c)} = k.${ident(c)}`).join(' AND ');
-      await service.query(`DELETE FROM ${name} t USING pg_catalog.jsonb_populate_recordset(NULL::${name}, $1::jsonb) k WHERE ${keyMatch}`, [`[${w.del.join(',')}]`]);
+      await service.query(`DELETE FROM ${name} t USING pg_catalog.json_populate_recordset(NULL::${name}, $1::json) k WHERE ${keyMatch}`, [`[${w.del.join(',')}]`]);
     }
     for (const table of order) {
       const w = work.get(table)!;
@@ -291,7 +291,7 @@ export async function undoChanges(service: pg.Client, journal: Journal, ids: rea
       const name = sqlName(table);
       const keyMatch = shape.key.map((c) => `t.${ident(c)} = k.${ident(c)}`).join(' AND ');
       const set = shape.columns.map((c) => `${ident(c)} = k.${ident(c)}`).join(', ');
-      await service.query(`UPDATE ${name} t SET ${set} FROM pg_catalog.jsonb_populate_recordset(NULL::${name}, $1::jsonb) k WHERE ${keyMatch}`, [`[${w.upd.join(',')}]`]);
+      await service.query(`UPDATE ${name} t SET ${set} FROM pg_catalog.json_populate_recordset(NULL::${name}, $1::json) k WHERE ${keyMatch}`, [`[${w.upd.join(',')}]`]);
     }
     for (const table of order) {
       const w = work.get(table)!;
@@ -300,14 +300,13 @@ export async function undoChanges(service: pg.Client, journal: Journal, ids: rea
       const name = sqlName(table);
       const cols = shape.columns.map(ident).join(', ');
       await service.query(
-        `INSERT INTO ${name} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM pg_catalog.jsonb_populate_recordset(NULL::${name}, $1::jsonb)`,
+        `INSERT INTO ${name} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM pg_catalog.json_populate_recordset(NULL::${name}, $1::json)`,
         [`[${w.ins.join(',')}]`],
       );
     }
     // The undo's own rows, journalled before its COMMIT, like any write.
-    const captured = await service.query<Record<string, string>>(READ_CAPTURED);
-    const text = Object.values(captured.rows[0] ?? {})[0] ?? '[]';
-    const undoRows = (JSON.parse(text) as [string, string, RowImage['kind'], string][]).filter((r) => r[0] === undoChangeId).map(([, table, kind, image]) => ({ table, kind, image }));
+    const captured = await service.query<[string, string, RowImage['kind'], string]>({ text: READ_CAPTURED, rowMode: 'array' });
+    const undoRows = captured.rows.filter((r) => r[0] === undoChangeId).map(([, table, kind, image]) => ({ table, kind, image }));
     const txid = (await service.query<{ txid: string }>('SELECT pg_catalog.pg_current_xact_id()::text AS txid')).rows[0]!.txid;
     await journal.record([{ id: undoChangeId, txid, kind: 'undo', agent: null, by: options.by, statement: `undo of ${changes.join(', ')}`, rows: undoRows, undoes: changes }]);
     await service.query('COMMIT');

@@ -466,14 +466,15 @@ function measure(before: readonly Message[], after: readonly Message[]): WriteIm
 }
 
 
-/** The rows of READ_CAPTURED's one-cell answer: [change, 'schema.table', kind, image text]. */
+/** READ_CAPTURED's rows (the only four-column rows among the answers): [change, 'schema.table', kind, image text]. */
 function capturedRows(messages: readonly Message[]): [string, string, ImageKind, string][] {
+  const out: [string, string, ImageKind, string][] = [];
   for (const m of messages) {
     if (m.type !== BACKEND.dataRow) continue;
     const cells = parseDataRow(m.body);
-    if (cells.length === 1 && cells[0] != null && cells[0].startsWith('[')) return JSON.parse(cells[0]) as [string, string, ImageKind, string][];
+    if (cells.length === 4) out.push([cells[0] ?? '', cells[1] ?? '', (cells[2] ?? 'i') as ImageKind, cells[3] ?? 'null']);
   }
-  return [];
+  return out;
 }
 
 /**

@@ -1384,7 +1384,8 @@ export class Relay {
       state = await writer.transactionStatus(txid).catch(() => null);
     }
     if (state === 'committed' || state === 'aborted') {
-      await this.ctx.journal.settle(ids, state).catch((err: Error) => this.ctx.log(`journal: could not mark ${ids.join(', ')} ${state}: ${err.message}`));
+      // Not awaited: a mark lost is settled at the next look with pg_xact_status().
+      void this.ctx.journal.settle(ids, state).catch((err: Error) => this.ctx.log(`journal: could not mark ${ids.join(', ')} ${state}: ${err.message}`));
     }
   }
 
@@ -1451,11 +1452,15 @@ export class Relay {
       },
       check,
       async (changeId, impact, txid, rows) => {
-        if (rows !== null && rows.length > 0) {
-          await this.ctx.journal.record([{ id: changeId, txid, kind: 'write', agent: this.who.agent, by: null, statement: s.text, rows }]);
-          journalled = changeId;
-        }
-        await this.audit.durable({
+        // The journal entry and the audit record, both durable before COMMIT: written side by side.
+        const journalling =
+          rows !== null && rows.length > 0
+            ? this.ctx.journal.record([{ id: changeId, txid, kind: 'write', agent: this.who.agent, by: null, statement: s.text, rows }]).then(() => {
+                journalled = changeId;
+              })
+            : Promise.resolve();
+        // Awaited even when the audit record fails: a journal entry is never left unsettled behind Airlock's back.
+        const recording = this.audit.durable({
           event: 'write-intent',
           agent: this.who.agent,
           session: this.who.session,
@@ -1465,6 +1470,9 @@ export class Relay {
           rows: impact.rows,
           detail: { changeId, txid, tables: impact.tables },
         });
+        const [journal, audit] = await Promise.allSettled([journalling, recording]);
+        if (journal.status === 'rejected') throw journal.reason;
+        if (audit.status === 'rejected') throw audit.reason;
       },
       emptied,
       { optional: this.ctx.undoOptional },
@@ -1473,7 +1481,9 @@ export class Relay {
     const o = result.outcome;
     if (journalled !== null) {
       const state = o.kind === 'kept' ? 'committed' : 'aborted';
-      await this.ctx.journal.settle([journalled], state).catch((err: Error) => this.ctx.log(`journal: could not mark ${journalled} ${state} (it is settled at the next start): ${err.message}`));
+      const id = journalled;
+      // Not awaited: a mark lost is settled at the next look with pg_xact_status().
+      void this.ctx.journal.settle([id], state).catch((err: Error) => this.ctx.log(`journal: could not mark ${id} ${state} (it is settled at the next look): ${err.message}`));
     }
     if (o.kind === 'kept' && result.status !== 'I') this.txChanges.push({ changeId: o.changeId, txid: o.txid, text: s.text });
     if (o.kind === 'kept') {

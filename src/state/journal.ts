@@ -24,7 +24,7 @@ export type ImageKind = (typeof IMAGE_KINDS)[number];
 
 /**
  * One row image, in the order it was captured. `image` is the row as
- * PostgreSQL's `to_jsonb(row)::text` wrote it, kept as text: parsed into
+ * PostgreSQL's `row_to_json(row)` wrote it, kept as text: parsed into
  * JavaScript numbers a bigint or numeric would lose digits.
  */
 export interface RowImage {

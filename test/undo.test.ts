@@ -30,6 +30,8 @@ const EXTRA_SCHEMA = `
   CREATE TABLE public.scratch (id int PRIMARY KEY, v text NOT NULL);
   INSERT INTO public.scratch SELECT g, 'v' || g FROM generate_series(1, 50) g;
   CREATE TABLE public.keyless (v int);
+  CREATE TABLE public.ddl_t (id int PRIMARY KEY, v text);
+  INSERT INTO public.ddl_t VALUES (1, 'one'), (2, 'two');
 `;
 
 for (const server of testServers()) {
@@ -94,9 +96,15 @@ for (const server of testServers()) {
             extra: ['    write_limits: { max_rows: 100000, rows_per_hour: 1000000, require_where: false, writes_per_minute: 600 }'],
           },
         ],
-        extraYaml: ['rules:', '  - { agents: [ops], kinds: [truncate], tables: [public.scratch], decision: allow }'],
+        extraYaml: [
+          'rules:',
+          '  - { agents: [ops], kinds: [truncate], tables: [public.scratch], decision: allow }',
+          '  - { agents: [ops], kinds: [alter, drop], tables: [public.ddl_t], decision: allow }',
+        ],
       });
       token = await createAdminToken(stateDir, 'alice');
+      // ALTER and DROP need ownership: an operator hands ddl_t to the agent's write role.
+      await direct(`ALTER TABLE public.ddl_t OWNER TO ${airlock.config.agents[0]!.writeRole}`);
     });
 
     afterAll(async () => {
@@ -298,6 +306,29 @@ for (const server of testServers()) {
       expect(undone.status, JSON.stringify(undone.body)).toBe(200);
       expect(undone.body.changes).toEqual(listed.map((e) => e.id));
       expect(await fingerprint(['scratch', 'bulk'])).toEqual(before);
+    });
+
+    it('refuses destructive DDL whose loss undo could not take back (unrecoverable, no-journal), and changes nothing', async () => {
+      const c = await agent();
+      const refusal = async (sql: string): Promise<pg.DatabaseError> => {
+        const err = await c.query(sql).catch((e: unknown) => e as pg.DatabaseError);
+        expect(err, sql).toBeInstanceOf(Error);
+        return err as pg.DatabaseError;
+      };
+      const column = await refusal('ALTER TABLE ddl_t DROP COLUMN v');
+      expect(column.code).toBe('0A000');
+      expect(column.detail).toMatch(/Rule: unrecoverable/);
+      // (DROP … CASCADE the policy refuses before it gets this far.)
+      expect((await refusal('DROP TABLE ddl_t CASCADE')).code).toMatch(/^(42501|0A000)$/);
+      // A plain DROP TABLE of a table holding rows: they would not be journalled (no quarantine yet), so it is rolled back.
+      const drop = await refusal('DROP TABLE ddl_t');
+      expect(drop.detail).toMatch(/Rule: no-journal/);
+      expect(await direct('SELECT id, v FROM ddl_t ORDER BY id')).toEqual([
+        { id: 1, v: 'one' },
+        { id: 2, v: 'two' },
+      ]);
+      // Other ALTERs go through.
+      await c.query('ALTER TABLE ddl_t ADD COLUMN w int');
     });
 
     it('settles at start a change whose outcome was never marked (Airlock killed between COMMIT and the mark), and can undo it', async () => {

@@ -46,6 +46,7 @@ import {
   freezeWriteDenial,
   readOnlyTransactionDenial,
   truncateCascadeDenial,
+  unrecoverableDenial,
   unallowedChangeDenial,
   unattributableDenial,
   writeShapeDenial,
@@ -1417,7 +1418,10 @@ export class Relay {
     const limits = policy.limits;
     const facts = write.facts;
     const truncates = facts?.changes.some((c) => c.action === 'truncate') === true;
-    const early = truncates && facts?.cascade === true ? truncateCascadeDenial(this.who) : this.ctx.budget.beforeWrite(this.subject, limits);
+    const early =
+      truncates && facts?.cascade === true
+        ? truncateCascadeDenial(this.who)
+        : ((facts === undefined ? null : unrecoverableDenial(this.who, facts, this.ctx.undoOptional)) ?? this.ctx.budget.beforeWrite(this.subject, limits));
     if (early !== null) {
       // Refused before it runs; the refusal fails the agent's transaction, if any, as an error would.
       await this.refuseBatch(batch, early, true);

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../src/cli/admin-client.js';
 import { createAdminToken } from '../src/state/admin-tokens.js';
 import { readAuditTail } from '../src/state/file-audit-log.js';
+import { runDoctorChecks } from '../src/gateway/doctor.js';
 import type { ChangeEntry } from '../src/state/journal.js';
 import { FileJournal } from '../src/state/file-journal.js';
 import type { UndoResult } from '../src/executor/undo.js';
@@ -119,6 +120,14 @@ for (const server of testServers()) {
       for (const t of [...DEMO_TABLES, 'bulk', 'scratch']) expect(byTable.get(`public.${t}`)?.installed, t).toBe(true);
       expect(byTable.get('public.keyless')?.installed).toBe(false);
       expect(airlock.gateway.warnings.join('\n')).toMatch(/public\.keyless: it has no primary key/);
+    });
+
+    it('airlock doctor says where capture is missing', async () => {
+      const checks = await runDoctorChecks(airlock.config);
+      expect(checks.filter((c) => /Undo capture/.test(c.message)).map((c) => `${c.outcome}: ${c.message}`)).toEqual([
+        expect.stringMatching(/^warn: Undo capture is not in place on public\.keyless: it has no primary key/),
+        expect.stringMatching(/^ok: Undo capture is in place on \d+ of \d+ tables\.$/),
+      ]);
     });
 
     it('replays the incident: every company deleted (cascading to 1,206 executives), put back by one undo', async () => {

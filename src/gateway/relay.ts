@@ -1483,6 +1483,11 @@ export class Relay {
     );
     this.objects.write.querySent();
     const o = result.outcome;
+    if (journalled !== null && o.kind === 'kept' && process.env.AIRLOCK_TEST_HOLD_BEFORE_JOURNAL_MARK === '1') {
+      // Test hook (test/undo-cli.test.ts): hold between the database's COMMIT and the journal's mark, so a test can kill Airlock there.
+      this.ctx.log(`test hook: holding change ${journalled} between its COMMIT and its journal mark`);
+      await new Promise<never>(() => undefined);
+    }
     if (journalled !== null) {
       const state = o.kind === 'kept' ? 'committed' : 'aborted';
       const id = journalled;

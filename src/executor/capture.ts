@@ -162,7 +162,18 @@ export async function installCapture(service: pg.Client): Promise<CaptureState[]
   await service.query('BEGIN');
   try {
     await service.query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('airlock read role'), pg_catalog.hashtext('airlock capture'))");
-    await service.query(`CREATE SCHEMA IF NOT EXISTS ${CAPTURE_SCHEMA}`);
+    // CREATE SCHEMA needs CREATE on the database even when the schema exists: only when it does not.
+    const exists = await service.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [CAPTURE_SCHEMA]);
+    if (exists.rowCount === 0) {
+      await service.query('SAVEPOINT airlock_capture_schema');
+      try {
+        await service.query(`CREATE SCHEMA ${CAPTURE_SCHEMA}`);
+      } catch (err) {
+        await service.query('ROLLBACK');
+        const reason = `the service account could not create the schema "${CAPTURE_SCHEMA}" for Airlock's capture functions (${(err as Error).message}); a database owner can run CREATE SCHEMA ${CAPTURE_SCHEMA} AUTHORIZATION <service account>`;
+        return before.map((st) => (st.installed ? st : { ...st, reason: st.reason?.startsWith('it has no primary key') === true ? st.reason : reason }));
+      }
+    }
     // The functions run as the writer (not SECURITY DEFINER): they write only into the writer's own temporary table.
     const fns = await service.query<{ proname: string; prosrc: string }>(
       'SELECT p.proname, p.prosrc FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1',

@@ -192,8 +192,13 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
     }
     warnings.push(...unmatchedRulePatterns(config.rules, new Set(schema.relations.map((r) => r.toLowerCase()))));
     if (config.agents.some((a) => policies.get(a.name)!.mayWrite)) {
-      capture = await installCapture(service);
-      reportCapture(capture, (line) => warnings.push(line));
+      try {
+        capture = await installCapture(service);
+        reportCapture(capture, (line) => warnings.push(line));
+      } catch (err) {
+        // Not fatal: without capture, agents' writes are refused (no-journal) until the next look installs it.
+        warnings.push(`Airlock could not install undo capture: ${(err as Error).message}. Agents' writes are refused (rule no-journal) until it is in place, except to tables under undo.optional_tables.`);
+      }
       await settleJournal(service, journal, log);
     }
     for (const agent of config.agents) {

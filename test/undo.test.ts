@@ -271,6 +271,22 @@ for (const server of testServers()) {
       expect(await direct('SELECT count(*)::int AS n FROM scratch WHERE id = 2001')).toEqual([{ n: 0 }]);
     });
 
+    it('refuses a COMMIT sent with other transaction control after writes, rolls the transaction back, and journals nothing', async () => {
+      const seen = (await changes('?all=true')).length;
+      const c = await agent();
+      await c.query('BEGIN');
+      await c.query("UPDATE scratch SET v = 'not alone' WHERE id = 6");
+      const err = await c.query('SAVEPOINT late; COMMIT').catch((e: unknown) => e as pg.DatabaseError);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as pg.DatabaseError).detail).toMatch(/Rule: write-not-alone/);
+      expect(await direct('SELECT v FROM scratch WHERE id = 6')).toEqual([{ v: 'v6' }]);
+      expect((await changes('?all=true')).length).toBe(seen);
+      // The session goes on, outside a transaction.
+      await c.query("UPDATE scratch SET v = 'alone' WHERE id = 6");
+      expect((await changes()).at(-1)?.statement).toBe("UPDATE scratch SET v = 'alone' WHERE id = 6");
+      await direct("UPDATE scratch SET v = 'v6' WHERE id = 6");
+    });
+
     it('stops at a row changed again since, lists it, and overwrites it only with force', async () => {
       const seen = (await changes()).length;
       const c = await agent();

@@ -177,6 +177,8 @@ interface Batch {
   begins: boolean;
   /** It ends a transaction block with COMMIT. */
   commits: boolean;
+  /** Transaction control statements in it (BEGIN, COMMIT, SAVEPOINT, ROLLBACK TO, …). */
+  control: number;
   /** It asks for a read-write transaction (BEGIN/SET TRANSACTION ... READ WRITE): never on the read path. */
   readWrite: boolean;
   /** The whole batch is refused: none of it is sent, the client gets this error. */
@@ -186,7 +188,7 @@ interface Batch {
 }
 
 function newBatch(): Batch {
-  return { items: [], bytes: 0, executes: 0, unsafe: 0, runs: 0, writes: 0, write: null, begins: false, commits: false, readWrite: false, whole: null, cycle: null };
+  return { items: [], bytes: 0, executes: 0, unsafe: 0, runs: 0, writes: 0, write: null, begins: false, commits: false, control: 0, readWrite: false, whole: null, cycle: null };
 }
 
 /** Where a session's current transaction runs. */
@@ -894,6 +896,7 @@ export class Relay {
     // Whatever could turn read-only off goes to the write connection or nowhere.
     if (t.readWrite) this.batch.readWrite = true;
     if (facts.kind !== 'transaction') return;
+    this.batch.control++;
     if (t.action === 'begin') this.batch.begins = true;
     if (t.action === 'commit') this.batch.commits = true;
   }
@@ -932,6 +935,7 @@ export class Relay {
     batch.write = null;
     batch.begins = false;
     batch.commits = false;
+    batch.control = 0;
     batch.readWrite = false;
     batch.whole = null;
   }
@@ -1338,7 +1342,7 @@ export class Relay {
     const changes = this.txChanges;
     const txid = changes[0]!.txid;
     let denial: Denial | null = null;
-    if (batch.unsafe > 1) {
+    if (batch.control > 1) {
       // Something else in the batch (ROLLBACK TO SAVEPOINT, say) could change what the COMMIT keeps after the rows were read.
       denial = {
         kind: 'deny',

@@ -5,7 +5,7 @@
  * they are put together, so the gateway knows nothing of the web.
  */
 import { serviceClient, startGateway } from './gateway/gateway.js';
-import { UndoRefused, undoChanges } from './executor/undo.js';
+import { UndoRefused, countConflicts, undoChanges } from './executor/undo.js';
 import type { ChangeControl } from './web/admin-api.js';
 import type { Gateway, GatewayOptions } from './gateway/gateway.js';
 import { AdminTokens } from './state/admin-tokens.js';
@@ -27,6 +27,18 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
     const journal = gateway.journal;
     const changes: ChangeControl = {
       list: (filter) => journal.list(filter),
+      async conflicts(ids) {
+        const out = new Map<string, number>();
+        if (ids.length === 0) return out;
+        const service = serviceClient(config);
+        await service.connect();
+        try {
+          for (const id of ids) out.set(id, await countConflicts(service, journal, id));
+        } finally {
+          await service.end().catch(() => undefined);
+        }
+        return out;
+      },
       async undo(request, by) {
         let ids = request.changes ?? [];
         if (request.transaction !== undefined) {

@@ -294,6 +294,8 @@ for (const server of testServers()) {
       const change = await lastChange(seen);
       // Someone else changes one of the rows afterwards.
       await direct("UPDATE scratch SET v = 'human' WHERE id = 11");
+      const checked = await admin<{ changes: (ChangeEntry & { conflicts?: number })[] }>('GET', '/v1/changes?check=true');
+      expect(checked.body.changes.find((e) => e.id === change.id)?.conflicts).toBe(1);
       const stopped = await admin<UndoResult & { error: string }>('POST', '/v1/undo', { changes: [change.id] });
       expect(stopped.status).toBe(409);
       expect(stopped.body.applied).toBe(false);

@@ -20,13 +20,14 @@ export function parseSince(text: string, now = new Date()): Date {
 }
 
 /** One line per change: id, time, agent, statement, rows per table, state. */
-export function formatChange(e: ChangeEntry): string {
+export function formatChange(e: ChangeEntry & { conflicts?: number }): string {
   const who = e.kind === 'undo' ? `undo by ${e.by ?? '?'}` : (e.agent ?? '?');
   const tables = Object.entries(e.tables)
     .map(([t, n]) => `${t} ${n}`)
     .join(', ');
   const statement = e.statement.replace(/\s+/g, ' ').slice(0, 80);
-  return `${e.id}  ${e.at}  ${who}  ${JSON.stringify(statement)}  ${tables || '(no rows)'}  ${e.state}${e.undoneBy !== null ? ` by ${e.undoneBy}` : ''}`;
+  const state = e.state === 'committed' && (e.conflicts ?? 0) > 0 ? `conflict (${e.conflicts} row(s) changed since)` : e.state;
+  return `${e.id}  ${e.at}  ${who}  ${JSON.stringify(statement)}  ${tables || '(no rows)'}  ${state}${e.undoneBy !== null ? ` by ${e.undoneBy}` : ''}`;
 }
 
 export async function runChanges(args: CommandArgs): Promise<number> {
@@ -36,6 +37,8 @@ export async function runChanges(args: CommandArgs): Promise<number> {
   if (args.values.table !== undefined) q.set('table', args.values.table);
   if (args.values.transaction !== undefined) q.set('transaction', args.values.transaction);
   if (args.values.all === true) q.set('all', 'true');
+  // State "conflict": rows of a committed change changed again since (the newest 200 are checked).
+  q.set('check', 'true');
   const r = await adminRequest(await target(args), 'GET', `/v1/changes${q.size > 0 ? `?${q.toString()}` : ''}`);
   const body = r.body as { changes?: ChangeEntry[]; error?: string };
   if (r.status >= 400) {

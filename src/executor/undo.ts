@@ -220,6 +220,51 @@ async function parentsFirst(service: pg.Client, shapes: ReadonlyMap<string, Tabl
   return out;
 }
 
+/** The rows of `story` as they are now, by key (locked FOR UPDATE when asked). */
+async function currentRows(service: pg.Client, name: string, shape: TableShape, story: ReadonlyMap<string, RowStory>, lock: boolean): Promise<Map<string, string>> {
+  const keyMatch = shape.key.map((c) => `t.${ident(c)} = k.${ident(c)}`).join(' AND ');
+  const images = [...story.values()].map((s) => s.before ?? s.after!);
+  const now = await service.query<{ img: string }>(
+    `SELECT pg_catalog.row_to_json(t)::text AS img FROM ${name} t WHERE EXISTS (SELECT 1 FROM pg_catalog.json_populate_recordset(NULL::${name}, $1::json) k WHERE ${keyMatch})${lock ? ' FOR UPDATE OF t' : ''}`,
+    [`[${images.join(',')}]`],
+  );
+  const current = new Map<string, string>();
+  for (const r of now.rows) {
+    const fields = topLevelFields(r.img);
+    current.set(JSON.stringify(shape.key.map((c) => fields.get(c) ?? null)), r.img);
+  }
+  return current;
+}
+
+/**
+ * How many rows of a committed change were changed again since (no longer
+ * at the change's after-image), read without locking; a table gone or
+ * without a key counts as a conflict of all its rows.
+ */
+export async function countConflicts(service: pg.Client, journal: Journal, id: string): Promise<number> {
+  const rows = await journal.rows(id);
+  let conflicts = 0;
+  const tables = [...new Set(rows.map((r) => r.table))];
+  const shapes = new Map<string, TableShape>();
+  for (const table of tables) {
+    try {
+      for (const [t, shape] of await shapesOf(service, [table])) shapes.set(t, shape);
+    } catch (err) {
+      if (!(err instanceof UndoRefused)) throw err;
+      conflicts += rows.filter((r) => r.table === table && r.kind !== 'n').length;
+    }
+  }
+  const byTable = stories(
+    rows.filter((r) => shapes.has(r.table)),
+    shapes,
+  );
+  for (const [table, story] of byTable) {
+    const current = await currentRows(service, sqlName(table), shapes.get(table)!, story, false);
+    for (const s of story.values()) if ((current.get(s.key) ?? null) !== s.after) conflicts++;
+  }
+  return conflicts;
+}
+
 /**
  * Undoes the changes `ids` (journal change ids), or with `dryRun` says what
  * it would do. Resolves with the plan and any conflicts; throws UndoRefused
@@ -245,18 +290,8 @@ export async function undoChanges(service: pg.Client, journal: Journal, ids: rea
       const shape = shapes.get(table)!;
       const story = byTable.get(table)!;
       const name = sqlName(table);
-      const keyMatch = shape.key.map((c) => `t.${ident(c)} = k.${ident(c)}`).join(' AND ');
-      const images = [...story.values()].map((s) => s.before ?? s.after!);
       // What is there now, locked until the undo commits or rolls back.
-      const now = await service.query<{ img: string }>(
-        `SELECT pg_catalog.row_to_json(t)::text AS img FROM ${name} t WHERE EXISTS (SELECT 1 FROM pg_catalog.json_populate_recordset(NULL::${name}, $1::json) k WHERE ${keyMatch}) FOR UPDATE OF t`,
-        [`[${images.join(',')}]`],
-      );
-      const current = new Map<string, string>();
-      for (const r of now.rows) {
-        const fields = topLevelFields(r.img);
-        current.set(JSON.stringify(shape.key.map((c) => fields.get(c) ?? null)), r.img);
-      }
+      const current = await currentRows(service, name, shape, story, true);
       const w = { del: [] as string[], upd: [] as string[], ins: [] as string[] };
       for (const s of story.values()) {
         const found = current.get(s.key) ?? null;

@@ -45,6 +45,8 @@ export interface UndoRequest {
 export interface ChangeControl {
   /** Journalled changes, oldest first. */
   list(filter: ChangeFilter): ChangeEntry[];
+  /** For each committed change named, how many of its rows were changed again since (read, not locked). */
+  conflicts(ids: readonly string[]): Promise<Map<string, number>>;
   /** Undoes (or with dryRun, plans) the changes asked for, as `by`; throws UndoRefused for a request that cannot be done. */
   undo(request: UndoRequest, by: string): Promise<UndoResult>;
 }
@@ -347,7 +349,14 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
         if (since === null) return reply.code(400).send({ error: `"since" must be an ISO 8601 time with a zone, such as 2030-01-31T18:00:00Z; "${q.since}" is not one.` });
         filter.since = since;
       }
-      return { changes: control.list(filter) };
+      const changes: (ChangeEntry & { conflicts?: number })[] = control.list(filter);
+      if (q.check === 'true') {
+        // The newest committed changes, up to CHECKED_CHANGES: each check reads its rows from the database.
+        const committed = changes.filter((e) => e.state === 'committed').slice(-CHECKED_CHANGES);
+        const counts = await control.conflicts(committed.map((e) => e.id));
+        for (const e of changes) if (counts.has(e.id)) e.conflicts = counts.get(e.id)!;
+      }
+      return { changes };
     });
 
     app.post<{ Body: UndoBody }>('/v1/undo', { schema: { body: undoBodySchema } }, async (request, reply) => {
@@ -406,6 +415,9 @@ function isLoopback(host: string): boolean {
   if (isIP(host) === 4) return host.startsWith('127.');
   return host === '::1';
 }
+
+/** Most changes GET /v1/changes?check=true checks for conflicts (the newest committed ones). */
+const CHECKED_CHANGES = 200;
 
 /** An ISO 8601 time with its zone, or null. */
 function parseTime(text: string): Date | null {

@@ -176,6 +176,11 @@ for (const server of testServers()) {
       await airlock.audit.flush();
       const undoRecord = (await readAuditTail(stateDir, 50)).records.find((r) => r.event === 'undo');
       expect(undoRecord?.detail).toMatchObject({ by: 'alice', changes: [change.id], undoChangeId: undone.body.undoChangeId });
+      // Requests that cannot be done as asked.
+      expect((await admin<{ error: string }>('POST', '/v1/undo', { changes: [change.id], agent: 'ops', since: new Date().toISOString() })).status).toBe(400);
+      expect((await admin<{ error: string }>('POST', '/v1/undo', { agent: 'ops' })).body.error).toMatch(/needs "since"/);
+      expect((await admin<{ error: string }>('POST', '/v1/undo', { changes: ['no-such-change'] })).status).toBe(404);
+      expect((await admin<{ error: string }>('POST', '/v1/undo', { changes: [change.id], force: 'yes' })).status).toBe(400);
       const again = await admin<{ error: string }>('POST', '/v1/undo', { changes: [change.id] });
       expect(again.status).toBe(409);
       expect(again.body.error).toMatch(/already undone/);

@@ -36,6 +36,11 @@ interface Located {
   names: string[];
 }
 
+/**
+ * One Airlock instance's journal: several instances sharing a state
+ * directory would each see only their own changes (the PostgreSQL state
+ * store, not built yet, is for that).
+ */
 export class FileJournal implements Journal {
   private readonly changes = new Map<string, Located>();
   private readonly order: Located[] = [];
@@ -196,10 +201,11 @@ export class FileJournal implements Journal {
   private append(lines: string[], sync = true): Promise<void> {
     const run = this.tail.then(async () => {
       const data = Buffer.from(lines.join(''), 'utf8');
-      const start = this.size;
       await this.fh.write(data, 0, data.length, null);
       if (sync) await this.fh.datasync();
-      this.size += data.length;
+      // O_APPEND put it at the file's end, which is ours alone only while one instance writes here (see the class comment).
+      this.size = sync ? (await this.fh.stat()).size : this.size + data.length;
+      const start = this.size - data.length;
       if (!sync) return; // applied already
       let at = start;
       for (const record of lines) {

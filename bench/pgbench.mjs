@@ -11,12 +11,14 @@ import { accessSync, constants } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../dist/src/config/load.js';
 import { startGateway } from '../dist/src/gateway/gateway.js';
 import { FileAuditLog } from '../dist/src/state/file-audit-log.js';
 import { startEmbeddedPostgres } from '../dist/src/demo/embedded-postgres.js';
+import { installCapture } from '../dist/src/executor/capture.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
@@ -178,6 +180,10 @@ async function main() {
   const pwEnv = server.password ? { PGPASSWORD: server.password } : {};
   console.log(`Initialising pgbench (scale ${SCALE}) on the ${label}…`);
   await run('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', server.host, '-p', String(server.port), '-U', server.user, DB], pwEnv);
+  // For the undo journal's capture throughput: a keyed table of 10,000 rows an agent deletes whole.
+  const direct = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password ?? undefined, database: DB });
+  await direct.connect();
+  await direct.query('CREATE TABLE bench_capture (id int PRIMARY KEY, n int NOT NULL, t text NOT NULL, at timestamptz NOT NULL DEFAULT now())');
 
   const agentPassword = 'bench-agent-password';
   const { config } = parseConfig(
@@ -196,12 +202,16 @@ async function main() {
       '    profile: read-write',
       '    read_role: airlock_read_bench_writer',
       // Every transaction writes: the budgets must not be what is measured.
-      '    write_limits: { writes_per_minute: 100000, rows_per_hour: 100000000 }',
+      '    write_limits: { writes_per_minute: 100000, rows_per_hour: 100000000, max_rows: 100000 }',
+      // Undo-optional only so that the unjournalled runs below (capture removed) are kept; the journalled runs are checked against the journal.
+      'undo:',
+      '  optional_tables: [public.pgbench_accounts, public.bench_capture]',
     ].join('\n'),
     { source: 'bench config', baseDir: scratch, env: { PW: server.password ?? '', AGENT: agentPassword } },
   );
   const audit = await FileAuditLog.open(scratch, { flushMs: config.audit.flushMs });
-  const gateway = await startGateway({ config, audit, log: () => {} });
+  // No schema look during the run: it would put capture back while the unjournalled runs measure without it.
+  const gateway = await startGateway({ config, audit, log: () => {}, schemaRefreshMs: 24 * 3600_000 });
   let bouncer = null;
   if (WITH_PGBOUNCER) {
     const bin = await findPgbouncer();
@@ -259,6 +269,8 @@ async function main() {
     const via = await pgbench('127.0.0.1', gateway.address.port, 'bench_writer', { PGPASSWORD: agentPassword }, mode, writeScript);
     console.log(row(mode, direct, pgb, via));
   }
+  await benchUndo({ server, direct, gateway, agentPassword, pgbench, pwEnv, writeScript });
+  await direct.end();
   await bouncer?.stop();
   await gateway.close();
   await audit.close();
@@ -277,6 +289,63 @@ async function main() {
   const target = 0.5;
   const below = results.filter((r) => r.ratio < target);
   console.log(below.length === 0 ? `\nAll modes at or above the ${target}x target.` : `\nBelow the ${target}x target: ${below.map((r) => r.mode).join(', ')}.`);
+}
+
+/**
+ * The undo journal's costs (issue 13), same run: a single-row UPDATE through
+ * the write path journalled and not (capture removed); a 10,000-row DELETE
+ * through Airlock, captured, read back and durably journalled before COMMIT;
+ * the application's own UPDATEs (straight to PostgreSQL) with capture
+ * installed and without.
+ */
+async function benchUndo({ server, direct, gateway, agentPassword, pgbench, pwEnv, writeScript }) {
+  const agent = new pg.Client({ host: '127.0.0.1', port: gateway.address.port, user: 'bench_writer', password: agentPassword, database: DB });
+  await agent.connect();
+  const removeCapture = () => direct.query('DROP SCHEMA IF EXISTS airlock CASCADE');
+  const putCaptureBack = () => installCapture(direct);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const deleteMs = async () => {
+    const times = [];
+    for (let i = 0; i < 5; i++) {
+      await direct.query("INSERT INTO bench_capture (id, n, t) SELECT g, g, 'row ' || g FROM generate_series(1, 10000) g");
+      const t0 = performance.now();
+      const r = await agent.query('DELETE FROM bench_capture WHERE id > 0');
+      times.push(performance.now() - t0);
+      if (r.rowCount !== 10000) throw new Error(`the bench DELETE removed ${r.rowCount} rows, not 10,000`);
+    }
+    return median(times);
+  };
+  const journalled = () => gateway.journal.list().length;
+
+  console.log('\nUndo journal (single-row UPDATE through the write path, -c ' + CLIENTS + '; 10,000-row DELETE through Airlock, median of 5):\n');
+  await putCaptureBack();
+  const before = journalled();
+  const withJournal = await pgbench('127.0.0.1', gateway.address.port, 'bench_writer', { PGPASSWORD: agentPassword }, 'simple', writeScript);
+  const deleteWith = await deleteMs();
+  const kept = journalled() - before;
+  if (kept === 0) throw new Error('the journalled runs left nothing in the journal: capture is not working');
+  await removeCapture();
+  const withoutJournal = await pgbench('127.0.0.1', gateway.address.port, 'bench_writer', { PGPASSWORD: agentPassword }, 'simple', writeScript);
+  const deleteWithout = await deleteMs();
+  console.log(`write path, single-row UPDATE: journalled ${withJournal.latency.toFixed(3)} ms (${withJournal.tps.toFixed(0)} tps), unjournalled ${withoutJournal.latency.toFixed(3)} ms (${withoutJournal.tps.toFixed(0)} tps): ${(withJournal.latency / withoutJournal.latency).toFixed(2)}x latency (target <= 1.5x); ${kept} changes journalled`);
+  console.log(
+    `10,000-row DELETE through Airlock: journalled ${deleteWith.toFixed(1)} ms (${Math.round(10000 / (deleteWith / 1000))} rows/s end to end), unjournalled ${deleteWithout.toFixed(1)} ms; ` +
+      `capture + read-back + durable journal: ${(deleteWith - deleteWithout).toFixed(1)} ms, ${Math.round(10000 / ((deleteWith - deleteWithout) / 1000))} rows/s (target >= 100,000)`,
+  );
+
+  // The application's own writes, straight to PostgreSQL: without capture, with, without, with.
+  const app = { without: [], with: [] };
+  for (const installed of [false, true, false, true]) {
+    if (installed) await putCaptureBack();
+    else await removeCapture();
+    app[installed ? 'with' : 'without'].push((await pgbench(server.host, server.port, server.user, pwEnv, 'simple', writeScript)).tps);
+  }
+  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  console.log(
+    `the application's own single-row UPDATE (direct, -c ${CLIENTS}): without capture ${app.without.map((t) => t.toFixed(0)).join(', ')} tps, with capture installed ${app.with.map((t) => t.toFixed(0)).join(', ')} tps: ` +
+      `${(mean(app.with) / mean(app.without)).toFixed(2)}x (target >= 0.95x)`,
+  );
+  await agent.end();
 }
 
 main().catch((err) => {

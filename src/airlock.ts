@@ -6,8 +6,10 @@
  * client of the gate); this is where they are put together, so the gateway
  * knows nothing of the web or of MCP.
  */
-import { startGateway } from './gateway/gateway.js';
+import { serviceClient, startGateway } from './gateway/gateway.js';
 import { startMcpHttp } from './mcp/http.js';
+import { UndoRefused, countConflicts, undoChanges } from './executor/undo.js';
+import type { ChangeControl } from './web/admin-api.js';
 import type { Gateway, GatewayOptions } from './gateway/gateway.js';
 import { AdminTokens } from './state/admin-tokens.js';
 import { FileApprovalStore } from './state/approval-store.js';
@@ -56,7 +58,53 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
   let admin: Awaited<ReturnType<typeof startAdminApi>>;
   try {
     const tokens = await AdminTokens.open(config.stateDir);
+    const journal = gateway.journal;
+    const changes: ChangeControl = {
+      list: (filter) => journal.list(filter),
+      async conflicts(ids) {
+        const out = new Map<string, number>();
+        if (ids.length === 0) return out;
+        const service = serviceClient(config);
+        await service.connect();
+        try {
+          for (const id of ids) out.set(id, await countConflicts(service, journal, id));
+        } finally {
+          await service.end().catch(() => undefined);
+        }
+        return out;
+      },
+      async undo(request, by) {
+        let ids = request.changes ?? [];
+        if (request.transaction !== undefined) {
+          ids = journal.list({ txid: request.transaction }).filter((e) => e.state === 'committed').map((e) => e.id);
+          if (ids.length === 0) throw new UndoRefused(`The journal holds no committed change of transaction ${request.transaction} that is not undone yet.`);
+        } else if (request.agent !== undefined) {
+          ids = journal.list({ agent: request.agent, since: request.since }).filter((e) => e.state === 'committed').map((e) => e.id);
+          if (ids.length === 0) throw new UndoRefused(`The journal holds no committed change of agent "${request.agent}" since ${request.since?.toISOString() ?? 'then'} that is not undone yet.`);
+        }
+        const service = serviceClient(config);
+        await service.connect();
+        try {
+          const result = await undoChanges(service, journal, ids, { dryRun: request.dryRun, force: request.force, by });
+          if (result.applied) {
+            await audit.appendDurable({
+              event: 'undo',
+              agent: null,
+              session: null,
+              client: null,
+              reason: `${by} undid ${result.changes.length} change(s)${request.force ? ', forced' : ''}`,
+              rows: result.tables.reduce((n, t) => n + t.delete + t.update + t.insert, 0),
+              detail: { by, changes: result.changes, undoChangeId: result.undoChangeId, tables: result.tables, force: request.force, conflicts: result.conflicts.length },
+            });
+          }
+          return result;
+        } finally {
+          await service.end().catch(() => undefined);
+        }
+      },
+    };
     admin = await startAdminApi({
+      changes,
       host: config.admin.listen.host,
       port: config.admin.listen.port,
       tokens,
@@ -144,6 +192,10 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
     mcpAddress: mcp?.address ?? null,
     freezes: gateway.freezes,
     warnings: gateway.warnings,
+    journal: gateway.journal,
+    get capture() {
+      return gateway.capture;
+    },
     get sessions() {
       return gateway.sessions;
     },

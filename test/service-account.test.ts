@@ -26,6 +26,9 @@ describe.each(testServers().map((s) => [s.name, s] as const))('a CREATEROLE serv
       await admin.query(`CREATE ROLE ${serviceUser} LOGIN CREATEROLE PASSWORD '${servicePassword}'`);
       await admin.query(`GRANT pg_read_all_data TO ${serviceUser} WITH ADMIN OPTION`);
       await admin.query(`GRANT INSERT, UPDATE, DELETE ON public.tasks TO ${serviceUser} WITH GRANT OPTION`);
+      // Undo capture (README, "Undo"): a schema of its own for the capture functions, and TRIGGER on the tables agents write.
+      await admin.query(`CREATE SCHEMA airlock AUTHORIZATION ${serviceUser}`);
+      await admin.query(`GRANT TRIGGER ON public.tasks TO ${serviceUser}`);
     } finally {
       await admin.end();
     }

@@ -11,6 +11,7 @@ import { runMcp } from './mcp-command.js';
 import { runStart } from './start-command.js';
 import { runAdmin, runFreeze, runStatus, runUnfreeze } from './freeze-commands.js';
 import { runApprovals, runApprove, runDeny } from './approval-commands.js';
+import { runChanges, runUndo } from './undo-commands.js';
 
 const USAGE = `Usage: airlock <command> [options]
 
@@ -42,7 +43,12 @@ Commands:
   mcp [--url URL]                Serve MCP on stdio for an agent's MCP client, through the running Airlock,
                                  as the agent in AIRLOCK_URL (postgres://AGENT:PASSWORD@HOST:PORT/DATABASE).
 
-  freeze, unfreeze, status, approvals, approve and deny talk to the running server's admin API with the
+  changes [--agent NAME] [--since TIME] [--table T] [--transaction TXID] [--all] [--json]
+                                 List the journalled changes, one a line: change id, time, agent, statement, rows per table, state.
+  undo CHANGE_ID… | --transaction TXID | --agent NAME --since TIME [--dry-run] [--force]
+                                 Put the rows of those changes back exactly, in one transaction; stops at rows changed since unless --force.
+
+  freeze, unfreeze, status, approvals, approve, deny, changes and undo talk to the running server's admin API with the
   token in AIRLOCK_ADMIN_TOKEN (or ask for it), at --admin HOST:PORT, or
   AIRLOCK_ADMIN_ADDRESS, or the config's admin.listen.
 
@@ -72,8 +78,13 @@ function parse(argv: string[]) {
       reason: { type: 'string' },
       until: { type: 'string' },
       window: { type: 'string' },
-      admin: { type: 'string' },
+      since: { type: 'string' },
+      table: { type: 'string' },
+      transaction: { type: 'string' },
       all: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      force: { type: 'boolean' },
+      admin: { type: 'string' },
       totp: { type: 'string' },
       'max-rows': { type: 'string' },
       url: { type: 'string' },
@@ -123,6 +134,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runDeny(args, rest);
       case 'mcp':
         return await runMcp(args);
+      case 'changes':
+        return await runChanges(args);
+      case 'undo':
+        return await runUndo(args, rest);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

@@ -130,6 +130,7 @@ describe('parseConfig: the minimal file', () => {
       rules: [],
       trustedFunctions: [],
       canaryTables: [],
+      undo: { optionalTables: [] },
       admin: { listen: { host: '127.0.0.1', port: 6433 }, totpSecret: null },
       mcp: null,
       freezeWindows: [],
@@ -481,7 +482,7 @@ describe('environment interpolation', () => {
 
   it('does not substitute in keys', () => {
     expect(problemsOf(withAgent('', '${KEY}: 1\n'), { KEY: 'listen' })).toEqual([
-      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, admin, mcp, freeze_windows, tripwire, approvals, audit, limits)',
+      'airlock.yaml: ["${KEY}"]: is not a known key (known keys here: listen, upstream, state_dir, tls, agents, trusted_functions, write_limits, rules, canary_tables, undo, admin, mcp, freeze_windows, tripwire, approvals, audit, limits)',
     ]);
   });
 

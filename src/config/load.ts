@@ -57,6 +57,8 @@ export interface AirlockConfig {
   freezeWindows: FreezeWindowConfig[];
   /** Honeytoken tables, as schema.table patterns with * wildcards. */
   canaryTables: string[];
+  /** Undo: tables agents may write without the journal (undo.optional_tables), as schema.table patterns. */
+  undo: { optionalTables: string[] };
   tripwire: {
     refusals: number;
     windowSeconds: number;
@@ -582,6 +584,7 @@ function resolveSections(
       rules,
       trustedFunctions: sections.trusted_functions ?? [],
       canaryTables: sections.canary_tables ?? [],
+      undo: { optionalTables: sections.undo?.optional_tables ?? [] },
       admin: { listen: admin.listen, totpSecret: admin.totp_secret ?? null },
       mcp: sections.mcp === undefined ? null : { listen: sections.mcp.listen, approvalWaitSeconds: sections.mcp.approval_wait_seconds },
       freezeWindows: (sections.freeze_windows ?? []).map((w) => ({ ...w, agents: w.agents ?? null })),

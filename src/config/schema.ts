@@ -561,6 +561,21 @@ export const configFileSchema = z
       .describe(
         'Tables no agent has any business touching (honeytokens), as schema.table with * wildcards. A statement that reads or writes one is refused and trips the tripwire at once.',
       ),
+    undo: z
+      .strictObject({
+        optional_tables: z
+          .array(
+            z.string().regex(/^[a-z_*][a-z0-9_$*]*\.[a-z_*][a-z0-9_$*]*$/, {
+              error: 'must be a schema-qualified, lower-case table name or pattern such as public.scratch_*',
+            }),
+          )
+          .default([])
+          .describe(
+            'Tables agents may write without the undo journal (schema.table with * wildcards): writes there are kept even where capture is missing (a table without a key, say), and cannot be undone. Every other write whose rows were not all captured is refused (rule no-journal).',
+          ),
+      })
+      .prefault({})
+      .describe('Undo: every agent write is journalled before it commits, and `airlock undo` puts it back.'),
     admin: z
       .strictObject({
         listen: z

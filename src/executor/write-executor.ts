@@ -16,6 +16,8 @@ import type { ErrorFields, TransactionStatus } from '../protocol/backend.js';
 import { encodeQuery } from '../protocol/frontend.js';
 import type { Message } from '../protocol/message-reader.js';
 import type { Denial } from '../policy/decision.js';
+import type { ImageKind, RowImage } from '../state/journal.js';
+import { CAPTURE_TABLE, CREATE_CAPTURE_TABLE, READ_CAPTURED, captureOnQuery, countCapturedQuery } from './capture.js';
 import { WriteConnectionLost } from './write-connection.js';
 import type { MessageSink, WriteConnection } from './write-connection.js';
 
@@ -25,7 +27,9 @@ const STATS_QUERY =
   'SELECT * FROM (SELECT n.nspname, c.relname, pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) AS i, ' +
   'pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) AS u, pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) AS d ' +
   'FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
-  "WHERE c.relkind IN ('r', 'm', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast') s " +
+  "WHERE c.relkind IN ('r', 'm', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' " +
+  // Airlock's own capture table (src/executor/capture.ts) is no change of the agent's.
+  `AND NOT (c.relpersistence = 't' AND c.relname = '${CAPTURE_TABLE}')) s ` +
   'WHERE i + u + d > 0';
 
 /** Rows one statement changed in one table, by how. */
@@ -49,8 +53,19 @@ export interface WriteImpact {
 /** Asked once the write ran and was measured: a refusal takes it back. */
 export type ImpactCheck = (impact: WriteImpact) => Denial | null;
 
-/** Puts the write on the record, durably, before it is kept; a rejection takes it back. */
-export type RecordWrite = (changeId: string, impact: WriteImpact, txid: string) => Promise<void>;
+/**
+ * Puts the write on the record (and its captured rows in the journal),
+ * durably, before it is kept; a rejection takes it back. `rows` are the row
+ * images captured for it when Airlock commits it itself; inside the agent's
+ * transaction they are null: the rows are journalled at the agent's COMMIT
+ * (`capturedInTransaction`), since its ROLLBACK (TO SAVEPOINT) may still take them back.
+ */
+export type RecordWrite = (changeId: string, impact: WriteImpact, txid: string, rows: RowImage[] | null) => Promise<void>;
+
+/** What capture needs from the caller: which tables may be written without a journal (config `undo.optional_tables`). */
+export interface CaptureOptions {
+  optional: (schema: string, name: string) => boolean;
+}
 
 export type WriteOutcome =
   /** Kept: committed, or released into the agent's transaction. */
@@ -106,6 +121,8 @@ export class WriteExecutor {
   private readonly savepoint = `airlock_write_${randomBytes(6).toString('hex')}`;
   /** True while the agent's own messages run: the only time a CancelRequest of the agent's may reach this connection. */
   private agentRunning = false;
+  /** Whether this connection's capture table exists (created once, when it opens). */
+  private captureReady = false;
 
   constructor(readonly connection: WriteConnection) {}
 
@@ -146,6 +163,42 @@ export class WriteExecutor {
   }
 
   /**
+   * Creates this connection's capture table (a temporary table of its own
+   * session). If it cannot (no TEMPORARY privilege, say), writes are not
+   * captured, and each is refused (rule no-journal) unless its tables are undo-optional.
+   */
+  async prepareCapture(): Promise<string | null> {
+    const answers = await this.connection.collect([encodeQuery(CREATE_CAPTURE_TABLE)], 1);
+    const error = firstError(answers);
+    this.captureReady = error === null;
+    return error === null ? null : (error.get('M') ?? 'unknown error');
+  }
+
+  /**
+   * Every row captured in the agent's open transaction (what its savepoint
+   * rollbacks left), grouped by change id, read before the agent's COMMIT is sent.
+   */
+  async capturedInTransaction(): Promise<Map<string, RowImage[]>> {
+    const answers = await this.connection.collect([encodeQuery(READ_CAPTURED)], 1);
+    const error = firstError(answers);
+    if (error !== null) throw new Error(`the captured rows could not be read back: ${error.get('M') ?? '?'}`);
+    const out = new Map<string, RowImage[]>();
+    for (const [change, table, kind, image] of capturedRows(answers)) {
+      let list = out.get(change);
+      if (list === undefined) out.set(change, (list = []));
+      list.push({ table, kind, image });
+    }
+    return out;
+  }
+
+  /** Asks the server whether a transaction committed: 'committed', 'aborted', 'in progress', or null (too old to say). */
+  async transactionStatus(txid: string): Promise<string | null> {
+    const answers = await this.connection.collect([encodeQuery(`SELECT pg_catalog.pg_xact_status('${txid.replace(/'/g, "''")}'::xid8)`)], 1);
+    const row = answers.find((m) => m.type === BACKEND.dataRow);
+    return row === undefined ? null : (parseDataRow(row.body)[0] ?? null);
+  }
+
+  /**
    * Runs one write (a Query, or extended-protocol messages up to Sync)
    * measured and checked; the agent's answers go to `sink` as they come (the
    * caller holds them until the outcome is known). `emptied` names tables the
@@ -162,6 +215,7 @@ export class WriteExecutor {
     check: ImpactCheck,
     record: RecordWrite,
     emptied: readonly { schema: string; name: string }[] = [],
+    capture: CaptureOptions = { optional: () => false },
   ): Promise<WriteResult> {
     const conn = this.connection;
     // Read afresh each time: every round changes it.
@@ -172,8 +226,11 @@ export class WriteExecutor {
     // backend reports its counts to the shared statistics at most once a
     // second, and until then the "current transaction" counters still hold
     // earlier transactions' rows.
+    const changeId = randomUUID();
     let open = `${autocommit ? 'BEGIN READ WRITE' : `SAVEPOINT ${this.savepoint}`}; SELECT pg_catalog.pg_current_xact_id()::text`;
     if (emptied.length > 0) open += `; ${countRowsQuery(emptied)}`;
+    // Capture on, for this transaction (or savepoint) only, filed under the change id (three columns: no counter row looks like it).
+    if (this.captureReady) open += `; ${captureOnQuery(changeId)}`;
     const opening = await conn.collect([encodeQuery(`${open}; ${STATS_QUERY}`)], 1);
     const openError = firstError(opening);
     const openTag = firstTag(opening);
@@ -209,7 +266,9 @@ export class WriteExecutor {
 
     // Deferred constraint triggers and foreign-key actions would run at
     // COMMIT, unmeasured: make them run now, inside the measurement.
-    const closing = await conn.collect([encodeQuery(`SET CONSTRAINTS ALL IMMEDIATE; ${STATS_QUERY}`)], 1);
+    // With the counters, what was captured: all of it when Airlock commits, counts when the agent's transaction goes on.
+    const readBack = !this.captureReady ? '' : `; ${autocommit ? READ_CAPTURED : countCapturedQuery(changeId)}`;
+    const closing = await conn.collect([encodeQuery(`SET CONSTRAINTS ALL IMMEDIATE; ${STATS_QUERY}${readBack}`)], 1);
     const closeError = firstError(closing);
     if (closeError !== null || txState() !== 'T') {
       const fields = closeError === null ? null : errorFieldsOf(closeError);
@@ -233,10 +292,25 @@ export class WriteExecutor {
       impact.rows += rows;
     }
     let denial = check(impact);
-    const changeId = randomUUID();
+    let rows: RowImage[] | null = null;
+    if (denial === null) {
+      const captured = new Map<string, number>();
+      if (autocommit && this.captureReady) {
+        rows = capturedRows(closing).map(([, table, kind, image]) => ({ table, kind, image }));
+        for (const r of rows) if (r.kind !== 'n') captured.set(r.table, (captured.get(r.table) ?? 0) + 1);
+      } else {
+        for (const m of closing) {
+          if (m.type !== BACKEND.dataRow) continue;
+          const cells = parseDataRow(m.body);
+          if (cells.length !== 3 || cells[1] === 'n') continue;
+          captured.set(cells[0] ?? '?', (captured.get(cells[0] ?? '?') ?? 0) + Number(cells[2] ?? 0));
+        }
+      }
+      denial = journalDenial(impact, captured, capture, this.captureReady);
+    }
     if (denial === null) {
       try {
-        await record(changeId, impact, txid);
+        await record(changeId, impact, txid, rows);
       } catch (err) {
         denial = {
           kind: 'deny',
@@ -391,3 +465,37 @@ function measure(before: readonly Message[], after: readonly Message[]): WriteIm
   return { rows, tables, changes };
 }
 
+
+/** READ_CAPTURED's rows (the only four-column rows among the answers): [change, 'schema.table', kind, image text]. */
+function capturedRows(messages: readonly Message[]): [string, string, ImageKind, string][] {
+  const out: [string, string, ImageKind, string][] = [];
+  for (const m of messages) {
+    if (m.type !== BACKEND.dataRow) continue;
+    const cells = parseDataRow(m.body);
+    if (cells.length === 4) out.push([cells[0] ?? '', cells[1] ?? '', (cells[2] ?? 'i') as ImageKind, cells[3] ?? 'null']);
+  }
+  return out;
+}
+
+/**
+ * Refuses a write whose changed rows were not all captured (capture missing
+ * on a table, disabled, or turned off by the statement itself), unless
+ * those tables are undo-optional: rows changed per table must equal rows captured.
+ */
+function journalDenial(impact: WriteImpact, captured: ReadonlyMap<string, number>, capture: CaptureOptions, ready: boolean): Denial | null {
+  const missing: string[] = [];
+  for (const [table, rows] of Object.entries(impact.tables)) {
+    if (rows === 0 || captured.get(table) === rows) continue;
+    const dot = table.indexOf('.');
+    if (capture.optional(table.slice(0, dot), table.slice(dot + 1))) continue;
+    missing.push(`${table} (${rows} changed, ${captured.get(table) ?? 0} captured)`);
+  }
+  if (missing.length === 0) return null;
+  return {
+    kind: 'deny',
+    rule: 'no-journal',
+    message: `airlock: the write could not be journalled for undo, so it was rolled back: ${missing.join(', ')}${ready ? '' : "; the write connection has no capture table"}`,
+    hint: 'Airlock installs undo capture on tables with a primary key (or a unique NOT NULL key) at start and when the schema changes; `airlock doctor` lists where it is missing. A table can be marked undo-optional in the config (undo.optional_tables).',
+    sqlstate: '55000',
+  };
+}

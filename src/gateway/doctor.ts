@@ -7,6 +7,8 @@
 import type pg from 'pg';
 import type { AirlockConfig } from '../config/load.js';
 import { describeUpstream } from '../config/load.js';
+import { captureStatus } from '../executor/capture.js';
+import { compileTablePattern } from '../policy/table-pattern.js';
 import { serviceClient } from './gateway.js';
 import { READ_ROLE_GRANTS, readRoleWarnings } from './read-roles.js';
 import { compileAgentPolicy } from '../policy/rules.js';
@@ -138,6 +140,21 @@ export async function runDoctorChecks(config: AirlockConfig): Promise<DoctorChec
       const policy = compileAgentPolicy(agent, config.rules);
       if (!policy.mayWrite) continue;
       checks.push(...(await checkWriteRole(service, agent.name, agent.writeRole, policy, me.rolsuper)));
+    }
+
+    // Undo capture (src/executor/capture.ts): where it is missing, agents' writes are refused (no-journal).
+    if (config.agents.some((a) => compileAgentPolicy(a, config.rules).mayWrite)) {
+      const optional = config.undo.optionalTables.map((p) => compileTablePattern(p));
+      const states = await captureStatus(service);
+      const missing = states.filter((st) => {
+        const dot = st.table.indexOf('.');
+        return !st.installed && !optional.some((p) => p.matches(st.table.slice(0, dot), st.table.slice(dot + 1)));
+      });
+      for (const st of missing) {
+        add('warn', `Undo capture is not in place on ${st.table}: ${st.reason ?? 'unknown reason'}. Agents' writes to it are refused (rule no-journal) until it is, or until undo.optional_tables names it.`);
+      }
+      const installed = states.filter((st) => st.installed).length;
+      add(installed > 0 || missing.length === 0 ? 'ok' : 'warn', `Undo capture is in place on ${installed} of ${states.length} tables.`);
     }
 
     // Even the service account, in a READ ONLY transaction, must be refused a

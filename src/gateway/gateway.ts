@@ -39,6 +39,10 @@ import { connectUpstream } from './upstream.js';
 import type { Denial } from '../policy/decision.js';
 import type { RelayIdentity } from './relay.js';
 import { FreezeStore } from '../state/freeze-store.js';
+import type { Journal } from '../state/journal.js';
+import { FileJournal } from '../state/file-journal.js';
+import { installCapture } from '../executor/capture.js';
+import type { CaptureState } from '../executor/capture.js';
 
 export interface Gateway {
   /** Where the gateway listens (the real port when the config said 0). */
@@ -47,6 +51,10 @@ export interface Gateway {
   freezes: FreezeStore;
   /** Warnings found at start-up, in plain words. */
   warnings: string[];
+  /** Where undo capture is in place, as last installed or checked. */
+  readonly capture: CaptureState[];
+  /** The undo journal. */
+  journal: Journal;
   /** Number of open client sessions. */
   readonly sessions: number;
   /** Stops listening, ends every session. */
@@ -65,6 +73,8 @@ export interface GatewayOptions {
   approvals?: ApprovalStore;
   /** Told of each new request for approval (the admin side's notification). */
   onApprovalRequest?: (request: ApprovalRequest) => void;
+  /** The undo journal (src/state/journal.ts); by default the file journal in the state directory, opened and closed by the gateway. */
+  journal?: Journal;
 }
 
 /**
@@ -134,6 +144,17 @@ export function serviceClient(config: AirlockConfig): pg.Client {
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  if (options.journal !== undefined) return startWithJournal(options, options.journal, false);
+  const journal = await FileJournal.open(options.config.stateDir);
+  try {
+    return await startWithJournal(options, journal, true);
+  } catch (err) {
+    await journal.close();
+    throw err;
+  }
+}
+
+async function startWithJournal(options: GatewayOptions, journal: Journal, ownJournal: boolean): Promise<Gateway> {
   const { config, audit } = options;
   const log = options.log ?? ((line: string) => console.error(line));
   await loadParser();
@@ -155,6 +176,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
   const secret = await readRoleSecret(config.upstream.password, config.stateDir);
   let schema: SchemaKnowledge;
+  let capture: CaptureState[] = [];
+  const undoOptional = config.undo.optionalTables.map((p) => compileTablePattern(p));
+  const isUndoOptional = (s: string, n: string): boolean => undoOptional.some((p) => p.matches(s, n));
+  /** Says, once per table and reason, where writes will be refused for want of capture. */
+  const reported = new Set<string>();
+  const reportCapture = (states: CaptureState[], into: (line: string) => void): void => {
+    for (const st of states) {
+      const dot = st.table.indexOf('.');
+      if (st.installed || isUndoOptional(st.table.slice(0, dot), st.table.slice(dot + 1))) continue;
+      const line = `undo capture is not in place on ${st.table}: ${st.reason ?? 'unknown reason'}. Agents' writes to it are refused (rule no-journal) unless undo.optional_tables names it.`;
+      if (reported.has(line)) continue;
+      reported.add(line);
+      into(line);
+    }
+  };
   try {
     schema = await loadSchemaKnowledge(service, config.trustedFunctions, canaryTables);
     for (const pattern of canaryTables) {
@@ -164,6 +200,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
     }
     warnings.push(...unmatchedRulePatterns(config.rules, new Set(schema.relations.map((r) => r.toLowerCase()))));
+    if (config.agents.some((a) => policies.get(a.name)!.mayWrite)) {
+      try {
+        capture = await installCapture(service);
+        reportCapture(capture, (line) => warnings.push(line));
+      } catch (err) {
+        // Not fatal: without capture, agents' writes are refused (no-journal) until the next look installs it.
+        warnings.push(`Airlock could not install undo capture: ${(err as Error).message}. Agents' writes are refused (rule no-journal) until it is in place, except to tables under undo.optional_tables.`);
+      }
+      await settleJournal(service, journal, log);
+    }
     for (const agent of config.agents) {
       const password = readRolePassword(secret, agent.readRole);
       const role = await prepareReadRole(service, agent.readRole, password, { idleInTransactionMs: config.limits.idleInTransactionMs });
@@ -235,6 +281,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             await regrantWriteRoles(client).catch((err: Error) => {
               log(`gateway: could not bring the write roles' grants up to date (trying again at the next look): ${err.message}`);
             });
+            // Tables created since: capture installed on them; changes left unknown (a lost connection): settled.
+            await installCapture(client).then(
+              (states) => {
+                capture = states;
+                reportCapture(states, (line) => log(`gateway: ${line}`));
+              },
+              (err: Error) => log(`gateway: could not bring undo capture up to date (trying again at the next look): ${err.message}`),
+            );
+            await settleJournal(client, journal, log);
           }
         },
         (err: Error) => log(`gateway: could not re-read the upstream's schema (keeping the last one): ${err.message}`),
@@ -332,6 +387,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     pinnedParameters: PINNED_PARAMETERS,
     policyFor: (agent: string) => policies.get(agent),
     budget: new WriteBudget(),
+    journal,
+    undoOptional: isUndoOptional,
     openWriteConnection: async (who: RelayIdentity) => {
       const u = config.upstream;
       // Writes run as the agent's write role, never as the service account: its grants are the second wall.
@@ -434,6 +491,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     address: { host: bound.address, port: bound.port },
     freezes,
     warnings,
+    journal,
+    get capture() {
+      return capture;
+    },
     get sessions() {
       return sessions.size;
     },
@@ -445,6 +506,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await closed;
       await classifier.close();
       for (const r of resolvers.values()) r.close();
+      if (ownJournal) await journal.close();
       try {
         audit.append({ event: 'shutdown', agent: null, session: null, client: null });
       } catch (err) {
@@ -452,4 +514,31 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
     },
   };
+}
+
+/**
+ * Settles journal entries whose transaction's outcome was not known (Airlock
+ * stopped, or lost its connection, between the journal's record and its
+ * mark) by asking the server: `pg_xact_status(txid)`. A transaction still in
+ * progress stays pending; one too old for the server to say is left pending
+ * and logged, for a human.
+ */
+export async function settleJournal(service: pg.Client, journal: Journal, log: (line: string) => void): Promise<void> {
+  const pending = journal.pending();
+  if (pending.length === 0) return;
+  const committed: string[] = [];
+  const aborted: string[] = [];
+  for (const entry of pending) {
+    try {
+      const { rows } = await service.query<{ s: string | null }>('SELECT pg_catalog.pg_xact_status($1::xid8) AS s', [entry.txid]);
+      const status = rows[0]?.s ?? null;
+      if (status === 'committed') committed.push(entry.id);
+      else if (status === 'aborted') aborted.push(entry.id);
+      else if (status === null) log(`journal: the outcome of change ${entry.id} (transaction ${entry.txid}) is too old for the database to say; it stays pending`);
+    } catch (err) {
+      log(`journal: could not ask the database about change ${entry.id} (transaction ${entry.txid}): ${(err as Error).message}`);
+    }
+  }
+  await journal.settle(committed, 'committed');
+  await journal.settle(aborted, 'aborted');
 }

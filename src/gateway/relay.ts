@@ -46,6 +46,7 @@ import {
   freezeWriteDenial,
   readOnlyTransactionDenial,
   truncateCascadeDenial,
+  unrecoverableDenial,
   unallowedChangeDenial,
   unattributableDenial,
   writeShapeDenial,
@@ -84,6 +85,7 @@ import { PREAMBLE, WriteEscaped, WriteExecutor, WriteOutcomeUnknown, denialField
 import type { WriteImpact } from '../executor/write-executor.js';
 import { WriteConnectionLost } from '../executor/write-connection.js';
 import type { WriteConnection } from '../executor/write-connection.js';
+import type { Journal } from '../state/journal.js';
 
 /** What the relay needs from the gateway. */
 export interface RelayContext {
@@ -112,6 +114,10 @@ export interface RelayContext {
   openWriteConnection: (who: RelayIdentity) => Promise<WriteConnection>;
   /** Every agent's write budgets, over all its sessions. */
   budget: WriteBudget;
+  /** The undo journal: every kept write's row images, recorded before COMMIT. */
+  journal: Journal;
+  /** Tables the config lets agents write without a journal (undo.optional_tables). */
+  undoOptional: (schema: string, name: string) => boolean;
   log: (line: string) => void;
 }
 
@@ -203,6 +209,8 @@ interface Batch {
   begins: boolean;
   /** It ends a transaction block with COMMIT. */
   commits: boolean;
+  /** Transaction control statements in it (BEGIN, COMMIT, SAVEPOINT, ROLLBACK TO, …). */
+  control: number;
   /** It asks for a read-write transaction (BEGIN/SET TRANSACTION ... READ WRITE): never on the read path. */
   readWrite: boolean;
   /** The whole batch is refused: none of it is sent, the client gets this error. */
@@ -212,7 +220,7 @@ interface Batch {
 }
 
 function newBatch(): Batch {
-  return { items: [], bytes: 0, executes: 0, unsafe: 0, runs: 0, writes: 0, write: null, begins: false, commits: false, readWrite: false, whole: null, cycle: null };
+  return { items: [], bytes: 0, executes: 0, unsafe: 0, runs: 0, writes: 0, write: null, begins: false, commits: false, control: 0, readWrite: false, whole: null, cycle: null };
 }
 
 /** Where a session's current transaction runs. */
@@ -246,6 +254,8 @@ export class Relay {
   private home: Home = 'read';
   /** The write transaction now open has kept a write: its COMMIT is refused under a freeze. */
   private txWrote = false;
+  /** Writes released into the agent's open transaction: journalled at its COMMIT, forgotten at its ROLLBACK. */
+  private txChanges: { changeId: string; txid: string; text: string }[] = [];
   /** Client messages that arrived while the write connection worked; handled, in order, once it is done. */
   private held: Message[] | null = null;
   private heldBytes = 0;
@@ -968,6 +978,7 @@ export class Relay {
     // Whatever could turn read-only off goes to the write connection or nowhere.
     if (t.readWrite) this.batch.readWrite = true;
     if (facts.kind !== 'transaction') return;
+    this.batch.control++;
     if (t.action === 'begin') this.batch.begins = true;
     if (t.action === 'commit') this.batch.commits = true;
   }
@@ -1006,6 +1017,7 @@ export class Relay {
     batch.write = null;
     batch.begins = false;
     batch.commits = false;
+    batch.control = 0;
     batch.readWrite = false;
     batch.whole = null;
   }
@@ -1330,6 +1342,8 @@ export class Relay {
         const writer = new WriteExecutor(conn);
         try {
           await writer.verifyMeasurable();
+          const problem = await writer.prepareCapture();
+          if (problem !== null) this.ctx.log(`session ${this.who.session}: the write connection has no capture table (${problem}); its writes will be refused (no-journal) unless undo-optional`);
         } catch (err) {
           conn.close();
           throw err;
@@ -1401,9 +1415,76 @@ export class Relay {
       else await this.runWrite(writer, batch, batch.write);
       return;
     }
+    if (batch.commits && this.txChanges.length > 0 && writer.status === 'T') {
+      await this.commitJournalled(writer, batch);
+      return;
+    }
     // Reads, transaction control, refusals inside the write transaction:
     // answered as the read path answers, through the same bookkeeping.
     await this.passOnWriter(writer, batch);
+  }
+
+  /**
+   * The agent's COMMIT of a transaction that kept writes: what its
+   * savepoints left captured is journalled, durably, before the COMMIT is
+   * sent, and marked committed (or aborted) by what the server says of the
+   * transaction afterwards. If the journal cannot be written, the
+   * transaction is rolled back instead.
+   */
+  private async commitJournalled(writer: WriteExecutor, batch: Batch): Promise<void> {
+    const changes = this.txChanges;
+    const txid = changes[0]!.txid;
+    let denial: Denial | null = null;
+    if (batch.control > 1) {
+      // Something else in the batch (ROLLBACK TO SAVEPOINT, say) could change what the COMMIT keeps after the rows were read.
+      denial = {
+        kind: 'deny',
+        rule: 'write-not-alone',
+        message: "airlock: a COMMIT of a transaction that wrote must be sent alone, so that exactly what it commits is journalled; the transaction was rolled back",
+        hint: 'Send COMMIT on its own.',
+        sqlstate: '0A000',
+      };
+    }
+    const ids: string[] = [];
+    if (denial === null) {
+      try {
+        const captured = await writer.capturedInTransaction();
+        const entries = changes
+          .filter((c) => captured.has(c.changeId))
+          .map((c) => ({ id: c.changeId, txid: c.txid, kind: 'write' as const, agent: this.who.agent, by: null, statement: c.text, rows: captured.get(c.changeId)! }));
+        await this.ctx.journal.record(entries);
+        ids.push(...entries.map((e) => e.id));
+      } catch (err) {
+        denial = {
+          kind: 'deny',
+          rule: 'journal-unavailable',
+          message: `airlock: the transaction's writes could not be journalled for undo, so it was rolled back: ${(err as Error).message}`,
+          hint: "A human must check Airlock's state directory (disk space, permissions) and its log.",
+          sqlstate: '58030',
+        };
+      }
+    }
+    if (denial !== null) {
+      for (let i = batch.items.length - 1; i >= 0; i--) batch.items[i]!.undo?.();
+      await writer.rollback();
+      this.objects.write.querySent();
+      this.recordDenial(denial, 'COMMIT', undefined, undefined);
+      this.toClient(Buffer.concat([errorResponse(denialFields(denial, 'The transaction was rolled back.')), readyForQuery('I')]));
+      this.settle('I', null);
+      return;
+    }
+    await this.passOnWriter(writer, batch);
+    if (ids.length === 0) return;
+    // Settled by the server's word on the transaction, not by the answers the agent saw.
+    let state: string | null = null;
+    if (writer.status === 'I') {
+      this.objects.write.querySent();
+      state = await writer.transactionStatus(txid).catch(() => null);
+    }
+    if (state === 'committed' || state === 'aborted') {
+      // Not awaited: a mark lost is settled at the next look with pg_xact_status().
+      void this.ctx.journal.settle(ids, state).catch((err: Error) => this.ctx.log(`journal: could not mark ${ids.join(', ')} ${state}: ${err.message}`));
+    }
   }
 
   /** Runs a batch on the write connection unmeasured (nothing in it writes), answers streamed to the client. */
@@ -1446,6 +1527,9 @@ export class Relay {
     const ready = await store.take(this.who.agent, hash);
     if (ready !== null) return this.runWrite(writer, batch, write, ready);
     if (this.txStatus !== 'I') return this.refuseBatch(batch, inTransactionDenial(this.who.agent), true);
+    // What would be refused anyway is refused now, not put to a human.
+    const early = this.earlyDenial(write.facts, false);
+    if (early !== null) return this.refuseBatch(batch, early, true);
     let request = store.pendingFor(this.who.agent, hash);
     if (request === undefined && store.list().filter((r) => r.agent === this.who.agent).length >= MAX_PENDING_APPROVALS) {
       return this.refuseBatch(batch, tooManyPendingDenial(this.who.agent, MAX_PENDING_APPROVALS), true);
@@ -1558,12 +1642,22 @@ export class Relay {
     return { denial: dryRunFailedDenial(fields?.code ?? 'XX000', fields?.message ?? 'the database refused it') };
   }
 
+  /**
+   * What refuses a write before it runs: a TRUNCATE … CASCADE, what undo
+   * could not put back, and (`budget`: which counts the write) a spent budget.
+   */
+  private earlyDenial(facts: StatementFacts | undefined, budget = true): Denial | null {
+    const truncates = facts?.changes.some((c) => c.action === 'truncate') === true;
+    if (truncates && facts?.cascade === true) return truncateCascadeDenial(this.who);
+    const unrecoverable = facts === undefined ? null : unrecoverableDenial(this.who, facts, this.ctx.undoOptional);
+    return unrecoverable ?? (budget ? this.ctx.budget.beforeWrite(this.subject, this.policy!.limits) : null);
+  }
+
   private async runWrite(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>, approved?: ApprovedBound): Promise<void> {
     const policy = this.policy!;
     const limits = policy.limits;
     const facts = write.facts;
-    const truncates = facts?.changes.some((c) => c.action === 'truncate') === true;
-    const early = truncates && facts?.cascade === true ? truncateCascadeDenial(this.who) : this.ctx.budget.beforeWrite(this.subject, limits);
+    const early = this.earlyDenial(facts);
     if (early !== null) {
       // Refused before it runs; the refusal fails the agent's transaction, if any, as an error would.
       await this.refuseBatch(batch, early, true);
@@ -1588,6 +1682,8 @@ export class Relay {
     const messages = this.materialize(batch.items, 'write', cycle);
     const answers: { type: number; raw: Buffer }[] = [];
     const s = write.statement;
+    /** The change id journalled (pending) before Airlock's own COMMIT, to be settled by its outcome. */
+    let journalled: string | null = null;
     const result = await writer.write(
       messages,
       (m) => {
@@ -1596,8 +1692,16 @@ export class Relay {
         answers.push({ type: m.type, raw: Buffer.from(action === 'pass' ? m.raw : action) });
       },
       check,
-      async (changeId, impact, txid) => {
-        await this.audit.durable({
+      async (changeId, impact, txid, rows) => {
+        // The journal entry and the audit record, both durable before COMMIT: written side by side.
+        const journalling =
+          rows !== null && rows.length > 0
+            ? this.ctx.journal.record([{ id: changeId, txid, kind: 'write', agent: this.who.agent, by: null, statement: s.text, rows }]).then(() => {
+                journalled = changeId;
+              })
+            : Promise.resolve();
+        // Awaited even when the audit record fails: a journal entry is never left unsettled behind Airlock's back.
+        const recording = this.audit.durable({
           event: 'write-intent',
           agent: this.who.agent,
           session: this.who.session,
@@ -1607,11 +1711,27 @@ export class Relay {
           rows: impact.rows,
           detail: { changeId, txid, tables: impact.tables },
         });
+        const [journal, audit] = await Promise.allSettled([journalling, recording]);
+        if (journal.status === 'rejected') throw journal.reason;
+        if (audit.status === 'rejected') throw audit.reason;
       },
       emptied,
+      { optional: this.ctx.undoOptional },
     );
     this.objects.write.querySent();
     const o = result.outcome;
+    if (journalled !== null && o.kind === 'kept' && process.env.AIRLOCK_TEST_HOLD_BEFORE_JOURNAL_MARK === '1') {
+      // Test hook (test/undo-cli.test.ts): hold between the database's COMMIT and the journal's mark, so a test can kill Airlock there.
+      this.ctx.log(`test hook: holding change ${journalled} between its COMMIT and its journal mark`);
+      await new Promise<never>(() => undefined);
+    }
+    if (journalled !== null) {
+      const state = o.kind === 'kept' ? 'committed' : 'aborted';
+      const id = journalled;
+      // Not awaited: a mark lost is settled at the next look with pg_xact_status().
+      void this.ctx.journal.settle([id], state).catch((err: Error) => this.ctx.log(`journal: could not mark ${id} ${state} (it is settled at the next look): ${err.message}`));
+    }
+    if (o.kind === 'kept' && result.status !== 'I') this.txChanges.push({ changeId: o.changeId, txid: o.txid, text: s.text });
     if (o.kind === 'kept') {
       // On the record as kept before the agent hears of it, whatever it does next.
       // Outside a transaction Airlock committed it; inside the agent's, it was
@@ -1645,7 +1765,10 @@ export class Relay {
   private settle(status: TransactionStatus, cycle: Cycle | null): void {
     this.txStatus = status;
     this.home = status === 'I' ? 'read' : 'write';
-    if (this.home === 'read') this.txWrote = false;
+    if (this.home === 'read') {
+      this.txWrote = false;
+      this.txChanges = [];
+    }
     if (cycle !== null && status === 'I') this.ns.transactionEnded('write', cycle.seq);
   }
 

@@ -155,6 +155,8 @@ interface Collector {
   drops: boolean;
   /** CASCADE behaviour somewhere in the statement. */
   cascade: boolean;
+  /** ALTER TABLE ... DROP COLUMN. */
+  dropsColumn: boolean;
   /** INSERT/UPDATE/DELETE/MERGE nodes anywhere, the statement itself included. */
   modifying: number;
   updateOrDelete: number;
@@ -176,6 +178,7 @@ function newCollector(): Collector {
     changes: [],
     drops: false,
     cascade: false,
+    dropsColumn: false,
     modifying: 0,
     updateOrDelete: 0,
     updateOrDeleteWithoutWhere: false,
@@ -438,6 +441,7 @@ function finish(text: string, c: Collector, draft: Draft): StatementFacts {
     changes: c.changes,
     drops: c.drops,
     cascade: c.cascade,
+    dropsColumn: c.dropsColumn,
     hasWhere: c.updateOrDelete > 0 ? !c.updateOrDeleteWithoutWhere : null,
     modifyingCte: c.modifyingCte,
     explainAnalyze: draft.explainAnalyze ?? false,
@@ -474,6 +478,7 @@ function collectorFrom(inner: StatementFacts): Collector {
   c.changes = [...inner.changes];
   c.drops = inner.drops;
   c.cascade = inner.cascade;
+  c.dropsColumn = inner.dropsColumn;
   c.modifyingCte = inner.modifyingCte;
   c.selectInto = inner.selectInto;
   c.locking = inner.locking;
@@ -903,6 +908,7 @@ function classifyOther(type: string, body: JsonObject, text: string, c: Collecto
       command = `ALTER ${objectWords(body.objtype, 'TABLE')}`;
       const subcommands = asArray(body.cmds).map((cmd) => asString(unwrap(cmd)?.[1].subtype) ?? '');
       if (subcommands.some((sub) => PRIVILEGE_SUBCOMMANDS.has(sub))) kind = 'privilege';
+      if (subcommands.includes('AT_DropColumn')) c.dropsColumn = true;
       break;
     }
     case 'DropStmt': {

@@ -134,6 +134,8 @@ export interface StatementFacts {
    * for TRUNCATE, views and constraints for DROP), which no fact lists.
    */
   cascade: boolean;
+  /** ALTER TABLE ... DROP COLUMN: the column's values go with it (undo cannot journal them yet). */
+  dropsColumn: boolean;
   /** A WITH clause anywhere holds INSERT/UPDATE/DELETE/MERGE. */
   modifyingCte: boolean;
   /** EXPLAIN ANALYZE (which executes its statement). */

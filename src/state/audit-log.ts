@@ -27,6 +27,8 @@ export const AUDIT_EVENTS = [
   /** An admin approved or denied a request (detail: request id, by). */
   'approve',
   'deny',
+  /** An admin's undo of journalled changes (detail: by, changes, undoChangeId, tables). */
+  'undo',
   'startup',
   'shutdown',
 ] as const;

@@ -17,6 +17,9 @@ import { isIP } from 'node:net';
 import Fastify from 'fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminTokens } from '../state/admin-tokens.js';
+import type { ChangeEntry, ChangeFilter } from '../state/journal.js';
+import { UndoRefused } from '../executor/undo.js';
+import type { UndoResult } from '../executor/undo.js';
 
 export type FreezeScope = { kind: 'global' } | { kind: 'agent'; agent: string };
 
@@ -30,6 +33,26 @@ export interface FreezeControl {
   endWindowEarly(name: string, by: string): Promise<unknown | null>;
   /** What is frozen now, and why. */
   status(): unknown;
+}
+
+/** What to undo: change ids, one transaction's changes, or everything an agent did since a time. */
+export interface UndoRequest {
+  changes?: string[];
+  transaction?: string;
+  agent?: string;
+  since?: Date;
+  dryRun: boolean;
+  force: boolean;
+}
+
+/** What the API needs from the journal and undo (src/airlock.ts puts them together). */
+export interface ChangeControl {
+  /** Journalled changes, oldest first. */
+  list(filter: ChangeFilter): ChangeEntry[];
+  /** For each committed change named, how many of its rows were changed again since (read, not locked). */
+  conflicts(ids: readonly string[]): Promise<Map<string, number>>;
+  /** Undoes (or with dryRun, plans) the changes asked for, as `by`; throws UndoRefused for a request that cannot be done. */
+  undo(request: UndoRequest, by: string): Promise<UndoResult>;
 }
 
 export const ADMIN_ACTION_KINDS = ['freeze', 'unfreeze', 'end-window'] as const;
@@ -51,6 +74,8 @@ export interface AdminApiOptions {
   freezes: FreezeControl;
   /** The known agent names. */
   agents: string[];
+  /** The undo journal and undo; without it, /v1/changes and /v1/undo answer 404. */
+  changes?: ChangeControl;
   /** Called after each change, with who made it; the gateway records it on the audit log. */
   onAction?: (action: AdminAction) => void;
   /** Requests for approval (approval-routes.ts); without it the approval endpoints are absent. */
@@ -90,6 +115,28 @@ const freezeBodySchema = {
   },
 } as const;
 
+interface UndoBody {
+  changes?: string[];
+  transaction?: string;
+  agent?: string;
+  since?: string;
+  dryRun?: boolean;
+  force?: boolean;
+}
+
+const undoBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    changes: { type: 'array', maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 64 } },
+    transaction: { type: 'string', minLength: 1, maxLength: 32, pattern: '^[0-9]+$' },
+    agent: agentName,
+    since: { type: 'string', minLength: 1, maxLength: 64 },
+    dryRun: { type: 'boolean' },
+    force: { type: 'boolean' },
+  },
+} as const;
+
 const unfreezeBodySchema = {
   type: 'object',
   additionalProperties: false,
@@ -103,6 +150,7 @@ const unfreezeBodySchema = {
 const BODY_SHAPES: Record<string, string> = {
   '/v1/freeze': '{ "agent"?: string, "reason": string, "until"?: ISO time }',
   '/v1/unfreeze': '{ "agent"?: string } or { "window": string }',
+  '/v1/undo': '{ "changes": [id, …] } or { "transaction": txid } or { "agent": name, "since": ISO time }, with "dryRun"?: boolean, "force"?: boolean',
 };
 
 /**
@@ -230,7 +278,7 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
   };
 
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send({ error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze, POST /v1/unfreeze, GET /v1/approvals, GET /v1/approvals/ID, POST /v1/approvals/ID/approve and POST /v1/approvals/ID/deny.` });
+    void reply.code(404).send({ error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze, POST /v1/unfreeze, GET /v1/approvals, GET /v1/approvals/ID, POST /v1/approvals/ID/approve, POST /v1/approvals/ID/deny, GET /v1/changes and POST /v1/undo.` });
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -298,6 +346,65 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
   });
 
   if (o.approvals !== undefined) registerApprovalRoutes(app, { ...o.approvals, by, secondFactor: o.secondFactor });
+  const control = o.changes;
+  if (control !== undefined) {
+    app.get<{ Querystring: Record<string, string | undefined> }>('/v1/changes', async (request, reply) => {
+      const q = request.query;
+      const filter: ChangeFilter = {};
+      if (q.agent !== undefined) filter.agent = q.agent;
+      if (q.table !== undefined) filter.table = q.table;
+      if (q.transaction !== undefined) filter.txid = q.transaction;
+      if (q.all === 'true') filter.all = true;
+      if (q.since !== undefined) {
+        const since = parseTime(q.since);
+        if (since === null) return reply.code(400).send({ error: `"since" must be an ISO 8601 time with a zone, such as 2030-01-31T18:00:00Z; "${q.since}" is not one.` });
+        filter.since = since;
+      }
+      const changes: (ChangeEntry & { conflicts?: number })[] = control.list(filter);
+      if (q.check === 'true') {
+        // The newest committed changes, up to CHECKED_CHANGES: each check reads its rows from the database.
+        const committed = changes.filter((e) => e.state === 'committed').slice(-CHECKED_CHANGES);
+        const counts = await control.conflicts(committed.map((e) => e.id));
+        for (const e of changes) if (counts.has(e.id)) e.conflicts = counts.get(e.id)!;
+      }
+      return { changes };
+    });
+
+    app.post<{ Body: UndoBody }>('/v1/undo', { schema: { body: undoBodySchema } }, async (request, reply) => {
+      const b = request.body;
+      const ways = [b.changes !== undefined, b.transaction !== undefined, b.agent !== undefined].filter(Boolean).length;
+      if (ways !== 1) {
+        return reply.code(400).send({ error: `Name what to undo one way: ${BODY_SHAPES['/v1/undo']}.` });
+      }
+      if (b.agent !== undefined && b.since === undefined) {
+        return reply.code(400).send({ error: 'Undoing an agent\'s changes needs "since" (an ISO 8601 time): everything the agent did from then on is undone.' });
+      }
+      let since: Date | undefined;
+      if (b.since !== undefined) {
+        const parsed = parseTime(b.since);
+        if (parsed === null) return reply.code(400).send({ error: `"since" must be an ISO 8601 time with a zone, such as 2030-01-31T18:00:00Z; "${b.since}" is not one.` });
+        since = parsed;
+      }
+      const name = by(request);
+      try {
+        const result = await control.undo(
+          { changes: b.changes, transaction: b.transaction, agent: b.agent, since, dryRun: b.dryRun === true, force: b.force === true },
+          name,
+        );
+        if (result.applied) log(`admin API: ${name} undid ${result.changes.join(', ')} (undo change ${result.undoChangeId ?? '?'})`);
+        if (!result.applied && b.dryRun !== true) {
+          return reply.code(409).send({
+            ...result,
+            error: `Undo stopped: ${result.conflicts.length} row(s) were changed again after the change${result.changes.length === 1 ? '' : 's'} being undone; nothing was changed. Look at the conflicts, then undo with force to overwrite them.`,
+          });
+        }
+        return result;
+      } catch (err) {
+        if (err instanceof UndoRefused) return reply.code(err.message.startsWith('The journal has no change') ? 404 : 409).send({ error: err.message });
+        throw err;
+      }
+    });
+  }
 
   if (!isLoopback(o.host)) {
     log(
@@ -320,3 +427,11 @@ function isLoopback(host: string): boolean {
   return host === '::1';
 }
 
+/** Most changes GET /v1/changes?check=true checks for conflicts (the newest committed ones). */
+const CHECKED_CHANGES = 200;
+
+/** An ISO 8601 time with its zone, or null. */
+function parseTime(text: string): Date | null {
+  const date = new Date(text);
+  return ISO_TIME.test(text) && !Number.isNaN(date.getTime()) ? date : null;
+}

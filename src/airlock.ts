@@ -30,7 +30,11 @@ export interface Airlock extends Gateway {
 export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
   const { config, audit } = options;
   const log = options.log ?? ((line: string) => console.error(line));
-  const approvals = await FileApprovalStore.open(config.stateDir, { expireSeconds: config.approvals.expireSeconds });
+  const clock = options.now;
+  const approvals = await FileApprovalStore.open(config.stateDir, {
+    expireSeconds: config.approvals.expireSeconds,
+    ...(clock === undefined ? {} : { now: () => clock().getTime() }),
+  });
   const webhook = config.approvals.webhook;
   const gateway = await startGateway({
     ...options,

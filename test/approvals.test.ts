@@ -109,8 +109,11 @@ for (const server of testServers()) {
       const pending = c.query("/* reason: fix a typo */ UPDATE tasks SET title = 'approved title' WHERE id = 1");
       const id = await waitingId(c);
       const listed = await admin('GET', '/v1/approvals');
-      const request = (listed.body as { requests: { id: number; reason: string; impact: Record<string, number>; agent: string }[] }).requests.find((r) => r.id === id);
+      const request = (listed.body as { requests: { id: number; reason: string; impact: Record<string, number>; agent: string; sample: { kind: string; image: string }[] }[] }).requests.find((r) => r.id === id);
       expect(request).toMatchObject({ agent: 'gated', reason: 'fix a typo', impact: { 'public.tasks': 1 } });
+      // The human sees the row as it is and as it would be.
+      expect(request!.sample.map((s) => [s.kind, (JSON.parse(s.image) as { id: number; title: string }).id])).toEqual([['o', 1], ['n', 1]]);
+      expect((JSON.parse(request!.sample[1]!.image) as { title: string }).title).toBe('approved title');
       // The humans hear of it through the webhook, with the commands that decide it.
       await expect.poll(() => hooks.find((h) => h.id === id), { timeout: 5_000 }).toMatchObject({
         event: 'approval-request',
@@ -221,6 +224,23 @@ for (const server of testServers()) {
       expect(await dataFingerprint()).toEqual(before);
     });
 
+    it('an approval binds the rows, not only their number: the same count of other rows is rolled back', async () => {
+      const c = await agent();
+      const [a, b] = [11, 12];
+      await direct("UPDATE tasks SET title = CASE id WHEN $1 THEN 'retarget me' ELSE 'other' END WHERE id IN ($1, $2)", [a, b]);
+      const sql = "UPDATE tasks SET status = 'done' WHERE title = 'retarget me'";
+      const err = (await c.query(sql).catch((e: pg.DatabaseError) => e)) as pg.DatabaseError;
+      const id = Number(/request #(\d+)/.exec(err.message)![1]);
+      await admin('POST', `/v1/approvals/${id}/approve`, {});
+      // Meanwhile the statement's WHERE comes to select another row: one row still, but not the one approved.
+      await direct("UPDATE tasks SET title = CASE id WHEN $1 THEN 'other' ELSE 'retarget me' END WHERE id IN ($1, $2)", [a, b]);
+      const before = await dataFingerprint();
+      const refused = (await c.query(sql).catch((e: pg.DatabaseError) => e)) as pg.DatabaseError;
+      expect(refused.code).toBe('42501');
+      expect(refused.message).toMatch(new RegExp(`approved in request #${id} changed a row of public.tasks that its dry run did not`));
+      expect(await dataFingerprint()).toEqual(before);
+    });
+
     it('the agent cannot approve its own request: not with its password over HTTP, not with any SQL', async () => {
       const c = await agent();
       const pending = c.query("UPDATE tasks SET title = 'self-approved' WHERE id = 5").catch((e: pg.DatabaseError) => e);
@@ -298,6 +318,48 @@ for (const server of testServers()) {
     });
   });
 }
+
+describe('approvals expire (approvals.expire_seconds)', () => {
+  const server = testServers()[0]!;
+  let db: TestDatabase;
+  let airlock: TestAirlock;
+  let offset = 0;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(server, { seed: true });
+    airlock = await startTestAirlock(server, db, { agents: [GATED], now: () => new Date(Date.now() + offset), extraYaml: ['approvals:', '  wait_seconds: 30', '  expire_seconds: 60'] });
+  });
+
+  afterAll(async () => {
+    await airlock?.close();
+    await dropRoles(server, [`${db.name}_gated`, `${db.name}_gated_w`]).catch(() => undefined);
+    await db?.drop();
+  });
+
+  it('a request nobody decides expires: the waiting statement fails saying so, and it can no longer be approved', async () => {
+    const token = await createAdminToken(airlock.stateDir, 'alice');
+    const { host, port } = airlock.gateway.adminAddress;
+    const c = new pg.Client(airlock.clientConfig(GATED.name));
+    const notices: string[] = [];
+    c.on('notice', (n) => notices.push(n.message ?? ''));
+    await c.connect();
+    try {
+      const pending = c.query("UPDATE tasks SET title = 'too late' WHERE id = 13").catch((e: pg.DatabaseError) => e);
+      await expect.poll(() => notices.find((n) => n.includes('waiting for approval #')), { timeout: 10_000, interval: 25 }).toBeDefined();
+      const id = Number(/#(\d+)/.exec(notices.find((n) => n.includes('waiting for approval #'))!)![1]);
+      offset = 61_000; // past approvals.expire_seconds
+      const err = (await pending) as pg.DatabaseError;
+      expect(err.code).toBe('42501');
+      expect(err.message).toMatch(new RegExp(`request #${id} expired at .* without a decision`));
+      const late = await adminRequest({ host, port, token }, 'POST', `/v1/approvals/${id}/approve`, {});
+      expect(late.status).toBe(409);
+      expect(late.body.error).toMatch(/is expired/);
+    } finally {
+      offset = 0;
+      await c.end();
+    }
+  });
+});
 
 describe('approvals with a second factor (admin.totp_secret)', () => {
   const server = testServers()[0]!;

@@ -24,7 +24,9 @@ export function requestLine(r: ApprovalRequest, now = Date.now()): string {
   const state = r.state === 'pending' ? '' : ` [${r.state}${r.decidedBy === undefined ? '' : ` by ${r.decidedBy}`}]`;
   const statement = r.text.replace(/\s+/g, ' ').trim();
   const params = r.params.length > 0 ? ` with ${JSON.stringify(r.params)}` : '';
-  return `#${r.id}  ${r.agent}  ${ageText} ago  impact: ${impact}  reason: ${r.reason ?? '(none given)'}${state}\n    ${statement}${params}`;
+  const words: Record<string, string> = { d: 'deletes', o: 'before', n: 'after', i: 'inserts', t: 'empties' };
+  const sample = (r.sample ?? []).slice(0, 4).map((s) => `\n      ${(words[s.kind] ?? s.kind).padEnd(7)} ${s.table} ${s.image.length > 160 ? `${s.image.slice(0, 160)}…` : s.image}`);
+  return `#${r.id}  ${r.agent}  ${ageText} ago  impact: ${impact}  reason: ${r.reason ?? '(none given)'}${state}\n    ${statement}${params}${sample.join('')}`;
 }
 
 export async function runApprovals(args: CommandArgs): Promise<number> {

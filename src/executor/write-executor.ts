@@ -65,6 +65,8 @@ export type RecordWrite = (changeId: string, impact: WriteImpact, txid: string, 
 /** What capture needs from the caller: which tables may be written without a journal (config `undo.optional_tables`). */
 export interface CaptureOptions {
   optional: (schema: string, name: string) => boolean;
+  /** Asked with the rows captured (when Airlock commits the write itself): a refusal takes the write back. */
+  rowsCheck?: (rows: readonly RowImage[]) => Denial | null;
 }
 
 export type WriteOutcome =
@@ -72,8 +74,8 @@ export type WriteOutcome =
   | { kind: 'kept'; changeId: string; impact: WriteImpact; txid: string }
   /** PostgreSQL refused it (or its COMMIT): nothing of it was kept. `error` is what the agent is told when its own answers hold no error. */
   | { kind: 'failed'; sqlstate: string; impact: WriteImpact | null; error: ErrorFields | null }
-  /** Airlock took it back: over a limit, a freeze, the record could not be written, the measurement failed. */
-  | { kind: 'refused'; denial: Denial; impact: WriteImpact | null };
+  /** Airlock took it back: over a limit, a freeze, the record could not be written, the measurement failed. `rows`: what was captured, when it was read. */
+  | { kind: 'refused'; denial: Denial; impact: WriteImpact | null; rows?: readonly RowImage[] | null };
 
 export interface WriteResult {
   outcome: WriteOutcome;
@@ -292,11 +294,11 @@ export class WriteExecutor {
       impact.rows += rows;
     }
     let denial = check(impact);
-    let rows: RowImage[] | null = null;
+    // Read whatever the check said: a refused write's rows are what a dry run shows.
+    const rows: RowImage[] | null = autocommit && this.captureReady ? capturedRows(closing).map(([, table, kind, image]) => ({ table, kind, image })) : null;
     if (denial === null) {
       const captured = new Map<string, number>();
-      if (autocommit && this.captureReady) {
-        rows = capturedRows(closing).map(([, table, kind, image]) => ({ table, kind, image }));
+      if (rows !== null) {
         for (const r of rows) if (r.kind !== 'n') captured.set(r.table, (captured.get(r.table) ?? 0) + 1);
       } else {
         for (const m of closing) {
@@ -307,6 +309,7 @@ export class WriteExecutor {
         }
       }
       denial = journalDenial(impact, captured, capture, this.captureReady);
+      if (denial === null && rows !== null && capture.rowsCheck !== undefined) denial = capture.rowsCheck(rows);
     }
     if (denial === null) {
       try {
@@ -323,7 +326,7 @@ export class WriteExecutor {
     }
     if (denial !== null) {
       const status = await this.takeBack(autocommit);
-      return { outcome: { kind: 'refused', denial, impact }, status };
+      return { outcome: { kind: 'refused', denial, impact, rows }, status };
     }
     let done: Message[];
     try {

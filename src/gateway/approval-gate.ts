@@ -6,7 +6,60 @@
  */
 import type { Denial } from '../policy/decision.js';
 import type { ApprovalRequest, ApprovalStore, ApprovedBound } from '../state/approval-store.js';
+import { createHash } from 'node:crypto';
 import type { WriteImpact } from '../executor/write-executor.js';
+import type { RowImage } from '../state/journal.js';
+
+/** Row images a request shows a human, and how much of each. */
+const SAMPLE_ROWS = 10;
+const SAMPLE_CHARS = 1000;
+/** Before-images kept to bind an approval to its rows; past this many, only their number binds it. */
+const MAX_BOUND_ROWS = 100_000;
+
+/** Image kinds that show a row as it was before the statement (journal.ts). */
+const BEFORE_KINDS: ReadonlySet<string> = new Set(['d', 'o', 't']);
+
+/** The first rows a dry run changed, for the human (before and after). */
+export function sampleOf(rows: readonly RowImage[]): { table: string; kind: string; image: string }[] {
+  return rows.slice(0, SAMPLE_ROWS).map((r) => ({ table: r.table, kind: r.kind, image: r.image.length > SAMPLE_CHARS ? `${r.image.slice(0, SAMPLE_CHARS)}…` : r.image }));
+}
+
+function digest(r: RowImage): string {
+  return createHash('sha256').update(`${r.table}\0${r.image}`).digest('hex');
+}
+
+/** The digests of the rows a dry run changed or removed, as they were before; undefined past MAX_BOUND_ROWS. */
+export function beforeDigests(rows: readonly RowImage[]): string[] | undefined {
+  const before = rows.filter((r) => BEFORE_KINDS.has(r.kind));
+  return before.length > MAX_BOUND_ROWS ? undefined : before.map(digest).sort();
+}
+
+/**
+ * The refusal when the approved statement changed or removed rows its dry
+ * run did not (the same number of other rows: the data it selects on
+ * changed since), or null. Rows it inserts are bound by their number only.
+ */
+export function rowsBeyondDenial(bound: ApprovedBound, rows: readonly RowImage[]): Denial | null {
+  if (bound.before === null) return null;
+  const left = new Map<string, number>();
+  for (const d of bound.before) left.set(d, (left.get(d) ?? 0) + 1);
+  for (const r of rows) {
+    if (!BEFORE_KINDS.has(r.kind)) continue;
+    const d = digest(r);
+    const n = left.get(d) ?? 0;
+    if (n === 0) {
+      return {
+        kind: 'deny',
+        rule: 'approval-exceeded',
+        message: `airlock: the statement approved in request #${bound.request.id} changed a row of ${r.table} that its dry run did not (or one that changed since), so it was rolled back`,
+        hint: 'Nothing was changed. An approval binds the rows the human saw; sending the statement again makes a new request with its rows now.',
+        sqlstate: '42501',
+      };
+    }
+    left.set(d, n - 1);
+  }
+  return null;
+}
 
 export interface ApprovalSettings {
   store: ApprovalStore;

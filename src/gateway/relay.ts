@@ -56,7 +56,10 @@ import { statedReason, statementHash } from '../state/approval-store.js';
 import type { ApprovalRequest, ApprovedBound } from '../state/approval-store.js';
 import {
   DRY_RUN,
+  beforeDigests,
   boundDenial,
+  rowsBeyondDenial,
+  sampleOf,
   cancelledWaitDenial,
   deniedDenial,
   dryRunFailedDenial,
@@ -85,7 +88,7 @@ import { PREAMBLE, WriteEscaped, WriteExecutor, WriteOutcomeUnknown, denialField
 import type { WriteImpact } from '../executor/write-executor.js';
 import { WriteConnectionLost } from '../executor/write-connection.js';
 import type { WriteConnection } from '../executor/write-connection.js';
-import type { Journal } from '../state/journal.js';
+import type { Journal, RowImage } from '../state/journal.js';
 
 /** What the relay needs from the gateway. */
 export interface RelayContext {
@@ -1546,6 +1549,7 @@ export class Relay {
         hash,
         reason: statedReason(s.text),
         impact: tried.impact.tables,
+        ...(tried.rows === null ? {} : { sample: sampleOf(tried.rows), before: beforeDigests(tried.rows) }),
       });
       await this.audit.durable({
         event: 'approval-request',
@@ -1604,7 +1608,11 @@ export class Relay {
   }
 
   /** Runs the write in a transaction that is rolled back, with Airlock's own messages: its impact, or why it failed. */
-  private async dryRun(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>): Promise<{ impact: WriteImpact } | { denial: Denial }> {
+  private async dryRun(
+    writer: WriteExecutor,
+    batch: Batch,
+    write: NonNullable<Batch['write']>,
+  ): Promise<{ impact: WriteImpact; rows: readonly RowImage[] | null } | { denial: Denial }> {
     const messages = dryRunMessages(batch, write);
     if (messages === null) {
       return {
@@ -1632,11 +1640,12 @@ export class Relay {
       },
       () => Promise.reject(new Error('a dry run is never recorded as kept')),
       emptiedBy(write.facts),
+      { optional: this.ctx.undoOptional },
     );
     this.objects.write.querySent();
     this.settle(result.status, null);
     const o = result.outcome;
-    if (o.kind === 'refused' && o.denial === DRY_RUN && measured !== null) return { impact: measured };
+    if (o.kind === 'refused' && o.denial === DRY_RUN && measured !== null) return { impact: measured, rows: o.rows ?? null };
     if (o.kind === 'refused') return { denial: o.denial };
     const fields = (o.kind === 'failed' ? o.error : null) ?? (error as ErrorFields | null);
     return { denial: dryRunFailedDenial(fields?.code ?? 'XX000', fields?.message ?? 'the database refused it') };
@@ -1716,7 +1725,7 @@ export class Relay {
         if (audit.status === 'rejected') throw audit.reason;
       },
       emptied,
-      { optional: this.ctx.undoOptional },
+      { optional: this.ctx.undoOptional, ...(approved === undefined ? {} : { rowsCheck: (rows: readonly RowImage[]) => rowsBeyondDenial(approved, rows) }) },
     );
     this.objects.write.querySent();
     const o = result.outcome;

@@ -29,6 +29,10 @@ export interface ApprovalRequest {
   reason: string | null;
   /** Rows per table ('schema.table') its dry run changed, cascades and triggers included. */
   impact: Record<string, number>;
+  /** Some of the rows its dry run changed, before (`d`, `o`, `t`) and after (`i`, `n`), as row_to_json text (where capture is in place). */
+  sample?: { table: string; kind: string; image: string }[];
+  /** sha256 of each row the dry run changed or removed, as it was before: an approval binds these rows, not only their number. */
+  before?: string[];
   created: string;
   expires: string;
   state: ApprovalState;
@@ -47,6 +51,8 @@ export interface ApprovedBound {
   perTable: Record<string, number> | null;
   /** Most rows in all, when the approver gave --max-rows. */
   maxRows: number | null;
+  /** The rows (digests of their before-images) the dry run changed; null when capture was not in place. */
+  before: string[] | null;
 }
 
 export class ApprovalError extends Error {
@@ -196,7 +202,7 @@ export class FileApprovalStore implements ApprovalStore {
       r.state = 'executed';
       r.executedAt = new Date(this.now()).toISOString();
       await this.save();
-      return { request: { ...r }, perTable: r.maxRows === undefined ? { ...r.impact } : null, maxRows: r.maxRows ?? null };
+      return { request: { ...r }, perTable: r.maxRows === undefined ? { ...r.impact } : null, maxRows: r.maxRows ?? null, before: r.before ?? null };
     }
     return null;
   }

@@ -164,6 +164,7 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
         host: config.mcp.listen.host,
         port: config.mcp.listen.port,
         approvalWaitMs: config.mcp.approvalWaitSeconds * 1000,
+        approvals,
         agents: config.agents.map((a) => ({ name: a.name, password: a.password, database: a.database })),
         gateway: gateway.address,
         maxStatementBytes: config.limits.maxStatementBytes,

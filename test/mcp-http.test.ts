@@ -72,7 +72,7 @@ describe('MCP over Streamable HTTP', () => {
   it('lists the tools with their annotations and serves a read, as the agent', async () => {
     const client = await connect(bearer('claude'));
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['describe_table', 'execute', 'explain', 'list_tables', 'query']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['approval_status', 'describe_table', 'execute', 'explain', 'list_tables', 'query']);
     expect(tools.find((t) => t.name === 'query')!.annotations?.readOnlyHint).toBe(true);
     expect(tools.find((t) => t.name === 'execute')!.annotations?.destructiveHint).toBe(true);
     const read = await call(client, 'query', { sql: 'SELECT full_name, current_user AS role FROM executives WHERE id = $1', params: [1] });
@@ -209,9 +209,15 @@ describe('MCP over Streamable HTTP: a write held for approval', () => {
     expect(held.isError).toBeFalsy();
     const id = Number(/request #(\d+)/.exec(text(held))![1]);
     expect(text(held)).toMatch(/^HELD: this statement waits for a human's approval/);
+    const status = async () => text((await client.callTool({ name: 'approval_status', arguments: { request: id } })) as CallToolResult);
+    expect(await status()).toMatch(new RegExp(`^Request #${id}: pending\\.`));
     const title = async () => withClient(db.url, async (c) => (await c.query<{ title: string }>('SELECT title FROM tasks WHERE id = 3')).rows[0]!.title);
     expect(await title()).not.toBe('approved through mcp');
     expect((await adminRequest({ host, port, token }, 'POST', `/v1/approvals/${id}/approve`, {})).status).toBe(200);
+    expect(await status()).toMatch(new RegExp(`^Request #${id}: approved by alice\\. Call execute again`));
+    // Another agent's request, or one that does not exist, is not told.
+    const missing = (await client.callTool({ name: 'approval_status', arguments: { request: id + 1000 } })) as CallToolResult;
+    expect(missing.isError).toBe(true);
     const ran = (await client.callTool({ name: 'execute', arguments: args })) as CallToolResult;
     expect(ran.isError, text(ran)).toBeFalsy();
     expect(text(ran)).toMatch(/^UPDATE: 1 row\./);

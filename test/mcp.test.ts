@@ -104,8 +104,8 @@ describe('airlock mcp on stdio', () => {
     const client = await connect('claude');
     const { tools } = await client.listTools();
     const byName = new Map(tools.map((t) => [t.name, t]));
-    expect([...byName.keys()].sort()).toEqual(['describe_table', 'execute', 'explain', 'list_tables', 'query']);
-    for (const name of ['list_tables', 'describe_table', 'query', 'explain']) {
+    expect([...byName.keys()].sort()).toEqual(['approval_status', 'describe_table', 'execute', 'explain', 'list_tables', 'query']);
+    for (const name of ['list_tables', 'describe_table', 'query', 'explain', 'approval_status']) {
       expect(byName.get(name)!.annotations?.readOnlyHint, name).toBe(true);
     }
     expect(byName.get('execute')!.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: true });

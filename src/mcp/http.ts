@@ -24,6 +24,7 @@ import type { ScramVerifier } from '../protocol/auth/scram-verifier.js';
 import { ClassifierPool, heapLimitMbFor } from '../sql/classifier-pool.js';
 import { GateClient, gateClassifier } from './gate-client.js';
 import { createAirlockMcpServer } from './tools.js';
+import type { ApprovalStore } from '../state/approval-store.js';
 
 const pbkdf2Async = promisify(pbkdf2);
 
@@ -52,6 +53,8 @@ export interface McpHttpOptions {
   maxStatementBytes: number;
   /** How long execute lets a statement wait for a human's approval before answering "held" (mcp.approval_wait_seconds). */
   approvalWaitMs?: number;
+  /** The requests for approval, for approval_status (each agent sees its own only). */
+  approvals?: ApprovalStore;
   /** Called for each request refused for its credential (for the audit log): the agent it named, if any, and the client's address. */
   onAuthFailed?: (refused: { agent: string | null; client: string }) => void;
   log?: (line: string) => void;
@@ -156,7 +159,10 @@ export async function startMcpHttp(options: McpHttpOptions): Promise<McpHttp> {
     const body = await readJson(req, maxBody);
     if (body === TOO_LARGE) return jsonRpcError(res, 413, `The request is larger than ${maxBody} bytes.`);
     if (body === NOT_JSON) return jsonRpcError(res, 400, 'Parse error: the request body is not JSON.', -32700);
-    const server = createAirlockMcpServer(gateFor(who.agent, who.password));
+    const server = createAirlockMcpServer(gateFor(who.agent, who.password), (id) => {
+      const r = options.approvals?.get(id);
+      return r !== undefined && r.agent === who.agent.name ? r : null;
+    });
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     res.on('close', () => {
       // The request's server and transport end with it; the agent's connection to the gate stays.

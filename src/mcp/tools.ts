@@ -9,6 +9,7 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import type { ApprovalRequest } from '../state/approval-store.js';
 import { GateError } from './gate-client.js';
 import type { GateClient, SqlParam } from './gate-client.js';
 import { renderError, renderRows } from './render.js';
@@ -40,8 +41,43 @@ const maxRows = z
   .describe(`Most rows to show (default ${DEFAULT_MAX_ROWS}, at most ${MAX_MAX_ROWS}); a result with more says it was truncated.`);
 
 /** Builds an MCP server whose tools all run through `gate`. */
-export function createAirlockMcpServer(gate: GateClient): McpServer {
+/** The agent's own approval requests, by id (null: not this agent's, or none). Only where the MCP server runs inside Airlock (HTTP). */
+export type OwnRequest = (id: number) => ApprovalRequest | null;
+
+export function createAirlockMcpServer(gate: GateClient, ownRequest?: OwnRequest): McpServer {
   const server = new McpServer({ name: 'airlock', version: VERSION }, { instructions: INSTRUCTIONS });
+
+  server.registerTool(
+    'approval_status',
+    {
+      title: 'Status of a request for approval',
+      description:
+        "Tells whether a statement execute answered HELD for was approved, denied or is still waiting for a human. It changes nothing. Once it says approved, call execute again with the identical statement and parameters.",
+      inputSchema: { request: z.number().int().min(1).describe('The request number execute gave (HELD … request #N).') },
+      annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
+    },
+    async ({ request }) =>
+      answer(async () => {
+        if (ownRequest === undefined) {
+          throw new GateError({
+            code: '0A000',
+            message: `airlock: approval_status is answered by Airlock's MCP server over HTTP (mcp.listen); this stdio client holds only your connection, which cannot read requests`,
+            hint: `Call execute again with the identical statement: approved, it runs once; still pending, it waits and answers HELD again.`,
+          });
+        }
+        const r = ownRequest(request);
+        if (r === null) throw new GateError({ code: '42704', message: `airlock: there is no request #${request} of yours` });
+        const decided = r.decidedBy === undefined ? '' : ` by ${r.decidedBy}${r.denyReason === undefined ? '' : `: ${r.denyReason}`}`;
+        const next: Record<string, string> = {
+          pending: 'A human has not decided yet.',
+          approved: 'Call execute again with the identical statement and parameters: it runs once.',
+          denied: 'It will not run; a changed statement would be a new request.',
+          executed: 'The approval was used: the statement ran.',
+          expired: 'Nobody decided in time; sending it again makes a new request.',
+        };
+        return `Request #${r.id}: ${r.state}${decided}. ${next[r.state] ?? ''}\nStatement: ${r.text}`;
+      }),
+  );
 
   server.registerTool(
     'list_tables',

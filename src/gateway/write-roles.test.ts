@@ -31,7 +31,7 @@ function rule(index: number, r: Partial<RuleConfig> & Pick<RuleConfig, 'decision
 
 /** ops (read-only profile) may insert and update tasks and the views over them, insert and delete notes, truncate scratch, create in app. */
 const RULES: RuleConfig[] = [
-  rule(0, { tables: ['public.companies'], decision: 'approve' }),
+  rule(0, { tables: ['public.companies'], decision: 'deny' }),
   rule(1, { kinds: ['insert', 'update'], tables: ['public.tasks', 'public.*_view'], decision: 'allow' }),
   rule(2, { kinds: ['insert', 'delete'], tables: ['public.notes'], decision: 'allow' }),
   rule(3, { kinds: ['truncate', 'drop'], tables: ['public.scratch'], decision: 'allow' }),
@@ -144,7 +144,7 @@ describe.each(testServers().map((s) => [s.name, s] as const))('write roles on th
               has_table_privilege($1, 'public.companies', 'SELECT') AS reads`,
       [role],
     );
-    // companies_view reads companies, which needs approval: no grant on the view either.
+    // companies_view reads companies, which the rules deny: no grant on the view either.
     expect(p).toEqual({ serial_seq: true, other_seq: false, identity_seq: false, create_app: true, create_public: false, reads: true });
   });
 

@@ -241,6 +241,15 @@ for (const server of testServers()) {
       expect(await dataFingerprint()).toEqual(before);
     });
 
+    it('tells the agent nothing of what its dry run read: no counts in the notice, no database error when it fails', async () => {
+      const c = await agent();
+      const err = (await c.query('UPDATE tasks SET priority = 1 / (SELECT count(*) - count(*) FROM companies)::int WHERE id = 14').catch((e: pg.DatabaseError) => e)) as pg.DatabaseError;
+      expect(err.code).toBe('42501');
+      expect(err.message).toMatch(/failed when it was tried for approval/);
+      expect(err.message).not.toMatch(/division by zero/);
+      expect(c.notices.join('\n')).not.toMatch(/row/);
+    });
+
     it('the agent cannot approve its own request: not with its password over HTTP, not with any SQL', async () => {
       const c = await agent();
       const pending = c.query("UPDATE tasks SET title = 'self-approved' WHERE id = 5").catch((e: pg.DatabaseError) => e);

@@ -80,10 +80,14 @@ export const DRY_RUN: Denial = {
   sqlstate: '00000',
 };
 
+/**
+ * The notice a waiting statement gets. It says nothing of the dry run: the
+ * statement ran there before anyone approved it, and what it read (rows of
+ * a table a rule holds for approval, say) must not reach the agent through
+ * counts or errors. The human sees the impact; the agent, the request.
+ */
 export function waitingNotice(request: ApprovalRequest): string {
-  const tables = Object.entries(request.impact);
-  const impact = tables.length === 0 ? 'no rows' : tables.map(([t, n]) => `${n} row${n === 1 ? '' : 's'} of ${t}`).join(', ');
-  return `airlock: waiting for approval #${request.id} (approve with: airlock approve ${request.id}); its dry run changed ${impact}`;
+  return `airlock: waiting for approval #${request.id} (approve with: airlock approve ${request.id})`;
 }
 
 function who(agent: string): string {
@@ -162,13 +166,18 @@ export function inTransactionDenial(agent: string): Denial {
   };
 }
 
-export function dryRunFailedDenial(code: string, message: string): Denial {
+/**
+ * The agent's answer when the dry run failed. The database's own error is
+ * not passed on: the statement ran unapproved there, and an error (division
+ * by zero on some row, say) would tell what it read. Airlock's log has it.
+ */
+export function dryRunFailedDenial(): Denial {
   return {
     kind: 'deny',
     rule: 'dry-run-failed',
-    message: `airlock: the statement failed when it was tried for approval, so no request was made: ${message}`,
-    hint: 'Nothing was changed. Fix the statement and send it again.',
-    sqlstate: code,
+    message: 'airlock: the statement failed when it was tried for approval, so no request was made; what the database said is in Airlock\'s log, for a human',
+    hint: 'Nothing was changed. Check the statement (run its parts you may run without approval), or ask a human to look.',
+    sqlstate: '42501',
   };
 }
 

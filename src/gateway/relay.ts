@@ -1646,9 +1646,12 @@ export class Relay {
     this.settle(result.status, null);
     const o = result.outcome;
     if (o.kind === 'refused' && o.denial === DRY_RUN && measured !== null) return { impact: measured, rows: o.rows ?? null };
-    if (o.kind === 'refused') return { denial: o.denial };
+    // Whatever stopped it (the database, or Airlock's own checks: no journal, a failed measurement) is
+    // told to the log, not to the agent: its words and counts come of what the statement read unapproved.
     const fields = (o.kind === 'failed' ? o.error : null) ?? (error as ErrorFields | null);
-    return { denial: dryRunFailedDenial(fields?.code ?? 'XX000', fields?.message ?? 'the database refused it') };
+    const why = o.kind === 'refused' ? `${o.denial.rule}: ${o.denial.message}` : `${fields?.code ?? 'XX000'} ${fields?.message ?? 'the database refused it'}`;
+    this.ctx.log(`session ${this.who.session}: the dry run for approval of agent "${this.who.agent}"'s statement failed: ${why}`);
+    return { denial: dryRunFailedDenial() };
   }
 
   /**

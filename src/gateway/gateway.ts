@@ -15,6 +15,7 @@ import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
 import { Admission } from './admission.js';
 import { MemoryBudget } from './memory-budget.js';
+import { IdleCollector } from './idle-collector.js';
 import type { ApprovalRequest, ApprovalStore } from '../state/approval-store.js';
 
 /** How often a statement waiting for approval is reminded, with a notice, of what it waits for. */
@@ -500,6 +501,9 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
   const bound = server.address() as net.AddressInfo;
   audit.append({ event: 'startup', agent: null, session: null, client: null, detail: { listen: `${bound.address}:${bound.port}` } });
 
+  // What a flood leaves behind is given back once it is over.
+  const idle = new IdleCollector();
+
   return {
     address: { host: bound.address, port: bound.port },
     freezes,
@@ -514,6 +518,7 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
     async close() {
       clearInterval(refresh);
       clearInterval(reloadFreezes);
+      idle.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.shutdown();
       await closed;

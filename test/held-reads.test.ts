@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import postgres from 'postgres';
 import { createAdminToken } from '../src/state/admin-tokens.js';
 import { adminRequest } from '../src/cli/admin-client.js';
 import { readAuditTail } from '../src/state/file-audit-log.js';
@@ -140,6 +141,21 @@ for (const server of testServers()) {
       expect(second.id).not.toBe(request.id);
       expect(second.params).toEqual(['2']);
       await expect(other).rejects.toMatchObject({ code: '57014' });
+    });
+
+    it('postgres.js (Parse and Describe first, then Bind and Execute): the held read waits and returns its rows once approved', async () => {
+      const notices: string[] = [];
+      const sql = postgres(airlock.url(READER.name), { max: 1, onnotice: (n) => notices.push(String(n.message)) });
+      try {
+        const pending = sql`SELECT id FROM executives WHERE company_id = ${3} ORDER BY id`.execute();
+        const request = await waitingRequest({ notices });
+        expect(request.params).toEqual(['3']);
+        expect((await admin('POST', `/v1/approvals/${request.id}/approve`, {})).status).toBe(200);
+        const expected = (await withClient(db.url, (d) => d.query<{ id: string }>('SELECT id FROM executives WHERE company_id = 3 ORDER BY id'))).rows.map((r) => String(r.id));
+        expect((await pending).map((r) => String(r.id))).toEqual(expected);
+      } finally {
+        await sql.end({ timeout: 5 });
+      }
     });
 
     it('is refused inside a transaction block, where it could not wait, and the table stays unread', async () => {

@@ -985,7 +985,7 @@ export class Relay {
 
   private onFlush(m: Message): void {
     if (this.batch.whole !== null) return;
-    if (this.policy !== null && this.batch.cycle === null && this.batch.runs === 0) {
+    if ((this.policy !== null || this.holdsReads) && this.batch.cycle === null && this.batch.runs === 0) {
       // Parse and Describe only (drivers ask what a statement takes and
       // returns before they bind it): answered now, on the connection the
       // transaction is on, closed with a Sync of Airlock's own, so that what

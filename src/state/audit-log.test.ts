@@ -2,12 +2,14 @@ import { describe, it, expect } from 'vitest';
 import { createHash } from 'node:crypto';
 import {
   AUDIT_RECORD_KEYS,
+  AUDIT_TEXT_MAX_CHARS,
   GENESIS_HASH,
   auditEntryProblem,
   auditRecordHead,
   binaryParamText,
   parseAuditLine,
   sealAuditRecord,
+  withBoundedText,
 } from './audit-log.js';
 import type { AuditEntry } from './audit-log.js';
 
@@ -122,5 +124,27 @@ describe('binaryParamText', () => {
     expect(binaryParamText(new Uint8Array([0, 0xff, 0x10]))).toBe('\\x00ff10');
     const view = new Uint8Array([9, 1, 2, 9]).subarray(1, 3);
     expect(binaryParamText(view)).toBe('\\x0102');
+  });
+});
+
+describe('withBoundedText', () => {
+  it('keeps a text or parameter up to the bound as it is', () => {
+    const entry: AuditEntry = { event: 'statement', agent: 'a', session: 's', client: null, text: 'x'.repeat(AUDIT_TEXT_MAX_CHARS), params: ['y'] };
+    expect(withBoundedText(entry)).toBe(entry);
+  });
+
+  it('cuts a longer text or parameter to its beginning, with its length and the sha256 of the whole', () => {
+    const text = `SELECT ${'('.repeat(100_000)}1${')'.repeat(100_000)}`;
+    const param = 'p'.repeat(AUDIT_TEXT_MAX_CHARS + 1);
+    const bounded = withBoundedText({ event: 'statement', agent: 'a', session: 's', client: null, text, params: ['short', param], detail: { kept: true } });
+    expect(bounded.text).toBe(text.slice(0, AUDIT_TEXT_MAX_CHARS));
+    expect(bounded.params).toEqual(['short', param.slice(0, AUDIT_TEXT_MAX_CHARS)]);
+    expect(bounded.detail).toEqual({
+      kept: true,
+      cut: {
+        text: { chars: text.length, sha256: createHash('sha256').update(text).digest('hex') },
+        'params[1]': { chars: param.length, sha256: createHash('sha256').update(param).digest('hex') },
+      },
+    });
   });
 });

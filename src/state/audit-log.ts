@@ -218,6 +218,32 @@ export function auditRecordHead(entry: AuditEntry, seq: number, at: string): str
   return json.slice(0, -1) + detail + ',"prev":"';
 }
 
+/**
+ * Longest statement text (and parameter) a record holds, in characters.
+ * A longer one is recorded as its beginning, with its length and the
+ * sha256 of the whole (`detail.cut`): the record still names exactly what
+ * was sent, and an agent that sends megabyte statements cannot make each
+ * one cost the gateway a megabyte of serialising, hashing and disk.
+ */
+export const AUDIT_TEXT_MAX_CHARS = 16 * 1024;
+
+/** The entry with any text or parameter past AUDIT_TEXT_MAX_CHARS cut, and `detail.cut` saying what was cut. */
+export function withBoundedText(entry: AuditEntry): AuditEntry {
+  const long = (v: string | null | undefined): v is string => typeof v === 'string' && v.length > AUDIT_TEXT_MAX_CHARS;
+  const params = entry.params;
+  if (!long(entry.text) && (params === undefined || !params.some(long))) return entry;
+  const cut: Record<string, { chars: number; sha256: string }> = {};
+  const bounded = (v: string, key: string): string => {
+    cut[key] = { chars: v.length, sha256: sha256('sha256', v, 'hex') };
+    return v.slice(0, AUDIT_TEXT_MAX_CHARS);
+  };
+  const out: AuditEntry = { ...entry };
+  if (long(entry.text)) out.text = bounded(entry.text, 'text');
+  if (params !== undefined) out.params = params.map((v, i) => (long(v) ? bounded(v, `params[${i}]`) : v));
+  out.detail = { ...entry.detail, cut };
+  return out;
+}
+
 /** The hash of a record, given its predecessor's hash and its text without the hash member. */
 export function auditRecordHash(prev: string, body: string): string {
   return sha256('sha256', prev + '\n' + body, 'hex');

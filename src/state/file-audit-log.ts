@@ -21,6 +21,7 @@ import {
   auditEntryProblem,
   auditRecordHash,
   auditRecordHead,
+  withBoundedText,
   parseAuditLine,
   sealAuditRecord,
 } from './audit-log.js';
@@ -294,7 +295,7 @@ export class FileAuditLog implements AuditLog {
     if (problem !== null) throw new TypeError(problem);
     const seq = this.#nextSeq;
     // Serialising now both snapshots the entry (the caller may reuse its objects) and fails its caller if it cannot be serialised.
-    const head = auditRecordHead(entry, seq, this.#at());
+    const head = auditRecordHead(withBoundedText(entry), seq, this.#at());
     this.#nextSeq = seq + 1;
     this.#buffer.push(durable === undefined ? { seq, head } : { seq, head, durable });
     if (durable !== undefined || this.#buffer.length >= this.#maxBatch) this.#kickSoon();

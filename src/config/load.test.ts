@@ -131,7 +131,7 @@ describe('parseConfig: the minimal file', () => {
       trustedFunctions: [],
       canaryTables: [],
       undo: { optionalTables: [] },
-      admin: { listen: { host: '127.0.0.1', port: 6433 }, totpSecret: null },
+      admin: { listen: { host: '127.0.0.1', port: 6433 }, totpSecret: null, tls: null },
       mcp: null,
       freezeWindows: [],
       tripwire: { refusals: 3, windowSeconds: 600, webhook: null },

@@ -247,6 +247,12 @@ describe('parseConfig: valid files', () => {
       { cert: TEST_CERT, key: TEST_KEY },
     ],
     [
+      'admin.tls files loaded as PEM',
+      withAgent('', 'admin:\n  tls:\n    cert: tls/ok.crt\n    key: tls/ok.key\n'),
+      (c) => c.admin.tls,
+      { cert: TEST_CERT, key: TEST_KEY },
+    ],
+    [
       'YAML anchors and aliases',
       'upstream: postgres://airlock@h/app\nagents:\n  - &a { name: one, password: long-enough-password }\n  - { name: two, password: long-enough-password }\n',
       (c) => c.agents.length,
@@ -357,6 +363,8 @@ describe('parseConfig: invalid files', () => {
     ['tls cert a directory', withAgent('', 'tls: { cert: tls, key: tls/ok.key }\n'), 'tls.cert', `the certificate file ${join(dir, 'tls')} is a directory, not a file`],
     ['tls cert not PEM', withAgent('', 'tls: { cert: tls/not-pem.txt, key: tls/ok.key }\n'), 'tls.cert', 'does not hold a PEM certificate'],
     ['tls key not PEM', withAgent('', 'tls: { cert: tls/ok.crt, key: tls/not-pem.txt }\n'), 'tls.key', 'does not hold an unencrypted PEM private key'],
+    ['admin.tls cert missing', withAgent('', 'admin:\n  tls: { cert: tls/nope.crt, key: tls/ok.key }\n'), 'admin.tls.cert', `the certificate file ${join(dir, 'tls/nope.crt')} does not exist`],
+    ['admin.tls key of another cert', withAgent('', 'admin:\n  tls: { cert: tls/ok.crt, key: tls/other.key }\n'), 'admin.tls.key', 'is not the private key of the certificate'],
     ['tls key of another cert', withAgent('', 'tls: { cert: tls/ok.crt, key: tls/other.key }\n'), 'tls.key', 'is not the private key of the certificate'],
     ['root a list', '- a\n- b\n', '(top level)', 'must be a mapping of keys to values (got a list)'],
     ['empty file', '', '(top level)', 'the file holds no settings'],

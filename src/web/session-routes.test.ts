@@ -4,7 +4,8 @@
  * cookie (and not on the CLI's bearer requests), the rate limit, the second
  * factor, revocation, sign-out, and the security headers.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import { startAdminApi } from './admin-api.js';
 import type { AdminAction, AdminApi, FreezeControl } from './admin-api.js';
 import { SecondFactor } from './second-factor.js';
 import { CSRF_COOKIE, SESSION_COOKIE } from './session-routes.js';
+import { selfSignedCert } from '../../test/support/certificates.js';
 
 class FakeFreezes implements FreezeControl {
   readonly calls: string[] = [];
@@ -44,7 +46,7 @@ let actions: AdminAction[];
 let logs: string[];
 let alice: string;
 
-async function start(options: { totp?: boolean } = {}) {
+async function start(options: { totp?: boolean; tls?: { cert: string; key: string } } = {}) {
   api = await startAdminApi({
     host: '127.0.0.1',
     port: 0,
@@ -54,6 +56,7 @@ async function start(options: { totp?: boolean } = {}) {
     onAction: (a) => actions.push(a),
     log: (line) => logs.push(line),
     ...(options.totp ? { secondFactor: new SecondFactor(TOTP_SECRET) } : {}),
+    tls: options.tls ?? null,
   });
   base = `http://${api.address.host}:${api.address.port}`;
 }
@@ -253,5 +256,31 @@ describe('the page', () => {
     for (const asset of ['/ui/app.js', '/ui/style.css', '/ui/icon.svg']) expect((await fetch(base + asset)).status).toBe(200);
     expect((await fetch(`${base}/ui/../admin-tokens.json`)).status).toBe(401);
     expect((await fetch(`${base}/v1/approvals`)).status).toBe(401);
+  });
+});
+
+describe('admin.tls', () => {
+  it('serves the admin API and the dashboard over HTTPS, with Secure session cookies', async () => {
+    const files = await selfSignedCert(dir, 'admin');
+    await start({ tls: { cert: await readFile(files.cert, 'utf8'), key: await readFile(files.key, 'utf8') } });
+    expect(api.scheme).toBe('https');
+    const { status, cookies } = await new Promise<{ status: number; cookies: string[] }>((resolve, reject) => {
+      const req = httpsRequest(
+        // The certificate is self-signed for localhost: this test checks the listener speaks TLS and what it answers, not the chain.
+        { host: api.address.host, port: api.address.port, path: '/v1/session', method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/json' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, cookies: res.headers['set-cookie'] ?? [] }));
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify({ token: alice }));
+    });
+    expect(status).toBe(201);
+    const session = cookies.find((c) => c.startsWith(`${SESSION_COOKIE}=`))!;
+    expect(session).toMatch(/; Secure/i);
+    expect(session).toMatch(/HttpOnly/i);
+    // Plain HTTP gets no answer from it.
+    await expect(fetch(`http://${api.address.host}:${api.address.port}/`)).rejects.toThrow();
   });
 });

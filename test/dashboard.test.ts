@@ -32,6 +32,13 @@ const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/dashboard/', import.m
 const GATED: TestAgent = { name: 'gated', password: 'gated-test-password', profile: 'writes-need-approval', extra: ['    write_limits: { max_rows: 1000, rows_per_hour: 100000 }'] };
 const OPS: TestAgent = { name: 'ops', password: 'ops-test-password', profile: 'read-write', extra: ['    write_limits: { max_rows: 1000, rows_per_hour: 100000, writes_per_minute: 600 }'] };
 
+/** Scheduled freezes, none in force during the test: the Freeze page lists them. */
+const WINDOWS = [
+  'freeze_windows:',
+  '  - { name: weekend, reason: nobody is on call, weekly: { days: [sat, sun], start: "00:00", end: "00:01", timezone: Pacific/Kiritimati } }',
+  '  - { name: release-2099, reason: the big release, agents: [ops], from: "2099-01-01T00:00:00Z", to: "2099-01-08T00:00:00Z" }',
+];
+
 const server = testServers()[0]!;
 
 describe('the dashboard, in a real browser', () => {
@@ -76,7 +83,7 @@ describe('the dashboard, in a real browser', () => {
     await mkdir(ARTIFACTS, { recursive: true });
     db = await createTestDatabase(server, { seed: true });
     stateDir = await mkdtemp(join(tmpdir(), 'airlock-dashboard-'));
-    airlock = await startTestAirlock(server, db, { stateDir, agents: [GATED, OPS], extraYaml: ['approvals:', '  wait_seconds: 60'] });
+    airlock = await startTestAirlock(server, db, { stateDir, agents: [GATED, OPS], extraYaml: ['approvals:', '  wait_seconds: 60', ...WINDOWS] });
     token = await createAdminToken(stateDir, 'alice');
     url = airlock.gateway.dashboardUrl;
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
@@ -163,6 +170,11 @@ describe('the dashboard, in a real browser', () => {
 
   it("freezes every agent from the dashboard: the banner says so on every page, and the agent's next write is refused", async () => {
     await open('freeze');
+    // The configured windows are listed with when they hold.
+    const windows = (await page.locator('main').textContent()) ?? '';
+    expect(windows).toContain('release-2099');
+    expect(windows).toContain('the big release');
+    expect(windows).toMatch(/every sat, sun 00:00–00:01 \(Pacific\/Kiritimati\)/);
     await shot('freeze');
     await page.locator('[data-test=freeze-all-quick]').click();
     await expect.poll(() => page.locator('[data-test=freeze-banner]').getAttribute('data-state')).toBe('frozen-all');

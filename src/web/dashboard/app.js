@@ -274,6 +274,8 @@ async function start() {
   route();
 
   // Live: every audit record, as it is written.
+  let agentsTimer = null;
+  cleanups.push(() => clearTimeout(agentsTimer));
   const events = new EventSource('/v1/events');
   events.addEventListener('open', () => {
     live.textContent = '●';
@@ -290,11 +292,17 @@ async function start() {
   events.addEventListener('audit', (e) => {
     const record = JSON.parse(e.data);
     store.emit('audit', record);
-    if (['approval-request', 'approve', 'deny'].includes(record.event) || (record.event === 'statement' && record.detail && record.detail.request !== undefined)) {
+    if (['approval-request', 'approve', 'deny'].includes(record.event) || (record.event === 'statement' && record.detail && record.detail.approval !== undefined)) {
       void store.refreshApprovals().catch(() => undefined);
     }
     if (['freeze', 'unfreeze', 'tripwire'].includes(record.event)) void store.refreshStatus().catch(() => undefined);
-    if (record.event === 'statement' && record.agent) void store.refreshAgents().catch(() => undefined);
+    // Budgets move with every write: refresh the agents at most every 2 s.
+    if (record.event === 'statement' && record.agent && agentsTimer === null) {
+      agentsTimer = setTimeout(() => {
+        agentsTimer = null;
+        void store.refreshAgents().catch(() => undefined);
+      }, 2000);
+    }
   });
   cleanups.push(() => events.close());
   const poll = setInterval(() => {

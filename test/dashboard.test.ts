@@ -17,6 +17,7 @@ import pg from 'pg';
 import { chromium } from 'playwright-core';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Secret, TOTP } from 'otpauth';
 import { createAdminToken } from '../src/state/admin-tokens.js';
 import { startTestAirlock } from './support/airlock.js';
 import type { TestAgent, TestAirlock } from './support/airlock.js';
@@ -327,5 +328,59 @@ describe('the dashboard, in a real browser', () => {
     await expect.poll(async () => (await p.locator('form.signin .error').textContent()) ?? '').toMatch(/Too many sign-in attempts/);
     await p.screenshot({ path: join(ARTIFACTS, 'sign-in-refused.png') });
     await other.close();
+  });
+});
+
+describe('the dashboard with admin.totp_secret, in a real browser', () => {
+  const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
+  const totp = new TOTP({ secret: Secret.fromBase32(SECRET), digits: 6, period: 30, algorithm: 'SHA1' });
+  let db: TestDatabase;
+  let stateDir: string;
+  let airlock: TestAirlock;
+  let browser: Browser;
+  let client: pg.Client | null = null;
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`The dashboard's browser tests need Debian's chromium at ${CHROMIUM} (apt-get install -y chromium).`);
+    db = await createTestDatabase(server, { seed: true });
+    stateDir = await mkdtemp(join(tmpdir(), 'airlock-dashboard-totp-'));
+    airlock = await startTestAirlock(server, db, { stateDir, agents: [GATED], extraYaml: ['approvals:', '  wait_seconds: 60'], adminYaml: [`  totp_secret: ${SECRET}`] });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await client?.end().catch(() => undefined);
+    await airlock?.close();
+    await db?.drop();
+    if (stateDir) await rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('signs in only with the TOTP code too, and approves with a fresh code', async () => {
+    const token = await createAdminToken(stateDir, 'bob');
+    const page = await browser.newPage();
+    await page.goto(airlock.gateway.dashboardUrl);
+    await page.fill('#token', token);
+    await page.click('form.signin button[type=submit]');
+    await expect.poll(async () => (await page.locator('form.signin .error').textContent()) ?? '').toMatch(/TOTP code/);
+    const now = Date.now();
+    await page.fill('#totp', totp.generate({ timestamp: now }));
+    await page.click('form.signin button[type=submit]');
+    await page.locator('main[data-page=approvals]').waitFor();
+    client = new pg.Client(airlock.clientConfig(GATED.name));
+    client.on('error', () => undefined);
+    await client.connect();
+    const pending = client.query("UPDATE tasks SET title = 'approved with a code' WHERE id = 5");
+    const card = page.locator('[data-test=approval]');
+    await card.waitFor({ timeout: 15_000 });
+    // Without a code the form is not sent: the field is required.
+    await card.locator('[data-test=approve]').click();
+    expect(await card.locator('input[name=approve-totp]:invalid').count()).toBe(1);
+    // The sign-in code is spent: the next one is good.
+    await card.locator('input[name=approve-totp]').fill(totp.generate({ timestamp: now + 30_000 }));
+    await card.locator('[data-test=approve]').click();
+    expect((await pending).rowCount).toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, 'approvals-totp.png'), fullPage: true });
+    await page.close();
   });
 });

@@ -373,7 +373,7 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
   app.get('/v1/freeze-windows', async () => ({ windows: o.freezeWindows?.() ?? [] }));
   app.get('/v1/agents', async () => ({ agents: o.agentDetails?.() ?? o.agents.map((name) => ({ name })) }));
 
-  await registerDashboardAssets(app);
+  await registerDashboardAssets(app, log);
   if (o.audit !== undefined) {
     registerAuditRoutes(app, o.audit);
     registerEventStream(app, {

@@ -51,20 +51,38 @@ const TYPES: Record<string, string> = {
 
 /**
  * Where the files are: beside this module when it runs from src/ (tests,
- * tsx), or back in src/ when it runs compiled from dist/src/web/.
+ * tsx) or from a build that copied them, or back in src/ when it runs
+ * compiled from dist/src/web/; null when they are in neither place.
  */
-export function dashboardDir(): string {
-  const candidates = [new URL('./dashboard/', import.meta.url), new URL('../../../src/web/dashboard/', import.meta.url)];
-  for (const url of candidates) {
+export function dashboardDir(): string | null {
+  for (const url of dashboardDirCandidates()) {
     const path = fileURLToPath(url);
     if (existsSync(`${path}index.html`)) return path;
   }
-  throw new Error(`The dashboard's files are missing: looked in ${candidates.map((u) => fileURLToPath(u)).join(' and ')}. Reinstall Airlock.`);
+  return null;
 }
 
-/** Reads the files once (they are small) and serves them. */
-export async function registerDashboardAssets(app: FastifyInstance): Promise<void> {
+function dashboardDirCandidates(): URL[] {
+  return [new URL('./dashboard/', import.meta.url), new URL('../../../src/web/dashboard/', import.meta.url)];
+}
+
+/**
+ * Reads the files once (they are small) and serves them. Without them the
+ * admin API still runs (the CLI, and the freeze, must not depend on a page):
+ * `/` then says what is missing, and the log says so at start.
+ */
+export async function registerDashboardAssets(app: FastifyInstance, log: (line: string) => void): Promise<void> {
   const dir = dashboardDir();
+  if (dir === null) {
+    const where = dashboardDirCandidates().map((u) => fileURLToPath(u)).join(' or ');
+    log(`dashboard: its files are not in ${where}, so the admin API runs without the dashboard. Reinstall Airlock to get it back.`);
+    const missing = async (_request: unknown, reply: { code: (n: number) => { send: (b: unknown) => unknown } }) =>
+      reply.code(404).send({ error: `This Airlock has no dashboard files (looked in ${where}); the admin API works without them. Reinstall Airlock to get the dashboard.` });
+    app.get('/', missing);
+    app.get('/favicon.ico', missing);
+    for (const name of DASHBOARD_FILES) app.get(`/ui/${name}`, missing);
+    return;
+  }
   const files = new Map<string, { body: Buffer; type: string }>();
   for (const name of ['index.html', ...DASHBOARD_FILES]) {
     files.set(name, { body: await readFile(`${dir}${name}`), type: TYPES[name.slice(name.lastIndexOf('.') + 1)] ?? 'application/octet-stream' });

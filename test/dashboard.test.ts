@@ -201,9 +201,13 @@ describe('the dashboard, in a real browser', () => {
   it('freezes one agent from the agents page, and lifts it', async () => {
     await open('agents');
     const card = page.locator('[data-test=agent][data-name=ops]');
+    // Half a reason typed for another agent: the page redraws on the freeze below, and must keep it.
+    await page.locator('[data-test=agent][data-name=gated] input[name=reason]').fill('half a reas');
     await card.locator('input[name=reason]').fill('looking into it');
     await card.locator('[data-test=freeze-ops]').click();
     await expect.poll(() => page.locator('[data-test=freeze-banner]').getAttribute('data-state')).toBe('frozen-some');
+    await page.locator('[data-test=agent][data-name=ops] [data-test=unfreeze-ops]').waitFor();
+    expect(await page.locator('[data-test=agent][data-name=gated] input[name=reason]').inputValue()).toBe('half a reas');
     const c = await agent(OPS);
     const err = await c.query("UPDATE tasks SET status = 'done' WHERE id = 4").then(
       () => null,
@@ -254,6 +258,26 @@ describe('the dashboard, in a real browser', () => {
     await page.locator('[data-test=change]', { hasText: 'DELETE FROM tasks WHERE id IN (10, 11)' }).locator('.pill', { hasText: 'undone' }).waitFor({ timeout: 10_000 });
   });
 
+  it('shows conflicts: a row changed again since the change, in the list and in the dry run, and undo then needs a named choice', async () => {
+    const c = await agent(OPS);
+    await c.query("UPDATE tasks SET title = 'the agent''s title' WHERE id = 20");
+    // A human changes the same row afterwards.
+    await direct("UPDATE tasks SET title = 'the human''s title' WHERE id = 20");
+    await open('changes');
+    const card = page.locator('[data-test=change]', { hasText: "UPDATE tasks SET title = 'the agent''s title' WHERE id = 20" });
+    await card.waitFor({ timeout: 10_000 });
+    await expect.poll(() => card.locator('header').textContent()).toContain('1 row changed since');
+    await card.locator('[data-test=undo-preview]').click();
+    await card.locator('[data-test=undo-confirm]').waitFor();
+    const panel = (await card.locator('.undo-panel').textContent()) ?? '';
+    expect(panel).toContain('1 row changed again after this change');
+    expect(panel).toContain('"title":"the human\'s title"');
+    expect(await card.locator('[data-test=undo-confirm]').textContent()).toContain('Undo anyway');
+    await shot('changes-conflict');
+    // Left as it is: the human's change stands.
+    expect((await direct<{ title: string }>('SELECT title FROM tasks WHERE id = 20'))[0]!.title).toBe("the human's title");
+  });
+
   it('shows each agent: profile, rules that apply, budgets used, tripwire', async () => {
     await open('agents');
     const ops = page.locator('[data-test=agent][data-name=ops]');
@@ -275,8 +299,9 @@ describe('the dashboard, in a real browser', () => {
     await expect.poll(() => page.locator('[data-test=verify-result]').textContent(), { timeout: 20_000 }).toContain('The audit log is intact');
     await page.fill('input[name=q]', 'approved from the dashboard');
     await page.click('form.filters button[type=submit]');
-    await expect.poll(() => page.locator('[data-test=audit-row]').count()).toBeGreaterThan(0);
-    expect(await page.locator('[data-test=audit-row]').first().textContent()).toContain('approved from the dashboard');
+    // The page first showed the newest records unfiltered: wait for the search's own answer.
+    await expect.poll(async () => (await page.locator('[data-test=audit-row]').allTextContents()).every((t) => t.includes('approved from the dashboard'))).toBe(true);
+    expect(await page.locator('[data-test=audit-row]').count()).toBeGreaterThan(0);
     await shot('audit');
   });
 

@@ -3,7 +3,7 @@
 // that freezes every agent; below it the pages. Live updates arrive as
 // server-sent events (GET /v1/events); the queue and the freeze state are
 // also polled, so a dropped stream costs freshness, not correctness.
-import { h, replace, time } from './dom.js';
+import { h, keepingInputs, replace, time } from './dom.js';
 import { api, currentSession, onSignedOut, signIn, signOut } from './api.js';
 import { activityPage, agentsPage, approvalsPage, auditPage, changesPage, freezePage } from './pages.js';
 
@@ -125,8 +125,16 @@ function signInView(message) {
 
 /** The bar on every page: frozen or not, in a way that cannot be missed, and the switch. */
 function freezeBanner(ctx) {
-  const bar = h('div', { class: 'banner', role: 'status', dataset: { test: 'freeze-banner' } });
+  const bar = h('div', { class: 'banner', role: 'status', dataset: { test: 'freeze-banner', key: 'banner' } });
+  let drawn = null;
   const render = () => {
+    // Redrawn only when the freezes changed, keeping a reason being typed.
+    const signature = JSON.stringify(ctx.store.status);
+    if (signature === drawn) return;
+    drawn = signature;
+    keepingInputs(bar, draw);
+  };
+  const draw = () => {
     const s = ctx.store.status;
     if (!s) return replace(bar);
     const global = ctx.store.globalFreeze();

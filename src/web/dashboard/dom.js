@@ -63,3 +63,33 @@ export function pill(text, tone = 'muted', props = {}) {
 export function plural(n, one, many = `${one}s`) {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/**
+ * Re-renders `container` without losing what the human was typing: inputs
+ * are matched by their name within the nearest [data-key] scope, and their
+ * values (and the focus) carried over. A refresh from the server must never
+ * wipe a half-written reason.
+ */
+export function keepingInputs(container, render) {
+  const saved = new Map();
+  let focused = null;
+  for (const el of container.querySelectorAll('input, select, textarea')) {
+    const key = inputKey(el);
+    if (key === null) continue;
+    saved.set(key, el.value);
+    if (el === document.activeElement) focused = key;
+  }
+  render();
+  for (const el of container.querySelectorAll('input, select, textarea')) {
+    const key = inputKey(el);
+    if (key === null) continue;
+    if (saved.has(key)) el.value = saved.get(key);
+    if (key === focused) el.focus();
+  }
+}
+
+function inputKey(el) {
+  if (!el.name) return null;
+  const scope = el.closest('[data-key]');
+  return `${scope ? scope.dataset.key : ''}/${el.name}`;
+}

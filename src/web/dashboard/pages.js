@@ -1,7 +1,7 @@
 // The dashboard's pages. Each takes the shared context (the store of what
 // the server said, the session, a way to show a message) and returns its
 // element; it keeps itself current by listening to the store.
-import { h, replace, pill, plural, time, relative } from './dom.js';
+import { h, keepingInputs, replace, pill, plural, time, relative } from './dom.js';
 import { api, ApiError } from './api.js';
 import { highlightSql } from './sql.js';
 
@@ -178,6 +178,7 @@ export function freezeSwitch(ctx, agent) {
       'form',
       {
         class: 'switch on',
+        dataset: { key: `switch-${agent ?? '*'}` },
         onsubmit: async (e) => {
           e.preventDefault();
           const done = await act(ctx, lift, () => api('POST', '/v1/unfreeze', agent === undefined ? {} : { agent }, { totp: totp?.value }));
@@ -194,6 +195,7 @@ export function freezeSwitch(ctx, agent) {
     'form',
     {
       class: 'switch off',
+      dataset: { key: `switch-${agent ?? '*'}` },
       onsubmit: async (e) => {
         e.preventDefault();
         const done = await act(ctx, go, () => api('POST', '/v1/freeze', agent === undefined ? { reason: reason.value } : { agent, reason: reason.value }));
@@ -212,9 +214,14 @@ function windowSchedule(w) {
 
 export function freezePage(ctx) {
   const body = h('div', {});
+  let drawn = null;
   const render = () => {
     const status = ctx.store.status ?? { manual: [], windows: [] };
-    replace(
+    // Redrawn only when what it shows changed, and then keeping what was typed.
+    const signature = JSON.stringify([status, ctx.store.windows, ctx.store.agentNames()]);
+    if (signature === drawn) return;
+    drawn = signature;
+    keepingInputs(body, () => replace(
       body,
       section('All agents', h('p', { class: 'lede' }, 'While a freeze holds, no agent statement changes data or schema: no policy, approval or retry gets past it. Reads go on.'), freezeSwitch(ctx, undefined)),
       section('One agent', h('div', { class: 'switches' }, ctx.store.agentNames().map((a) => h('div', { class: 'agent-switch' }, h('strong', {}, a), freezeSwitch(ctx, a))))),
@@ -226,7 +233,7 @@ export function freezePage(ctx) {
           : h('table', { class: 'grid' }, h('thead', {}, h('tr', {}, h('th', {}, 'Window'), h('th', {}, 'When'), h('th', {}, 'Agents'), h('th', {}, 'Reason'))), h('tbody', {}, ctx.store.windows.map((w) => h('tr', {}, h('td', {}, w.name), h('td', {}, windowSchedule(w)), h('td', {}, w.agents === null ? 'all' : w.agents.join(', ')), h('td', {}, w.reason))))),
       ),
       section('Freezes in force', status.manual.length === 0 ? empty('None.') : h('ul', {}, status.manual.map((f) => h('li', {}, h('strong', {}, describeScope(f)), `: ${f.reason} — by ${f.by}, `, time(f.at))))),
-    );
+    ));
   };
   render();
   ctx.listen('status', render);
@@ -406,8 +413,12 @@ function ruleText(r) {
 
 export function agentsPage(ctx) {
   const body = h('div', { class: 'cards' });
+  let drawn = null;
   const render = () => {
-    replace(
+    const signature = JSON.stringify([ctx.store.agents, ctx.store.status]);
+    if (signature === drawn) return;
+    drawn = signature;
+    keepingInputs(body, () => replace(
       body,
       ctx.store.agents.map((a) =>
         h(
@@ -435,7 +446,7 @@ export function agentsPage(ctx) {
             : null,
         ),
       ),
-    );
+    ));
   };
   render();
   ctx.listen('agents', render);

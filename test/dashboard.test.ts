@@ -42,7 +42,7 @@ const WINDOWS = [
 
 const server = testServers()[0]!;
 
-describe('the dashboard, in a real browser', () => {
+describe('the dashboard, in a real browser', { timeout: 60_000 }, () => {
   let db: TestDatabase;
   let stateDir: string;
   let airlock: TestAirlock;
@@ -356,7 +356,7 @@ describe('the dashboard, in a real browser', () => {
   });
 });
 
-describe('the dashboard with admin.totp_secret, in a real browser', () => {
+describe('the dashboard with admin.totp_secret, in a real browser', { timeout: 60_000 }, () => {
   const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
   const totp = new TOTP({ secret: Secret.fromBase32(SECRET), digits: 6, period: 30, algorithm: 'SHA1' });
   let db: TestDatabase;

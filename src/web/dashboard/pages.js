@@ -371,11 +371,20 @@ function changeRow(ctx, change, reload) {
 export function changesPage(ctx) {
   const agent = h('select', { name: 'agent', 'aria-label': 'Agent' }, h('option', { value: '' }, 'All agents'), ctx.store.agentNames().map((a) => h('option', { value: a }, a)));
   const list = h('div', { class: 'cards' });
+  /** Cards by change id, with what they show: a reload keeps a card that did not change (an open undo preview with it). */
+  let cards = new Map();
   const load = async () => {
     try {
       const r = await api('GET', `/v1/changes?check=true${agent.value ? `&agent=${encodeURIComponent(agent.value)}` : ''}`);
-      const changes = [...r.changes].reverse();
-      replace(list, changes.length === 0 ? empty('The journal holds no change of an agent yet.') : changes.slice(0, 200).map((c) => changeRow(ctx, c, load)));
+      const changes = [...r.changes].reverse().slice(0, 200);
+      const next = new Map();
+      for (const c of changes) {
+        const signature = JSON.stringify(c);
+        const old = cards.get(c.id);
+        next.set(c.id, old !== undefined && old.signature === signature ? old : { signature, el: changeRow(ctx, c, load) });
+      }
+      cards = next;
+      replace(list, changes.length === 0 ? empty('The journal holds no change of an agent yet.') : [...next.values()].map((x) => x.el));
     } catch (err) {
       replace(list, empty(err.message));
     }

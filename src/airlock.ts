@@ -121,6 +121,13 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
       log,
       ...(config.admin.totpSecret === null ? {} : { secondFactor: new SecondFactor(config.admin.totpSecret) }),
       tls: config.admin.tls,
+      onSignInRefused: (client, why) => {
+        try {
+          audit.append({ event: 'auth-failed', agent: null, session: null, client, reason: why, detail: { channel: 'dashboard' } });
+        } catch (err) {
+          log(`audit: could not record a refused dashboard sign-in from ${client}: ${(err as Error).message}`);
+        }
+      },
       audit: fileAuditAccess(config.stateDir, config.audit.checkpoint),
       freezeWindows: () => config.freezeWindows,
       agentDetails: () =>

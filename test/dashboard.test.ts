@@ -9,7 +9,7 @@
  * rate-limited. A screenshot of each page goes to test-artifacts/dashboard/.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -353,6 +353,14 @@ describe('the dashboard, in a real browser', { timeout: 60_000 }, () => {
     await expect.poll(async () => (await p.locator('form.signin .error').textContent()) ?? '').toMatch(/Too many sign-in attempts/);
     await p.screenshot({ path: join(ARTIFACTS, 'sign-in-refused.png') });
     await other.close();
+    // On the record: each refused sign-in, from where; never what was typed, and never the real token.
+    await airlock.audit.flush();
+    const record = await readFile(join(stateDir, 'audit', 'audit.jsonl'), 'utf8');
+    expect(record).toContain('"event":"auth-failed"');
+    expect(record).toContain('dashboard sign-in: not a valid admin token');
+    expect(record).toContain('"event":"sign-in"');
+    expect(record).not.toContain('not-a-real-token');
+    expect(record).not.toContain(token);
   });
 });
 

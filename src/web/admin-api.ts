@@ -99,6 +99,8 @@ export interface AdminApiOptions {
   sessions?: DashboardSessions;
   /** Dashboard sign-in attempts per address per minute (5 by default). */
   signInsPerMinute?: number;
+  /** Told of each refused dashboard sign-in (the gateway records it as auth-failed); never of what was presented. */
+  onSignInRefused?: (client: string, why: string) => void;
   /** The audit log, to search, verify and follow (GET /v1/audit, /v1/audit/verify, /v1/events); without it those answer 404. */
   audit?: AuditAccess;
   /** Each agent: profile, rules that apply, budgets used, tripwire, freeze (GET /v1/agents). */
@@ -288,6 +290,7 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
       secondFactor: o.secondFactor,
       signInsPerMinute: o.signInsPerMinute,
       record: (kind, name, detail) => record({ kind, by: name, detail }),
+      onSignInRefused: o.onSignInRefused,
       log,
     },
     (request) => by(request),

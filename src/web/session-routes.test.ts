@@ -45,6 +45,7 @@ let freezes: FakeFreezes;
 let actions: AdminAction[];
 let logs: string[];
 let alice: string;
+let refused: [string, string][];
 
 async function start(options: { totp?: boolean; tls?: { cert: string; key: string } } = {}) {
   api = await startAdminApi({
@@ -54,6 +55,7 @@ async function start(options: { totp?: boolean; tls?: { cert: string; key: strin
     freezes,
     agents: ['claude'],
     onAction: (a) => actions.push(a),
+    onSignInRefused: (client, why) => refused.push([client, why]),
     log: (line) => logs.push(line),
     ...(options.totp ? { secondFactor: new SecondFactor(TOTP_SECRET) } : {}),
     tls: options.tls ?? null,
@@ -67,6 +69,7 @@ beforeEach(async () => {
   freezes = new FakeFreezes();
   actions = [];
   logs = [];
+  refused = [];
 });
 
 afterEach(async () => {
@@ -146,6 +149,7 @@ describe('dashboard sign-in', () => {
     expect(r.cookies.has(SESSION_COOKIE)).toBe(false);
     expect((await b.call('GET', '/v1/status')).status).toBe(401);
     for (const line of logs) expect(line).not.toContain(token);
+    expect(refused).toEqual([['127.0.0.1', 'dashboard sign-in: not a valid admin token']]);
   });
 
   it('rate-limits sign-in: the sixth attempt in a minute from one address is refused with 429, right token or not', async () => {

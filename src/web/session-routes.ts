@@ -47,6 +47,8 @@ export interface SessionRoutesOptions {
   signInsPerMinute?: number;
   /** Put a sign-in or sign-out on the record. */
   record: (kind: 'sign-in' | 'sign-out', by: string, detail: Record<string, unknown>) => void;
+  /** Put a refused sign-in on the record: from where, and why (never what was presented). */
+  onSignInRefused?: (client: string, why: string) => void;
   log: (line: string) => void;
 }
 
@@ -120,12 +122,14 @@ export async function registerSessionRoutes(app: FastifyInstance, o: SessionRout
       if (name === null) {
         // Never the token itself: only that one was refused, and from where.
         o.log(`dashboard: refused a sign-in from ${request.ip}: not a valid admin token.`);
+        o.onSignInRefused?.(request.ip, 'dashboard sign-in: not a valid admin token');
         return reply.code(401).send({ error: 'That is not a valid admin token, so nobody was signed in. Create one as Airlock\'s OS user with `airlock admin token create --name <you>`.' });
       }
       if (o.secondFactor !== undefined) {
         const problem = o.secondFactor.check(request.body.totp?.trim());
         if (problem !== null) {
           o.log(`dashboard: refused a sign-in as ${name} from ${request.ip}: the TOTP code was missing or wrong.`);
+          o.onSignInRefused?.(request.ip, `dashboard sign-in as ${name}: the TOTP code was missing or wrong`);
           return reply.code(401).send({ error: problem.replace('Nothing was changed.', 'Nobody was signed in.') });
         }
       }

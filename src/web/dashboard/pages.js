@@ -264,13 +264,20 @@ function endWindowButton(ctx, name) {
 
 const EVENT_TONE = { statement: 'muted', 'approval-request': 'warn', approve: 'ok', deny: 'bad', freeze: 'bad', unfreeze: 'ok', tripwire: 'bad', breach: 'bad', undo: 'info', 'write-intent': 'info', 'auth-failed': 'bad' };
 
+/** The agent a record is about, and the admin who acted, when there is one. */
+function who(r) {
+  const by = r.detail && typeof r.detail.by === 'string' ? r.detail.by : null;
+  if (r.agent && by) return [r.agent, h('span', { class: 'by' }, ` by ${by}`)];
+  return r.agent ?? (by ? `by ${by}` : '—');
+}
+
 function eventRow(r) {
   const decision = r.decision ? pill(r.decision, r.decision === 'allow' ? 'ok' : 'bad') : null;
   return h(
     'li',
     { class: `event ev-${r.event}`, dataset: { test: 'event', seq: String(r.seq), agent: r.agent ?? '', decision: r.decision ?? '', event: r.event } },
     h('span', { class: 'when' }, time(r.at)),
-    h('span', { class: 'who' }, r.agent ?? (r.detail && r.detail.by) ?? '—'),
+    h('span', { class: 'who' }, who(r)),
     h('span', { class: 'what' }, pill(r.event, EVENT_TONE[r.event] ?? 'muted'), ' ', decision, r.rule ? h('span', { class: 'rule' }, ` ${r.rule}`) : null),
     h('span', { class: 'text' }, r.text ? highlightSql(r.text.length > 400 ? `${r.text.slice(0, 400)}…` : r.text) : (r.reason ?? '')),
     r.text && r.reason ? h('span', { class: 'why' }, r.reason) : null,
@@ -492,7 +499,7 @@ export function auditPage(ctx) {
             'table',
             { class: 'grid audit' },
             h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'When'), h('th', {}, 'Event'), h('th', {}, 'Agent'), h('th', {}, 'Statement or reason'))),
-            h('tbody', {}, r.records.map((x) => h('tr', { dataset: { test: 'audit-row' } }, h('td', {}, x.seq), h('td', {}, time(x.at)), h('td', {}, pill(x.event, EVENT_TONE[x.event] ?? 'muted'), x.decision ? [' ', pill(x.decision, x.decision === 'allow' ? 'ok' : 'bad')] : null), h('td', {}, x.agent ?? (x.detail && x.detail.by) ?? ''), h('td', { class: 'text' }, x.text ? highlightSql(x.text.length > 300 ? `${x.text.slice(0, 300)}…` : x.text) : '', x.reason ? h('div', { class: 'why' }, x.reason) : null)))),
+            h('tbody', {}, r.records.map((x) => h('tr', { dataset: { test: 'audit-row' } }, h('td', {}, x.seq), h('td', {}, time(x.at)), h('td', {}, pill(x.event, EVENT_TONE[x.event] ?? 'muted'), x.decision ? [' ', pill(x.decision, x.decision === 'allow' ? 'ok' : 'bad')] : null), h('td', {}, who(x)), h('td', { class: 'text' }, x.text ? highlightSql(x.text.length > 300 ? `${x.text.slice(0, 300)}…` : x.text) : '', x.reason ? h('div', { class: 'why' }, x.reason) : null)))),
           ),
     );
   };

@@ -788,6 +788,8 @@ async function startAirlock(scratch: string, server: Server, passwords: Record<s
   const nodeArgs = (process.env.FUZZ_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
   const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', configFile], {
     env: {
+      // As the airlock command runs it (its #! line): glibc keeps fewer malloc arenas.
+      MALLOC_ARENA_MAX: '2',
       ...process.env,
       FUZZ_UPSTREAM_PASSWORD: server.password,
       FUZZ_READER_PASSWORD: passwords.reader!,

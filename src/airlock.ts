@@ -55,6 +55,7 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
               params: request.params,
               reason: request.reason,
               impact: request.impact,
+              ...(request.read === undefined ? {} : { read: request.read }),
               expires: request.expires,
               approve: `airlock approve ${request.id}`,
               deny: `airlock deny ${request.id} --reason "…"`,

@@ -7,6 +7,7 @@ import { adminRequest } from './admin-client.js';
 import type { CommandArgs } from './main.js';
 import { UsageError } from './main.js';
 import { report, target } from './freeze-commands.js';
+import { impactText } from '../state/approval-store.js';
 import type { ApprovalRequest } from '../state/approval-store.js';
 
 function requestId(rest: string[], command: string): string {
@@ -19,8 +20,7 @@ function requestId(rest: string[], command: string): string {
 export function requestLine(r: ApprovalRequest, now = Date.now()): string {
   const age = Math.max(0, Math.round((now - Date.parse(r.created)) / 1000));
   const ageText = age < 120 ? `${age}s` : age < 7200 ? `${Math.round(age / 60)}m` : `${Math.round(age / 3600)}h`;
-  const tables = Object.entries(r.impact);
-  const impact = tables.length === 0 ? 'no rows' : tables.map(([t, n]) => `${t} ${n}`).join(', ');
+  const impact = impactText(r);
   const state = r.state === 'pending' ? '' : ` [${r.state}${r.decidedBy === undefined ? '' : ` by ${r.decidedBy}`}]`;
   const statement = r.text.replace(/\s+/g, ' ').trim();
   const params = r.params.length > 0 ? ` with ${JSON.stringify(r.params)}` : '';

@@ -15,6 +15,7 @@ import type { AuditLog } from '../state/audit-log.js';
 import type { AgentCredentials } from './agent-credentials.js';
 import { Admission } from './admission.js';
 import { MemoryBudget } from './memory-budget.js';
+import { IdleCollector } from './idle-collector.js';
 import type { ApprovalRequest, ApprovalStore } from '../state/approval-store.js';
 
 /** How often a statement waiting for approval is reminded, with a notice, of what it waits for. */
@@ -26,7 +27,10 @@ import { checkWriteRole, prepareWriteRole, syncWriteGrants, writeGrantsFingerpri
 import { StatementCache } from './statement-cache.js';
 import { TripwireAlarm } from './tripwire-alarm.js';
 import { loadSchemaKnowledge } from './schema-loader.js';
-import { overloadResolverFor } from './overload-resolver.js';
+import { openProbeChannel, overloadResolverFor } from './overload-resolver.js';
+import { planRead } from './read-plan.js';
+import type { ReadEstimate } from './read-plan.js';
+import type { ParseMessage } from '../protocol/frontend.js';
 import type { OverloadResolver } from './overload-resolver.js';
 import type { SchemaKnowledge } from '../policy/schema-knowledge.js';
 import { compileTablePattern } from '../policy/table-pattern.js';
@@ -36,6 +40,7 @@ import { compileAgentPolicy, unmatchedRulePatterns } from '../policy/rules.js';
 import type { AgentPolicy } from '../policy/rules.js';
 import { WriteConnection } from '../executor/write-connection.js';
 import { connectUpstream } from './upstream.js';
+import type { UpstreamLogin } from './upstream.js';
 import type { Denial } from '../policy/decision.js';
 import type { RelayIdentity } from './relay.js';
 import { FreezeStore } from '../state/freeze-store.js';
@@ -344,32 +349,41 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
     log,
   );
 
-  // One probe connection per agent (its read role, its session parameters),
-  // opened only when a statement names a function a user overloaded.
-  const resolvers = new Map<string, OverloadResolver>();
+  // Each agent's read role, with its sessions' parameters: what a question
+  // about how the server reads a statement must be asked as.
+  const readLogins = new Map<string, UpstreamLogin>();
   for (const agent of agents.values()) {
-    resolvers.set(
-      agent.name,
-      overloadResolverFor(
-        {
-          host: config.upstream.host,
-          port: config.upstream.port,
-          database: agent.database,
-          sslmode: config.upstream.sslmode,
-          sslrootcert: config.upstream.sslrootcert,
-          connectTimeoutMs: config.limits.connectTimeoutMs,
-          user: agent.readRole,
-          password: agent.readRolePassword,
-          params: { ...UPSTREAM_PARAMS, statement_timeout: String(config.limits.statementTimeoutMs), lock_timeout: String(config.limits.lockTimeoutMs) },
-        },
-        { timeoutMs: config.limits.statementTimeoutMs },
-      ),
-    );
+    readLogins.set(agent.name, {
+      host: config.upstream.host,
+      port: config.upstream.port,
+      database: agent.database,
+      sslmode: config.upstream.sslmode,
+      sslrootcert: config.upstream.sslrootcert,
+      connectTimeoutMs: config.limits.connectTimeoutMs,
+      user: agent.readRole,
+      password: agent.readRolePassword,
+      params: { ...UPSTREAM_PARAMS, statement_timeout: String(config.limits.statementTimeoutMs), lock_timeout: String(config.limits.lockTimeoutMs) },
+    });
   }
+  // One probe connection per agent, opened only when a statement names a function a user overloaded.
+  const resolvers = new Map<string, OverloadResolver>();
+  for (const [name, login] of readLogins) resolvers.set(name, overloadResolverFor(login, { timeoutMs: config.limits.statementTimeoutMs }));
+  // A read held for approval is planned on a connection of its own, closed after.
+  const estimateRead = async (agent: string, parse: ParseMessage, bind: Buffer | null): Promise<ReadEstimate | { error: string }> => {
+    const login = readLogins.get(agent);
+    if (login === undefined) return { error: `no read role for agent "${agent}"` };
+    const channel = await openProbeChannel({ ...login, params: { ...login.params, application_name: 'airlock approval plan' } }, { timeoutMs: config.limits.statementTimeoutMs });
+    try {
+      return await planRead(channel, parse, bind);
+    } finally {
+      channel.close();
+    }
+  };
 
   const ctx = {
     schema: () => schema,
     resolverFor: (agent: string) => resolvers.get(agent) ?? null,
+    estimateRead,
     trustedFunctions: new Set(config.trustedFunctions),
     canaryTables,
     onRefusal: (who: RelayIdentity, denial: Denial, text: string) => alarm.onRefusal(who, denial, text),
@@ -499,6 +513,9 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
   const bound = server.address() as net.AddressInfo;
   audit.append({ event: 'startup', agent: null, session: null, client: null, detail: { listen: `${bound.address}:${bound.port}` } });
 
+  // What a flood leaves behind is given back once it is over.
+  const idle = new IdleCollector();
+
   return {
     address: { host: bound.address, port: bound.port },
     freezes,
@@ -516,6 +533,7 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
     async close() {
       clearInterval(refresh);
       clearInterval(reloadFreezes);
+      idle.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.shutdown();
       await closed;

@@ -89,6 +89,8 @@ import type { WriteImpact } from '../executor/write-executor.js';
 import { WriteConnectionLost } from '../executor/write-connection.js';
 import type { WriteConnection } from '../executor/write-connection.js';
 import type { Journal, RowImage } from '../state/journal.js';
+import type { ReadEstimate } from './read-plan.js';
+import type { ParseMessage } from '../protocol/frontend.js';
 
 /** What the relay needs from the gateway. */
 export interface RelayContext {
@@ -103,6 +105,8 @@ export interface RelayContext {
   schema: () => SchemaKnowledge | null;
   /** Asks the server which functions a statement really calls, when a user function shares a name with a built-in; null: judge by name. */
   resolverFor: (agent: string) => OverloadResolver | null;
+  /** The planner's estimate for a read held for approval, asked as the agent's read role (read-plan.ts). */
+  estimateRead: (agent: string, parse: ParseMessage, bind: Buffer | null) => Promise<ReadEstimate | { error: string }>;
   trustedFunctions: ReadonlySet<string>;
   canaryTables: readonly TablePattern[];
   /** Why an agent is frozen now, or null. */
@@ -208,6 +212,8 @@ interface Batch {
   writes: number;
   /** `approval`: it needs a human's approval first (approval-gate.ts). */
   write: { statement: InFlight; facts: StatementFacts | undefined; approval?: boolean; portal?: Portal } | null;
+  /** A read a rule holds for a human's approval (at most one, alone): the batch waits for the decision, then runs on the read path. */
+  heldRead: HeldRead | null;
   /** It starts a transaction block. */
   begins: boolean;
   /** It ends a transaction block with COMMIT. */
@@ -222,8 +228,15 @@ interface Batch {
   cycle: Cycle | null;
 }
 
+/** A read waiting for approval: the statement, and what it takes to plan it (the Parse, and the client's Bind unless a simple query). */
+interface HeldRead {
+  statement: InFlight;
+  parse: ParseMessage;
+  bind: Buffer | null;
+}
+
 function newBatch(): Batch {
-  return { items: [], bytes: 0, executes: 0, unsafe: 0, runs: 0, writes: 0, write: null, begins: false, commits: false, control: 0, readWrite: false, whole: null, cycle: null };
+  return { items: [], bytes: 0, executes: 0, unsafe: 0, runs: 0, writes: 0, write: null, heldRead: null, begins: false, commits: false, control: 0, readWrite: false, whole: null, cycle: null };
 }
 
 /** Where a session's current transaction runs. */
@@ -253,6 +266,8 @@ export class Relay {
   // ---- sessions that may write (policy.mayWrite) --------------------------
   /** The agent's policy when it may write; null for a read-only session, which never uses what follows. */
   private readonly policy: AgentPolicy | null;
+  /** Some of this agent's reads wait for a human's approval: they are judged again at every Execute, as writes are. */
+  private readonly holdsReads: boolean;
   private writer: WriteExecutor | null = null;
   private home: Home = 'read';
   /** The write transaction now open has kept a write: its COMMIT is refused under a freeze. */
@@ -294,6 +309,7 @@ export class Relay {
     const policy = ctx.policyFor(who.agent);
     if (policy !== undefined) this.subject.policy = policy;
     this.policy = policy?.mayWrite === true ? policy : null;
+    this.holdsReads = ctx.approvals !== undefined && policy?.readsHeld === true;
   }
 
   /** Starts relaying; `leftover` holds client bytes that arrived with the last start-up message. */
@@ -556,6 +572,20 @@ export class Relay {
     return classification.statements.length === 1 && (classification.statements[0]!.kind === 'write' || classification.statements[0]!.kind === 'ddl');
   }
 
+  /**
+   * Whether a refusal is only for want of a human's approval of a read,
+   * which this session can wait for: approvals are on and the text is one
+   * plain read (no row locks, cursors or prepared statements) that can run
+   * on the read path once approved.
+   */
+  private readHeld(decision: Decision, classification: Classification | undefined): boolean {
+    if (decision.kind !== 'deny' || decision.rule !== 'approval-required') return false;
+    if (!this.holdsReads || classification === undefined || !classification.ok) return false;
+    if (classification.statements.length !== 1) return false;
+    const facts = classification.statements[0]!;
+    return facts.kind === 'read' && !facts.locking && facts.cursor === undefined && facts.prepared === undefined && facts.transaction === undefined && facts.setting === undefined;
+  }
+
   /** The decision, unless a statement names Airlock's own objects or an undeclared cursor. */
   private namesChecked(classification: Classification, decision: Decision): Decision {
     if (decision.kind === 'deny' || !classification.ok) return decision;
@@ -627,7 +657,8 @@ export class Relay {
     const judged = this.judge(text);
     const classification = judged.classification;
     const approval = this.heldForApproval(judged.decision, classification);
-    const decision: Decision = approval ? { kind: 'allow-write', rule: 'approval' } : judged.decision;
+    const held = !approval && this.readHeld(judged.decision, classification);
+    const decision: Decision = approval ? { kind: 'allow-write', rule: 'approval' } : held ? { kind: 'allow-read', rule: 'approval' } : judged.decision;
     if (decision.kind === 'deny') {
       this.refuseQuery(decision, text, classification);
       return;
@@ -652,6 +683,7 @@ export class Relay {
           this.batch.writes++;
           this.batch.write = { statement: s, facts, approval };
         }
+        if (held) this.batch.heldRead = { statement: s, parse: { name: '', query: Buffer.from(text, 'utf8'), paramTypes: [] }, bind: null };
         statements.push(this.recorder(s, write, facts));
       }
       this.batch.executes += classification.statements.length;
@@ -735,8 +767,9 @@ export class Relay {
     let resolutions: Judged['resolutions'];
     if (typeof text === 'string') {
       ({ classification, decision, resolutions } = this.judge(text, parse.paramTypes));
-      // Prepared like any write: it waits for the human when it runs.
+      // Prepared like any write (or read): it waits for the human when it runs.
       if (this.heldForApproval(decision, classification)) decision = { kind: 'allow-write', rule: 'approval' };
+      else if (this.readHeld(decision, classification)) decision = { kind: 'allow-read', rule: 'approval' };
     } else {
       decision = text;
     }
@@ -814,7 +847,7 @@ export class Relay {
     }
     const serverName = bind.portal === '' ? '' : this.names.portal();
     const portal: Portal = { name: bind.portal, prepared, params: bind.params, serverName, conn: null, cycle: 0, state: 'batched' };
-    if (this.ctx.approvals !== undefined && this.policy !== null) portal.bind = m.body;
+    if (this.ctx.approvals !== undefined && (this.policy !== null || this.holdsReads)) portal.bind = m.body;
     const before = this.ns.portals.get(bind.portal);
     this.ns.portals.set(bind.portal, portal);
     const undo = (): void => {
@@ -885,13 +918,25 @@ export class Relay {
     let rule = 'read';
     let write = false;
     let approval = false;
-    if (this.policy !== null) {
+    let held = false;
+    if (this.policy !== null || this.holdsReads) {
       // Judged again as it runs: a freeze or a spent budget since the Parse counts.
       const judged = this.judgePrepared(prepared);
       approval = this.heldForApproval(judged, prepared.classification);
-      const decision: Decision = approval ? { kind: 'allow-write', rule: 'approval' } : judged;
+      held = !approval && this.readHeld(judged, prepared.classification);
+      const decision: Decision = approval ? { kind: 'allow-write', rule: 'approval' } : held ? { kind: 'allow-read', rule: 'approval' } : judged;
       if (decision.kind === 'deny') {
         this.refuseHere(decision, prepared.text, prepared.classification, portal.params);
+        return;
+      }
+      if (held && (this.batch.cycle !== null || this.batch.writes > 0 || this.batch.heldRead !== null || portal.bind === undefined)) {
+        // It waits with its whole batch, which nothing may have left before it, and which holds nothing else that waits.
+        this.refuseHere(
+          writeShapeDenial(this.who, 'approval-not-alone', 'run a statement that needs approval in a batch (up to Sync) with a write, another such statement, or a Flush before it', 'Send it in a batch of its own, as drivers do.'),
+          prepared.text,
+          prepared.classification,
+          portal.params,
+        );
         return;
       }
       rule = decision.rule;
@@ -926,7 +971,9 @@ export class Relay {
     };
     this.batch.executes++;
     this.batch.runs++;
-    if (this.policy !== null && !plainRead({ kind: write ? 'allow-write' : 'allow-read', rule }, prepared.classification)) this.batch.unsafe++;
+    // A held read counts as unsafe: no write may run in its batch.
+    if (held || (this.policy !== null && !plainRead({ kind: write ? 'allow-write' : 'allow-read', rule }, prepared.classification))) this.batch.unsafe++;
+    if (held) this.batch.heldRead = { statement: s, parse: parseParse(prepared.parse.subarray(5)), bind: portal.bind! };
     if (write) {
       this.batch.writes++;
       this.batch.write = { statement: s, facts: prepared.classification.ok ? prepared.classification.statements[0] : undefined, approval, portal };
@@ -948,7 +995,7 @@ export class Relay {
     }
     // A session that may write sends a batch bound for the write connection
     // only at Sync: its answers come then.
-    if (this.policy !== null && this.needsWriter(this.batch)) return;
+    if (this.batch.heldRead !== null || (this.policy !== null && this.needsWriter(this.batch))) return;
     this.add({ kind: 'flush', raw: m.raw });
     this.sendRead(this.batch, false);
   }
@@ -998,7 +1045,7 @@ export class Relay {
   private dispatch(): void {
     const batch = this.batch;
     this.batch = newBatch();
-    if (this.policy !== null && this.needsWriter(batch)) {
+    if (batch.heldRead !== null || (this.policy !== null && this.needsWriter(batch))) {
       this.runJob(() => this.job(batch));
       return;
     }
@@ -1018,6 +1065,7 @@ export class Relay {
         : [{ kind: 'refusal', raw: encodeParse(this.names.statement(), token), step: { kind: 'parse', refusal } }, ...(ending === undefined ? [] : [ending])];
     batch.writes = 0;
     batch.write = null;
+    batch.heldRead = null;
     batch.begins = false;
     batch.commits = false;
     batch.control = 0;
@@ -1372,7 +1420,7 @@ export class Relay {
 
   /** Sends a refusal (and the batch's Sync) to the connection the transaction is on, as an ordinary cycle. */
   private async refuseBatch(batch: Batch, denial: Denial, record: boolean): Promise<void> {
-    const w = batch.write?.statement;
+    const w = batch.write?.statement ?? batch.heldRead?.statement;
     if (record) this.recordDenial(denial, w?.text ?? '(batch)', undefined, w?.params);
     this.replaceWithRefusal(batch, denial);
     if (this.home === 'read') {
@@ -1389,6 +1437,10 @@ export class Relay {
     if (batch.whole !== null) {
       if (this.home === 'write' && this.writer === null) await this.openWriter();
       await this.refuseBatch(batch, batch.whole.denial, false);
+      return;
+    }
+    if (batch.heldRead !== null) {
+      await this.runHeldRead(batch, batch.heldRead);
       return;
     }
     if (this.home === 'read') {
@@ -1563,47 +1615,109 @@ export class Relay {
       });
       settings.onRequest?.(request);
     }
+    const decided = await this.awaitDecision(request, hash, true);
+    if (decided === null) return;
+    if ('kind' in decided) return this.refuseBatch(batch, decided, true);
+    return this.runWrite(writer, batch, write, decided);
+  }
+
+  /**
+   * A read that a rule holds for a human's approval. With an approval of
+   * exactly this agent, text and parameters waiting to be used, it runs at
+   * once on the read path. Otherwise it is planned (never run) for the
+   * human to see how many rows it would return, put to a human as a
+   * request, and waited for on this connection like a write.
+   */
+  private async runHeldRead(batch: Batch, held: HeldRead): Promise<void> {
+    const store = this.ctx.approvals!.store;
+    const s = held.statement;
+    const params = s.params ?? [];
+    const hash = statementHash(s.text, params);
+    // A transaction would stay open while a human decides: the statement must come alone, outside one.
+    if (this.home !== 'read' || this.txStatus !== 'I' || batch.begins || batch.readWrite) return this.refuseBatch(batch, inTransactionDenial(this.who.agent), true);
+    if (batch.unsafe > 1) {
+      return this.refuseBatch(batch, writeShapeDenial(this.who, 'approval-not-alone', 'run a statement that needs approval in the same batch as transaction control or settings'), true);
+    }
+    let bound = await store.take(this.who.agent, hash);
+    if (bound === null) {
+      let request = store.pendingFor(this.who.agent, hash);
+      if (request === undefined && store.list().filter((r) => r.agent === this.who.agent).length >= MAX_PENDING_APPROVALS) {
+        return this.refuseBatch(batch, tooManyPendingDenial(this.who.agent, MAX_PENDING_APPROVALS), true);
+      }
+      if (request === undefined) {
+        const estimate = await this.ctx.estimateRead(this.who.agent, held.parse, held.bind).catch((err: Error) => ({ error: err.message }));
+        if (this.closed) return;
+        // Shown to the human, not to the agent (what the planner says comes of a statement not yet approved).
+        if ('error' in estimate) this.ctx.log(`session ${this.who.session}: no plan estimate for agent "${this.who.agent}"'s read held for approval: ${estimate.error}`);
+        const planned = 'error' in estimate ? null : estimate;
+        request = await store.create({
+          agent: this.who.agent,
+          session: this.who.session,
+          text: s.text,
+          params,
+          hash,
+          reason: statedReason(s.text),
+          impact: planned?.tables ?? {},
+          read: { rows: planned?.rows ?? null },
+        });
+        await this.audit.durable({
+          event: 'approval-request',
+          agent: this.who.agent,
+          session: this.who.session,
+          client: this.who.client,
+          text: s.text,
+          params: params.length > 0 ? params : undefined,
+          rows: planned?.rows ?? null,
+          detail: { request: request.id, read: true, tables: planned?.tables ?? {}, reason: request.reason },
+        });
+        this.ctx.approvals!.onRequest?.(request);
+      }
+      // A freeze binds writes, not reads: it does not end a read's wait (though no request is approved while it holds).
+      const decided = await this.awaitDecision(request, hash, false);
+      if (decided === null) return;
+      if ('kind' in decided) return this.refuseBatch(batch, decided, true);
+      bound = decided;
+    }
+    if (this.closed) return;
+    s.approval = { request: bound.request.id, by: bound.request.decidedBy ?? null };
+    this.sendRead(batch, true);
+  }
+
+  /**
+   * Waits on this connection, with notices, for a human's decision on
+   * `request`: the approval (now used), or the refusal the agent gets (a
+   * denial, the wait's end, a cancel, and with `freezeEnds` a freeze);
+   * null if the session ended meanwhile.
+   */
+  private async awaitDecision(request: ApprovalRequest, hash: string, freezeEnds: boolean): Promise<ApprovedBound | Denial | null> {
+    const settings = this.ctx.approvals!;
+    const store = settings.store;
     const wait = { cancelled: false };
     this.approvalWait = wait;
     try {
-      return await this.awaitApproval(writer, batch, write, request, hash, wait);
+      const started = Date.now();
+      let noticed = 0;
+      for (;;) {
+        if (this.closed) return null;
+        if (wait.cancelled) return cancelledWaitDenial(request);
+        if (Date.now() - noticed >= settings.noticeEveryMs) {
+          noticed = Date.now();
+          this.toClient(noticeResponse({ severity: 'NOTICE', code: '00000', message: waitingNotice(request) }));
+        }
+        const frozen = freezeEnds ? this.ctx.freezeCause(this.who.agent) : null;
+        if (frozen !== null) return freezeWriteDenial(this.who, frozen);
+        const left = started + settings.waitMs - Date.now();
+        if (left <= 0) return stillWaitingDenial(request, settings.waitMs);
+        const state = await store.waitForDecision(request.id, Math.min(left, 250));
+        if (state === 'pending') continue;
+        const decided = store.get(request.id) ?? request;
+        if (state === 'denied') return deniedDenial(decided);
+        if (state !== 'approved') return state === 'expired' ? expiredDenial(decided) : usedDenial(decided);
+        if (this.closed) return null;
+        return (await store.take(this.who.agent, hash)) ?? usedDenial(decided);
+      }
     } finally {
       this.approvalWait = null;
-    }
-  }
-
-  private async awaitApproval(
-    writer: WriteExecutor,
-    batch: Batch,
-    write: NonNullable<Batch['write']>,
-    request: ApprovalRequest,
-    hash: string,
-    wait: { cancelled: boolean },
-  ): Promise<void> {
-    const settings = this.ctx.approvals!;
-    const store = settings.store;
-    const started = Date.now();
-    let noticed = 0;
-    for (;;) {
-      if (this.closed) return;
-      if (wait.cancelled) return this.refuseBatch(batch, cancelledWaitDenial(request), true);
-      if (Date.now() - noticed >= settings.noticeEveryMs) {
-        noticed = Date.now();
-        this.toClient(noticeResponse({ severity: 'NOTICE', code: '00000', message: waitingNotice(request) }));
-      }
-      const frozen = this.ctx.freezeCause(this.who.agent);
-      if (frozen !== null) return this.refuseBatch(batch, freezeWriteDenial(this.who, frozen), true);
-      const left = started + settings.waitMs - Date.now();
-      if (left <= 0) return this.refuseBatch(batch, stillWaitingDenial(request, settings.waitMs), true);
-      const state = await store.waitForDecision(request.id, Math.min(left, 250));
-      if (state === 'pending') continue;
-      const decided = store.get(request.id) ?? request;
-      if (state === 'denied') return this.refuseBatch(batch, deniedDenial(decided), true);
-      if (state !== 'approved') return this.refuseBatch(batch, state === 'expired' ? expiredDenial(decided) : usedDenial(decided), true);
-      if (this.closed) return;
-      const bound = await store.take(this.who.agent, hash);
-      if (bound === null) return this.refuseBatch(batch, usedDenial(decided), true);
-      return this.runWrite(writer, batch, write, bound);
     }
   }
 

@@ -20,6 +20,8 @@ export interface InFlight {
   params: (string | null)[] | undefined;
   rule: string;
   started: number;
+  /** It runs by a human's approval: the request, and who approved it. */
+  approval?: { request: number; by: string | null };
 }
 
 /** Marks a statement the server skipped because an earlier one in its cycle failed. */
@@ -49,6 +51,7 @@ export class SessionAudit {
     if (s.params !== undefined && s.params.length > 0) entry.params = s.params;
     if (sqlstate === SKIPPED) entry.detail = { skipped: true };
     else if (sqlstate !== undefined) entry.sqlstate = sqlstate;
+    if (s.approval !== undefined) entry.detail = { ...entry.detail, approval: s.approval };
     if (detail !== undefined) entry.detail = { ...entry.detail, ...detail };
     return entry;
   }

@@ -113,6 +113,7 @@ export function createAirlockMcpServer(gate: GateClient, ownRequest?: OwnRequest
         'Runs one read (SELECT, or WITH ... SELECT, VALUES, TABLE, SHOW) and returns its rows: a line of column names and types, ' +
         'then one JSON array per row (NULL is null; numbers, booleans and JSON as such; timestamps and other values as PostgreSQL prints them). ' +
         'Anything that is not a plain read is refused, whatever this agent may otherwise do: use execute for that. ' +
+        "A read that a rule holds for a human's approval cannot wait here (it is refused with SQLSTATE 25001): run it with execute, which waits for the approval. " +
         `At most max_rows rows are shown (default ${DEFAULT_MAX_ROWS}); a longer result says it was truncated, so add WHERE or LIMIT.`,
       inputSchema: { sql: z.string().min(1).describe('One SQL statement that reads.'), params, max_rows: maxRows },
       annotations: { readOnlyHint: true, openWorldHint: false },

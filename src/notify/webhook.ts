@@ -4,6 +4,7 @@
  * Delivery is best effort and never holds up an agent's statement.
  */
 import type { WebhookFormat } from '../config/schema.js';
+import { impactText } from '../state/approval-store.js';
 
 /** A statement waits for a human's approval: what it would do, and the commands that decide it. */
 export interface ApprovalEvent {
@@ -14,8 +15,10 @@ export interface ApprovalEvent {
   params: (string | null)[];
   /** What the agent says it is for: shown, never trusted. */
   reason: string | null;
-  /** Rows per table its dry run changed. */
+  /** Rows per table its dry run changed (a read: the rows the plan expects each table's scans to yield). */
   impact: Record<string, number>;
+  /** A read: the rows the plan expects it to return. */
+  read?: { rows: number | null };
   expires: string;
   approve: string;
   deny: string;
@@ -40,11 +43,11 @@ export interface AlarmEvent {
 export function webhookBody(event: NotifyEvent, format: WebhookFormat): unknown {
   if (event.event === 'approval-request') {
     if (format !== 'slack') return event;
-    const impact = Object.entries(event.impact).map(([t, n]) => `${t} ${n}`).join(', ') || 'no rows';
+    const impact = impactText(event);
     return {
       text:
         `:raised_hand: Airlock: agent "${event.agent}" waits for approval #${event.id}.\nStatement: \`${event.statement.slice(0, 500)}\`` +
-        `${event.params.length > 0 ? ` with ${JSON.stringify(event.params).slice(0, 200)}` : ''}\nImpact (dry run): ${impact}. Reason given: ${event.reason ?? '(none)'}.\n` +
+        `${event.params.length > 0 ? ` with ${JSON.stringify(event.params).slice(0, 200)}` : ''}\nImpact (${event.read === undefined ? 'dry run' : 'plan'}): ${impact}. Reason given: ${event.reason ?? '(none)'}.\n` +
         `Approve: \`${event.approve}\`  Deny: \`${event.deny}\`  (expires ${event.expires})`,
     };
   }

@@ -79,6 +79,8 @@ export interface AgentPolicy {
    * ('rules[2]'), or 'profile …' when the profile does not allow reads; null when it may read every relation.
    */
   readsRestrictedBy: string | null;
+  /** True when some read may need a human's approval (a rule, or the profile, can decide `approve` for select). */
+  readsHeld: boolean;
   /**
    * The decision for one kind on one relation (null: the statement names none), and what decided it
    * ('profile read-write' or 'rules[2]'), with the rule's note when it has one.
@@ -148,6 +150,7 @@ export function compileAgentPolicy(
     limits: { ...agent.writeLimits },
     mayWrite,
     readsRestrictedBy,
+    readsHeld: defaults.select === 'approve' || mine.some((r) => r.decision === 'approve' && r.kinds.has('select')),
     decide(kind, relation) {
       for (const r of mine) {
         if (!r.kinds.has(kind)) continue;

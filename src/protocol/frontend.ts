@@ -194,6 +194,28 @@ export function renameBind(body: Buffer, portal: string, statement: string): Buf
   return message(FRONTEND.bind, Buffer.concat([Buffer.from(`${portal}\0${statement}\0`, 'utf8'), body.subarray(statementEnd + 1)]));
 }
 
+/**
+ * The client's Bind with other portal and statement names, its parameters
+ * (formats, values) copied as they are, asking for every result column in
+ * text: for a statement of Airlock's own that takes the client's parameters
+ * and returns other columns (an EXPLAIN of it).
+ */
+export function rebindForTextResults(body: Buffer, portal: string, statement: string): Buffer {
+  const r = new BodyReader(body, 'Bind');
+  r.cstring();
+  r.cstring();
+  const from = r.at;
+  const formatCount = r.int16();
+  for (let i = 0; i < formatCount; i++) r.int16();
+  const paramCount = r.int16();
+  for (let i = 0; i < paramCount; i++) {
+    const length = r.int32();
+    if (length !== -1) r.bytes(length);
+  }
+  const params = body.subarray(from, r.at);
+  return message(FRONTEND.bind, Buffer.concat([Buffer.from(`${portal}\0${statement}\0`, 'utf8'), params, Buffer.from([0, 0])]));
+}
+
 /** Describe: Byte1 'S' (statement) or 'P' (portal), String name. */
 export function encodeDescribe(target: 'statement' | 'portal', name: string): Buffer {
   return message(FRONTEND.describe, Buffer.from((target === 'statement' ? 'S' : 'P') + name + '\0', 'utf8'));

@@ -27,8 +27,14 @@ export interface ApprovalRequest {
   hash: string;
   /** What the agent said it is for (a `reason:` comment): shown, never trusted. */
   reason: string | null;
-  /** Rows per table ('schema.table') its dry run changed, cascades and triggers included. */
+  /**
+   * Rows per table ('schema.table') its dry run changed, cascades and
+   * triggers included; for a read, the rows the planner expects each
+   * relation's scans to yield.
+   */
   impact: Record<string, number>;
+  /** A read held by a rule: the rows the planner expects it to return (it is planned, not run). */
+  read?: { rows: number | null };
   /** Some of the rows its dry run changed, before (`d`, `o`, `t`) and after (`i`, `n`), as row_to_json text (where capture is in place). */
   sample?: { table: string; kind: string; image: string }[];
   /** sha256 of each row the dry run changed or removed, as it was before: an approval binds these rows, not only their number. */
@@ -53,6 +59,16 @@ export interface ApprovedBound {
   maxRows: number | null;
   /** The rows (digests of their before-images) the dry run changed; null when capture was not in place. */
   before: string[] | null;
+}
+
+/** A request's impact in words: "public.tasks 3, public.notes 1", or a read's "reads ~40 rows (plan estimate; public.tasks ~40)". */
+export function impactText(r: Pick<ApprovalRequest, 'impact' | 'read'>): string {
+  const tables = Object.entries(r.impact);
+  if (r.read !== undefined) {
+    const scans = tables.length === 0 ? '' : `; ${tables.map(([t, n]) => `${t} ~${n}`).join(', ')}`;
+    return r.read.rows === null ? 'a read (the planner gave no estimate)' : `reads ~${r.read.rows} rows (plan estimate${scans})`;
+  }
+  return tables.length === 0 ? 'no rows' : tables.map(([t, n]) => `${t} ${n}`).join(', ');
 }
 
 export class ApprovalError extends Error {

@@ -59,6 +59,16 @@ const IMAGE_KIND = { o: 'before', n: 'after', d: 'deleted', i: 'inserted', t: 'b
 function impactView(request) {
   const tables = Object.entries(request.impact ?? {});
   const samples = request.sample ?? [];
+  if (request.read !== undefined) {
+    // A held read is planned, never run: the planner's estimate, not a count.
+    return h(
+      'div',
+      { class: 'impact', dataset: { test: 'impact' } },
+      h('h4', {}, 'A read: the planner’s estimate (not run)'),
+      h('p', {}, request.read.rows === null ? 'The planner gave no estimate.' : `About ${plural(request.read.rows, 'row')} returned.`),
+      tables.length === 0 ? null : h('ul', { class: 'impact-tables' }, tables.map(([t, n]) => h('li', {}, h('code', {}, t), ' ', pill(`~${plural(n, 'row')}`, 'info')))),
+    );
+  }
   return h(
     'div',
     { class: 'impact', dataset: { test: 'impact' } },

@@ -28,6 +28,8 @@ import type { TestDatabase } from './support/postgres-servers.js';
 const CHROMIUM = process.env.AIRLOCK_CHROMIUM ?? '/usr/bin/chromium';
 /** Without the background-networking flags chromium keeps calling home, which a closed network answers with timeouts. */
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+/** Not skipped when missing: a dashboard nobody tested in a browser is a failure, said plainly. */
+const NO_CHROMIUM = `The dashboard's browser tests need Debian's chromium at ${CHROMIUM}, and it is not there. Install it (as root: apt-get install -y chromium; .ci/run does this), or point AIRLOCK_CHROMIUM at a chromium binary.`;
 const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/dashboard/', import.meta.url));
 
 const GATED: TestAgent = { name: 'gated', password: 'gated-test-password', profile: 'writes-need-approval', extra: ['    write_limits: { max_rows: 1000, rows_per_hour: 100000 }'] };
@@ -76,11 +78,7 @@ describe('the dashboard, in a real browser', { timeout: 60_000 }, () => {
   }
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `The dashboard's browser tests need Debian's chromium at ${CHROMIUM}, and it is not there. Install it (as root: apt-get install -y chromium; .ci/run does this), or point AIRLOCK_CHROMIUM at a chromium binary.`,
-      );
-    }
+    if (!existsSync(CHROMIUM)) throw new Error(NO_CHROMIUM);
     await mkdir(ARTIFACTS, { recursive: true });
     db = await createTestDatabase(server, { seed: true });
     stateDir = await mkdtemp(join(tmpdir(), 'airlock-dashboard-'));
@@ -374,7 +372,7 @@ describe('the dashboard with admin.totp_secret, in a real browser', { timeout: 6
   let client: pg.Client | null = null;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`The dashboard's browser tests need Debian's chromium at ${CHROMIUM} (apt-get install -y chromium).`);
+    if (!existsSync(CHROMIUM)) throw new Error(NO_CHROMIUM);
     db = await createTestDatabase(server, { seed: true });
     stateDir = await mkdtemp(join(tmpdir(), 'airlock-dashboard-totp-'));
     airlock = await startTestAirlock(server, db, { stateDir, agents: [GATED], extraYaml: ['approvals:', '  wait_seconds: 60'], adminYaml: [`  totp_secret: ${SECRET}`] });

@@ -93,8 +93,14 @@ function approvalCard(ctx, request) {
   const approve = h('button', { class: 'primary', type: 'submit', dataset: { test: 'approve' } }, 'Approve once');
   const denyReason = h('input', { name: 'deny-reason', required: true, maxlength: '1000', placeholder: 'Why not (the agent is told)', 'aria-label': 'Reason for denying' });
   const deny = h('button', { class: 'danger', type: 'submit', dataset: { test: 'deny' } }, 'Deny');
-  const frozen = ctx.store.frozenCause(request.agent);
-  return h(
+  // Kept current as freezes come and go (approvalsPage calls showFrozen).
+  const frozenSlot = h('div', { class: 'frozen-slot' });
+  const showFrozen = () => {
+    const frozen = ctx.store.frozenCause(request.agent);
+    replace(frozenSlot, frozen ? h('p', { class: 'notice bad' }, `Agent "${request.agent}" is frozen (${frozen}): this request cannot be approved until the freeze is lifted.`) : null);
+  };
+  showFrozen();
+  const card = h(
     'article',
     { class: 'card approval', id: `approval-${request.id}`, dataset: { test: 'approval', id: String(request.id) } },
     h(
@@ -103,7 +109,7 @@ function approvalCard(ctx, request) {
       h('h3', {}, `#${request.id}`, ' ', h('span', { class: 'agent' }, request.agent)),
       h('span', { class: 'meta' }, 'asked ', time(request.created), ' · expires ', relative(request.expires)),
     ),
-    frozen ? h('p', { class: 'notice bad' }, `Agent "${request.agent}" is frozen (${frozen}): this request cannot be approved until the freeze is lifted.`) : null,
+    frozenSlot,
     h('p', { class: 'reason' }, h('span', { class: 'label' }, 'Stated reason '), request.reason ? h('q', {}, request.reason) : h('em', {}, 'none given'), h('span', { class: 'hint' }, ' (the agent’s own words: shown, never trusted)')),
     h('pre', { class: 'statement' }, highlightSql(request.text)),
     request.params && request.params.length > 0 ? h('p', { class: 'params' }, 'Parameters: ', request.params.map((p, i) => h('code', {}, `$${i + 1} = ${p === null ? 'NULL' : p}`))) : null,
@@ -141,6 +147,7 @@ function approvalCard(ctx, request) {
       ),
     ),
   );
+  return { card, showFrozen };
 }
 
 export function approvalsPage(ctx) {
@@ -148,18 +155,18 @@ export function approvalsPage(ctx) {
   const cards = new Map();
   const render = () => {
     const requests = ctx.store.approvals;
-    for (const [id, card] of cards) {
+    for (const [id, shown] of cards) {
       if (!requests.some((r) => r.id === id)) {
-        card.remove();
+        shown.card.remove();
         cards.delete(id);
       }
     }
     // Oldest first: the one waiting longest is on top. Cards stay as they are (with what was typed) while the list changes.
     for (const r of [...requests].sort((a, b) => a.id - b.id)) {
       if (!cards.has(r.id)) {
-        const card = approvalCard(ctx, r);
-        cards.set(r.id, card);
-        list.append(card);
+        const shown = approvalCard(ctx, r);
+        cards.set(r.id, shown);
+        list.append(shown.card);
       }
     }
     if (requests.length === 0 && !list.querySelector('.empty')) list.append(empty('Nothing is waiting for you. New requests appear here as agents make them.'));
@@ -167,6 +174,9 @@ export function approvalsPage(ctx) {
   };
   render();
   ctx.listen('approvals', render);
+  ctx.listen('status', () => {
+    for (const shown of cards.values()) shown.showFrozen();
+  });
   return h('div', { class: 'page' }, h('h1', {}, 'Pending approvals'), h('p', { class: 'lede' }, 'Each request is one statement, for one agent, good once. What runs is exactly what you approve; a larger impact at run time aborts it.'), list);
 }
 

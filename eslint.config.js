@@ -15,6 +15,14 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard's browser modules (served as they are, no build step).
+    files: ['src/web/dashboard/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: { window: 'readonly', document: 'readonly', location: 'readonly', fetch: 'readonly', EventSource: 'readonly', Node: 'readonly', URLSearchParams: 'readonly' },
+    },
+  },
+  {
     files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**'],
     rules: {
       'no-restricted-syntax': ['error', { selector: 'ExportDefaultDeclaration', message: 'No default exports: name what a module exports.' }],

@@ -18,10 +18,14 @@ import { postWebhook } from './notify/webhook.js';
 import type { ApprovalEvent } from './notify/webhook.js';
 import { describeFreeze } from './policy/read-only.js';
 import { startAdminApi } from './web/admin-api.js';
+import { fileAuditAccess } from './web/audit-routes.js';
+import { PROFILE_DEFAULTS, rulesFor } from './policy/rules.js';
 
 export interface Airlock extends Gateway {
   /** Where the admin API listens. */
   adminAddress: { host: string; port: number };
+  /** The dashboard's address, http://HOST:PORT/ (https with admin.tls). */
+  dashboardUrl: string;
   /** Where the MCP server listens for Streamable HTTP (at /mcp); null when `mcp.listen` is not set. */
   mcpAddress: { host: string; port: number } | null;
 }
@@ -117,6 +121,35 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
       agents: config.agents.map((a) => a.name),
       log,
       ...(config.admin.totpSecret === null ? {} : { secondFactor: new SecondFactor(config.admin.totpSecret) }),
+      tls: config.admin.tls,
+      onSignInRefused: (client, why) => {
+        try {
+          audit.append({ event: 'auth-failed', agent: null, session: null, client, reason: why, detail: { channel: 'dashboard' } });
+        } catch (err) {
+          log(`audit: could not record a refused dashboard sign-in from ${client}: ${(err as Error).message}`);
+        }
+      },
+      audit: fileAuditAccess(config.stateDir, config.audit.checkpoint),
+      freezeWindows: () => config.freezeWindows,
+      agentDetails: () =>
+        config.agents.map((a) => {
+          const usage = gateway.usage(a.name);
+          const cause = gateway.freezes.causeFor(a.name);
+          return {
+            name: a.name,
+            profile: a.profile,
+            groups: a.groups,
+            database: a.database,
+            maxSessions: a.maxSessions,
+            // What the profile decides for each kind where no rule does.
+            profileDefaults: PROFILE_DEFAULTS[a.profile],
+            rules: rulesFor(a, config.rules),
+            limits: a.writeLimits,
+            used: { writesLastMinute: usage.writesLastMinute, rowsLastHour: usage.rowsLastHour },
+            tripwire: { refusals: usage.tripwireRefusals, tripsAt: config.tripwire.refusals, windowSeconds: config.tripwire.windowSeconds },
+            frozen: cause === null ? null : describeFreeze(cause),
+          };
+        }),
       approvals: {
         store: approvals,
         frozen: (agent) => {
@@ -142,7 +175,7 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
       onAction: (action) => {
         try {
           audit.append({
-            event: action.kind === 'freeze' ? 'freeze' : 'unfreeze',
+            event: action.kind === 'freeze' || action.kind === 'sign-in' || action.kind === 'sign-out' ? action.kind : 'unfreeze',
             agent: typeof action.detail.agent === 'string' ? action.detail.agent : null,
             session: null,
             client: null,
@@ -195,6 +228,8 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
   return {
     address: gateway.address,
     adminAddress: admin.address,
+    dashboardUrl: `${admin.scheme}://${admin.address.host.includes(':') ? `[${admin.address.host}]` : admin.address.host}:${admin.address.port}/`,
+    usage: (agent) => gateway.usage(agent),
     mcpAddress: mcp?.address ?? null,
     freezes: gateway.freezes,
     warnings: gateway.warnings,

@@ -31,7 +31,7 @@ function answers(port: number): Promise<boolean> {
 }
 
 describe('airlock demo', () => {
-  it('takes its PostgreSQL down with it when it is killed (SIGKILL)', async () => {
+  it('prints the dashboard URL and a token that signs in; takes its PostgreSQL down with it when it is killed (SIGKILL)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'airlock-demo-'));
     // As root, PostgreSQL runs as the OS user postgres, which can enter this directory.
     await chmod(dir, 0o755);
@@ -40,19 +40,27 @@ describe('airlock demo', () => {
     cleanups.push(async () => {
       demo.kill('SIGKILL');
     });
-    const ports = await new Promise<{ airlock: number; postgres: number }>((resolvePorts, reject) => {
+    const ports = await new Promise<{ airlock: number; postgres: number; dashboard: string; token: string }>((resolvePorts, reject) => {
       let out = '';
       let err = '';
       demo.stdout.on('data', (chunk: Buffer) => {
         out += chunk.toString();
         const match = /Airlock is running on 127\.0\.0\.1:(\d+), in front of a real PostgreSQL \(port (\d+)\)/.exec(out);
-        if (match !== null && out.includes('Press Ctrl-C to stop.')) resolvePorts({ airlock: Number(match[1]), postgres: Number(match[2]) });
+        const dashboard = /The approvers' dashboard .*\n {2}(http:\/\/\S+)\nSign in with the demo's admin token .*\n {2}(airlock_admin_\S+)/.exec(out);
+        if (match !== null && out.includes('Press Ctrl-C to stop.')) {
+          if (dashboard === null) reject(new Error(`The demo did not print the dashboard's URL and a sign-in token:\n${out}`));
+          else resolvePorts({ airlock: Number(match[1]), postgres: Number(match[2]), dashboard: dashboard[1]!, token: dashboard[2]! });
+        }
       });
       demo.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
       demo.once('exit', (code, signal) => reject(new Error(`The demo exited (${signal ?? code}) before it was ready:\n${out}\n${err}`)));
     });
     expect(await answers(ports.postgres)).toBe(true);
     expect(await answers(ports.airlock)).toBe(true);
+    // The dashboard it names is there, and its token signs in.
+    expect((await fetch(ports.dashboard)).status).toBe(200);
+    const signIn = await fetch(new URL('/v1/session', ports.dashboard), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: ports.token }) });
+    expect(signIn.status).toBe(201);
 
     demo.kill('SIGKILL');
     const killedAt = Date.now();

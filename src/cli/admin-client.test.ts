@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { startAdminApi } from '../web/admin-api.js';
 import type { AdminApi, FreezeControl } from '../web/admin-api.js';
 import { adminRequest, adminTokenFromEnvOrPrompt } from './admin-client.js';
 import type { PromptInput } from './admin-client.js';
+import { caSignedServerCert } from '../../test/support/certificates.js';
 
 /** A terminal that types `keys` once the prompt has asked, and remembers what was shown and the raw-mode switches. */
 function fakeTerminal(keys: string[], isTTY = true) {
@@ -136,6 +137,38 @@ describe('adminRequest', () => {
       expect(res.body.error).toMatch(/is not JSON \(HTTP 200\): is the admin API at that address\? It began: hello/);
     } finally {
       server.close();
+    }
+  });
+});
+
+describe('adminRequest over HTTPS (admin.tls)', () => {
+  it('talks HTTPS, trusting the CA it is given, and refuses a certificate it cannot trust', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-admin-client-tls-'));
+    const token = await createAdminToken(dir, 'alice');
+    await caSignedServerCert(dir);
+    const freezes: FreezeControl = {
+      freeze: async () => ({}),
+      unfreeze: async () => null,
+      endWindowEarly: async () => null,
+      status: () => ({ frozen: false }),
+    };
+    const api = await startAdminApi({
+      host: '127.0.0.1',
+      port: 0,
+      tokens: await AdminTokens.open(dir),
+      freezes,
+      agents: ['claude'],
+      log: () => undefined,
+      tls: { cert: await readFile(join(dir, 'server.crt'), 'utf8'), key: await readFile(join(dir, 'server.key'), 'utf8') },
+    });
+    try {
+      const target = { host: api.address.host, port: api.address.port, token, scheme: 'https' as const };
+      expect(await adminRequest({ ...target, ca: await readFile(join(dir, 'ca.crt'), 'utf8') }, 'GET', '/v1/status')).toEqual({ status: 200, body: { frozen: false } });
+      await expect(adminRequest({ ...target, ca: await readFile(join(dir, 'other-ca.crt'), 'utf8') }, 'GET', '/v1/status')).rejects.toThrow(/could not be reached/);
+      await expect(adminRequest({ host: api.address.host, port: api.address.port, token }, 'GET', '/v1/status')).rejects.toThrow();
+    } finally {
+      await api.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -4,6 +4,7 @@
  * rather than touching the state store (DESIGN.md, "Trust boundaries").
  */
 import { isIP } from 'node:net';
+import { request as httpsRequest } from 'node:https';
 
 export interface AdminTarget {
   host: string;
@@ -11,6 +12,10 @@ export interface AdminTarget {
   token: string;
   /** A current TOTP code, for the actions that need one (admin.totp_secret). */
   totp?: string;
+  /** 'https' when the admin listener has admin.tls. */
+  scheme?: 'http' | 'https';
+  /** PEM certificates to trust for it (the config's admin.tls.cert); the system's CAs otherwise. */
+  ca?: string;
 }
 
 /** The parts of a terminal the hidden prompt uses; process.stdin and process.stderr fit. */
@@ -101,6 +106,7 @@ export async function adminRequest(
   const headers: Record<string, string> = { authorization: `Bearer ${target.token}`, accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (target.totp !== undefined) headers['x-airlock-totp'] = target.totp;
+  if (target.scheme === 'https') return httpsJson(target, where, method, path, headers, body);
   let response: Response;
   try {
     response = await fetch(`http://${where}${path}`, {
@@ -112,15 +118,39 @@ export async function adminRequest(
   } catch (err) {
     throw connectionError(err as Error, where);
   }
-  const text = await response.text();
-  let parsed: unknown;
+  return { status: response.status, body: parseAnswer(await response.text(), response.status, where) };
+}
+
+function parseAnswer(text: string, status: number, where: string): unknown {
   try {
-    parsed = text === '' ? null : JSON.parse(text);
+    return text === '' ? null : JSON.parse(text);
   } catch {
     // Not the admin API (something else holds the port), or a proxy's error page: show what came back.
-    parsed = { error: `The answer from ${where} is not JSON (HTTP ${response.status}): is the admin API at that address? It began: ${text.slice(0, 200)}` };
+    return { error: `The answer from ${where} is not JSON (HTTP ${status}): is the admin API at that address? It began: ${text.slice(0, 200)}` };
   }
-  return { status: response.status, body: parsed };
+}
+
+/** adminRequest over HTTPS (admin.tls): node:https, since fetch takes no CA of its own. */
+function httpsJson(
+  target: AdminTarget,
+  where: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: unknown,
+): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: target.host, port: target.port, path, method, headers, ...(target.ca === undefined ? {} : { ca: target.ca }), timeout: TIMEOUT_MS }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: parseAnswer(text, res.statusCode ?? 0, where) }));
+      res.on('error', (err) => reject(connectionError(Object.assign(new Error(err.message), { cause: err }), where)));
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { name: 'TimeoutError' })));
+    req.on('error', (err) => reject(err.name === 'TimeoutError' ? connectionError(err, where) : connectionError(Object.assign(new Error(err.message), { cause: err }), where)));
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
 }
 
 /** The network error in words; fetch wraps the socket's error as its `cause` (an AggregateError when several addresses were tried). */

@@ -107,6 +107,11 @@ Airlock is running on 127.0.0.1:${gateway.address.port}, in front of a real Post
 (1,196 companies, 1,206 executives, ...). The agent "claude" may only read; the agent "ops" may also write tasks and projects.
 No agent may touch api_keys or change the schema, and anything on companies needs a human's approval.
 
+The approvers' dashboard (what the agents do, what waits for you, one switch that stops them all):
+  ${gateway.dashboardUrl}
+Sign in with the demo's admin token (for local use only; a new one at each start):
+  ${adminToken}
+
 Connect as the agent "claude" (profile read-only):
   psql "${url}"
 
@@ -128,7 +133,7 @@ A DELETE that the row limit refuses (448 projects and, by ON DELETE CASCADE, the
 A write that needs a human's approval (it waits, with a notice naming its request, until you decide):
   UPDATE companies SET plan = 'enterprise' WHERE id = 1;
 
-Decide it from another terminal, as the human (the demo's admin token, for local use only):
+Decide it in the dashboard (it appears under Approvals), or from another terminal with the same admin token:
   export AIRLOCK_ADMIN_TOKEN=${adminToken} AIRLOCK_ADMIN_ADDRESS=${adminAddress}
   npm run airlock -- approvals
   npm run airlock -- approve ID        (or: npm run airlock -- deny ID --reason "not today")

@@ -25,22 +25,29 @@ export function parseUntil(text: string, now = new Date()): Date {
 }
 
 /**
- * Where the admin API is: --admin HOST:PORT, or AIRLOCK_ADMIN_ADDRESS, or the
- * config's admin.listen (loading the config needs its secrets in the
- * environment, which an operator's shell may not hold).
+ * Where the admin API is: --admin HOST:PORT (https://HOST:PORT when it has
+ * admin.tls), or AIRLOCK_ADMIN_ADDRESS, or the config's admin.listen and
+ * admin.tls (loading the config needs its secrets in the environment, which
+ * an operator's shell may not hold).
  */
 export async function target(args: CommandArgs): Promise<AdminTarget> {
   const given = args.values.admin ?? process.env.AIRLOCK_ADMIN_ADDRESS;
   let address: { host: string; port: number };
+  let tls: Pick<AdminTarget, 'scheme' | 'ca'> = {};
   if (given !== undefined) {
-    const parsed = parseListen(given);
-    if (!parsed.ok) throw new UsageError(`--admin takes host:port (${parsed.problems.join('; ')})`);
+    const scheme = /^(https?):\/\//i.exec(given)?.[1]?.toLowerCase();
+    const parsed = parseListen(given.replace(/^https?:\/\//i, '').replace(/\/$/, ''));
+    if (!parsed.ok) throw new UsageError(`--admin takes host:port or https://host:port (${parsed.problems.join('; ')})`);
     address = parsed.value;
+    if (scheme === 'https') tls = { scheme: 'https' };
   } else {
-    address = (await configFromArgs(args)).admin.listen;
+    const config = await configFromArgs(args);
+    address = config.admin.listen;
+    // The configured certificate is trusted for it (a self-signed one included); it must name the address.
+    if (config.admin.tls !== null) tls = { scheme: 'https', ca: config.admin.tls.cert };
   }
   const totp = args.values.totp ?? process.env.AIRLOCK_TOTP;
-  return { host: address.host, port: address.port, token: await adminTokenFromEnvOrPrompt(), ...(totp === undefined ? {} : { totp }) };
+  return { host: address.host, port: address.port, token: await adminTokenFromEnvOrPrompt(), ...tls, ...(totp === undefined ? {} : { totp }) };
 }
 
 export function report(status: number, body: unknown): number {

@@ -24,7 +24,7 @@ export async function runStart(args: CommandArgs): Promise<number> {
     `Airlock is listening on ${gateway.address.host}:${gateway.address.port}, in front of ${describeUpstream(config.upstream)}.`,
   );
   console.log(`Agents: ${config.agents.map((a) => `${a.name} (${a.profile})`).join(', ')}. Audit log: ${config.stateDir}.`);
-  console.log(`Admin API (freeze, unfreeze, status; an admin token required): http://${gateway.adminAddress.host}:${gateway.adminAddress.port}/`);
+  console.log(`Dashboard and admin API (sign in with an admin token: airlock admin token create --name <you>): ${gateway.dashboardUrl}`);
   if (gateway.mcpAddress !== null) {
     const scheme = config.tls === null ? 'http' : 'https';
     console.log(`MCP over Streamable HTTP (Authorization: Bearer <agent>:<password>): ${scheme}://${gateway.mcpAddress.host}:${gateway.mcpAddress.port}/mcp`);

@@ -50,7 +50,8 @@ export interface AirlockConfig {
   rules: RuleConfig[];
   /** Functions outside pg_catalog that agents may call in reads, as schema.name. */
   trustedFunctions: string[];
-  admin: { listen: { host: string; port: number }; totpSecret: string | null };
+  /** tls: PEM contents (admin.tls), or null for plain HTTP. */
+  admin: { listen: { host: string; port: number }; totpSecret: string | null; tls: { cert: string; key: string } | null };
   /** The MCP server over Streamable HTTP (`mcp.listen`); null when not configured. */
   mcp: { listen: { host: string; port: number }; approvalWaitSeconds: number } | null;
   /** Scheduled freeze windows, as written (validated again, with time zones, by the freeze store). */
@@ -569,6 +570,7 @@ function resolveSections(
       checkpoint = { file: path, key };
     }
   }
+  const adminTls = admin?.tls === undefined ? null : loadTls(admin.tls, baseDir, problem, warn, ['admin', 'tls']);
   if (problems.length > 0 || !listen || !upstream || stateDir === null || tls === undefined || !agents || !rules || !audit || !limits || !tripwire || !admin || !approvals) {
     return { problems, warnings, config: null };
   }
@@ -585,7 +587,7 @@ function resolveSections(
       trustedFunctions: sections.trusted_functions ?? [],
       canaryTables: sections.canary_tables ?? [],
       undo: { optionalTables: sections.undo?.optional_tables ?? [] },
-      admin: { listen: admin.listen, totpSecret: admin.totp_secret ?? null },
+      admin: { listen: admin.listen, totpSecret: admin.totp_secret ?? null, tls: adminTls ?? null },
       mcp: sections.mcp === undefined ? null : { listen: sections.mcp.listen, approvalWaitSeconds: sections.mcp.approval_wait_seconds },
       freezeWindows: (sections.freeze_windows ?? []).map((w) => ({ ...w, agents: w.agents ?? null })),
       tripwire: {
@@ -721,13 +723,15 @@ function loadTls(
   baseDir: string,
   problem: (path: KeyPath, message: string) => void,
   warn: (path: KeyPath, message: string) => void,
+  /** Where the block is in the file: ['tls'] or ['admin', 'tls']. */
+  at: KeyPath = ['tls'],
 ): { cert: string; key: string } | null {
   const certPath = resolve(baseDir, files.cert);
   const keyPath = resolve(baseDir, files.key);
   const cert = readText(certPath, 'the certificate file');
   const key = readText(keyPath, 'the key file');
-  if (!cert.ok) problem(['tls', 'cert'], cert.problem);
-  if (!key.ok) problem(['tls', 'key'], key.problem);
+  if (!cert.ok) problem([...at, 'cert'], cert.problem);
+  if (!key.ok) problem([...at, 'key'], key.problem);
   if (!cert.ok || !key.ok) return null;
 
   let x509: X509Certificate | null = null;
@@ -735,26 +739,26 @@ function loadTls(
     x509 = new X509Certificate(cert.text);
   } catch {
     // Node's message ("error:... PEM routines") helps nobody; the decision is: not a certificate.
-    problem(['tls', 'cert'], `${certPath} does not hold a PEM certificate (-----BEGIN CERTIFICATE-----).`);
+    problem([...at, 'cert'], `${certPath} does not hold a PEM certificate (-----BEGIN CERTIFICATE-----).`);
   }
   let privateKey: ReturnType<typeof createPrivateKey> | null = null;
   try {
     privateKey = createPrivateKey(key.text);
   } catch {
     // As above: OpenSSL's message says nothing a person can act on.
-    problem(['tls', 'key'], `${keyPath} does not hold an unencrypted PEM private key.`);
+    problem([...at, 'key'], `${keyPath} does not hold an unencrypted PEM private key.`);
   }
   if (x509 && privateKey) {
     if (!x509.checkPrivateKey(privateKey)) {
-      problem(['tls', 'key'], `${keyPath} is not the private key of the certificate in ${certPath}.`);
+      problem([...at, 'key'], `${keyPath} is not the private key of the certificate in ${certPath}.`);
     }
     if (Date.parse(x509.validTo) < Date.now()) {
-      warn(['tls', 'cert'], `the certificate in ${certPath} expired on ${x509.validTo}; clients that check it will refuse to connect.`);
+      warn([...at, 'cert'], `the certificate in ${certPath} expired on ${x509.validTo}; clients that check it will refuse to connect.`);
     }
   }
   if (process.platform !== 'win32' && (key.mode & 0o004) !== 0) {
     warn(
-      ['tls', 'key'],
+      [...at, 'key'],
       `${keyPath} is readable by every user on this machine (mode ${(key.mode & 0o777).toString(8)}); make it readable by Airlock's user only (chmod 600).`,
     );
   }

@@ -259,8 +259,8 @@ describe('the JSON Schema for editors', () => {
       Object.values(n).forEach(walk);
     };
     walk(schema);
-    // root, tls, agent, agent.write_limits, write_limits, rule, undo, admin, mcp, two freeze window forms and weekly, tripwire, tripwire.webhook, approvals, approvals.webhook, audit, limits
-    expect(objects.length).toBe(18);
+    // root, tls, agent, agent.write_limits, write_limits, rule, undo, admin, admin.tls, mcp, two freeze window forms and weekly, tripwire, tripwire.webhook, approvals, approvals.webhook, audit, limits
+    expect(objects.length).toBe(19);
     for (const o of objects) expect(o).toHaveProperty('additionalProperties', false);
     expect(SSL_MODES).toContain('verify-full');
   });

@@ -588,6 +588,13 @@ export const configFileSchema = z
           .regex(/^[A-Z2-7]{16,}=*$/i, { error: 'must be a base32 TOTP secret of at least 16 characters (from the environment, e.g. ${AIRLOCK_TOTP_SECRET})' })
           .optional()
           .describe('A TOTP secret (base32, as authenticator apps take it): approve and unfreeze then also need a current code, so an admin token alone is not enough.'),
+        tls: z
+          .strictObject({
+            cert: z.string().min(1, { error: 'must not be empty' }).describe('PEM certificate file, relative to the config file.'),
+            key: z.string().min(1, { error: 'must not be empty' }).describe('PEM private key file (unencrypted), relative to the config file.'),
+          })
+          .optional()
+          .describe('HTTPS for the admin API and the dashboard; the session cookie is then Secure. Without it the admin listener speaks plain HTTP: keep it on loopback.'),
       })
       .prefault({})
       .describe("Airlock's admin API."),

@@ -62,8 +62,18 @@ export interface Gateway {
   journal: Journal;
   /** Number of open client sessions. */
   readonly sessions: number;
+  /** What the agent spent of its write budgets, and its destructive refusals the tripwire counts now (read-only). */
+  usage(agent: string): AgentUsage;
   /** Stops listening, ends every session. */
   close(): Promise<void>;
+}
+
+/** An agent's budgets used and tripwire count, as the dashboard shows them. */
+export interface AgentUsage {
+  writesLastMinute: number;
+  rowsLastHour: number;
+  /** Destructive refusals within tripwire.window_seconds; the tripwire trips at tripwire.refusals. */
+  tripwireRefusals: number;
 }
 
 export interface GatewayOptions {
@@ -329,8 +339,10 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
     throw new Error(`Airlock could not start its SQL parser workers: ${(err as Error).message}`);
   }
 
+  const tripwire = new Tripwire(config.tripwire.refusals, config.tripwire.windowSeconds * 1000);
+  const budget = new WriteBudget();
   const alarm = new TripwireAlarm(
-    new Tripwire(config.tripwire.refusals, config.tripwire.windowSeconds * 1000),
+    tripwire,
     freezes,
     audit,
     config.tripwire.webhook,
@@ -400,7 +412,7 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
     maxStatementBytes: config.limits.maxStatementBytes,
     pinnedParameters: PINNED_PARAMETERS,
     policyFor: (agent: string) => policies.get(agent),
-    budget: new WriteBudget(),
+    budget,
     journal,
     undoOptional: isUndoOptional,
     openWriteConnection: async (who: RelayIdentity) => {
@@ -514,6 +526,9 @@ async function startWithJournal(options: GatewayOptions, journal: Journal, ownJo
     },
     get sessions() {
       return sessions.size;
+    },
+    usage(agent) {
+      return { ...budget.used(agent), tripwireRefusals: tripwire.recentRefusals(agent) };
     },
     async close() {
       clearInterval(refresh);

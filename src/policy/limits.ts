@@ -67,6 +67,17 @@ export class WriteBudget {
     return ledger;
   }
 
+  /** What the agent spent of its budgets: writes in the last minute, rows changed in the last hour (read-only; the dashboard shows it). */
+  used(agent: string): { writesLastMinute: number; rowsLastHour: number } {
+    const now = this.now();
+    const ledger = this.ledgers.get(agent);
+    if (ledger === undefined) return { writesLastMinute: 0, rowsLastHour: 0 };
+    return {
+      writesLastMinute: ledger.writes.filter((t) => now - t < MINUTE_MS).length,
+      rowsLastHour: ledger.rows.filter((r) => now - r.at < HOUR_MS).reduce((sum, r) => sum + r.rows, 0),
+    };
+  }
+
   /** Before a write runs: a denial (rule 'budget', sqlstate '53400', trips: true) when the agent already made writesPerMinute writes in the last 60 s; else counts this write and returns null. */
   beforeWrite(subject: Subject, limits: WriteLimits): Denial | null {
     const now = this.now();

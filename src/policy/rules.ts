@@ -113,6 +113,13 @@ function isProfile(name: string): name is Profile {
   return (PROFILES as readonly string[]).includes(name);
 }
 
+/** The rules that apply to an agent (they name it, a group of its, or every agent), in file order. */
+export function rulesFor(agent: { name: string; groups: readonly string[] }, rules: readonly RuleConfig[]): RuleConfig[] {
+  // Agent names are unique without regard to case (config), so rules name them that way too.
+  const names = new Set([agent.name, ...agent.groups].map((n) => n.toLowerCase()));
+  return rules.filter((r) => r.agents === null || r.agents.some((n) => names.has(n.toLowerCase())));
+}
+
 /** One agent's policy: its profile's defaults and the rules that name it (or a group of its, or every agent), in file order. */
 export function compileAgentPolicy(
   agent: { name: string; groups: readonly string[]; profile: string; writeLimits: WriteLimits },
@@ -122,10 +129,7 @@ export function compileAgentPolicy(
     throw new Error(`agent "${agent.name}" has the profile "${agent.profile}", which is not one of: ${PROFILES.join(', ')}`);
   }
   const defaults = PROFILE_DEFAULTS[agent.profile];
-  // Agent names are unique without regard to case (config), so rules name them that way too.
-  const names = new Set([agent.name, ...agent.groups].map((n) => n.toLowerCase()));
-  const mine: CompiledRule[] = rules
-    .filter((r) => r.agents === null || r.agents.some((n) => names.has(n.toLowerCase())))
+  const mine: CompiledRule[] = rulesFor(agent, rules)
     .map((r) => ({
       by: `rules[${r.index}]`,
       decision: r.decision,

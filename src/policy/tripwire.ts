@@ -35,6 +35,12 @@ export class Tripwire {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Destructive refusals of the agent's counted now, towards `refusals` within the window (read-only; the dashboard shows it). */
+  recentRefusals(agent: string): number {
+    const now = this.now();
+    return (this.recent.get(agent) ?? []).filter((t) => now - t < this.windowMs).length;
+  }
+
   /** Records a refusal of `agent`'s; returns why the tripwire trips now, or null. */
   record(agent: string, denial: Denial): string | null {
     if (denial.trips === true) return `${TRIPS_AT_ONCE[denial.rule] ?? `was refused by rule ${denial.rule}`} (${denial.message})`;

@@ -234,8 +234,17 @@ export class AdminTokens {
    * which tokens exist.
    */
   async verify(token: string): Promise<string | null> {
+    return this.verifyDigest(sha256(token));
+  }
+
+  /**
+   * As `verify`, given the token's SHA-256 rather than the token: the
+   * dashboard's sessions keep only that, and ask again at each request, so a
+   * revoked token ends its sessions at once.
+   */
+  async verifyDigest(given: Buffer): Promise<string | null> {
     await this.refresh();
-    const given = sha256(token);
+    if (given.length !== 32) return null;
     let found: string | null = null;
     for (const r of this.records) {
       if (timingSafeEqual(given, r.hash) && found === null) found = r.name;

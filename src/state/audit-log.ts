@@ -29,6 +29,9 @@ export const AUDIT_EVENTS = [
   'deny',
   /** An admin's undo of journalled changes (detail: by, changes, undoChangeId, tables). */
   'undo',
+  /** A human signed in to or out of the dashboard (detail: by, client). */
+  'sign-in',
+  'sign-out',
   'startup',
   'shutdown',
 ] as const;

@@ -2,10 +2,14 @@
  * The admin API (DESIGN.md, "Trust boundaries"): the one way to change what
  * agents may do while Airlock runs. The CLI is a client of it, never a
  * second way into the state store. Every request carries a named admin
- * token (`Authorization: Bearer <token>`, see src/state/admin-tokens.ts);
+ * token (`Authorization: Bearer <token>`, see src/state/admin-tokens.ts) or
+ * the cookie of a dashboard session opened with one (session-routes.ts);
  * agent credentials never count here, since the tokens file is the only
  * thing checked. The name goes with every action to the audit log
  * (`onAction`), so the record says who.
+ *
+ * The dashboard (dashboard-assets.ts) is served here too, and is a client
+ * of these same endpoints: it has no routes of its own that act.
  *
  * JSON in and out; every error is `{ error: "<full sentence>" }`.
  */
@@ -13,6 +17,13 @@ import { secondFactorProblem } from './second-factor.js';
 import type { SecondFactor } from './second-factor.js';
 import { registerApprovalRoutes } from './approval-routes.js';
 import type { ApprovalRoutesOptions } from './approval-routes.js';
+import { registerSessionRoutes } from './session-routes.js';
+import type { DashboardAuth } from './session-routes.js';
+import { DashboardSessions } from './dashboard-sessions.js';
+import { PUBLIC_ASSET_PATHS, SECURITY_HEADERS, registerDashboardAssets } from './dashboard-assets.js';
+import { registerEventStream } from './event-stream.js';
+import { registerAuditRoutes } from './audit-routes.js';
+import type { AuditAccess } from './audit-routes.js';
 import { isIP } from 'node:net';
 import Fastify from 'fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
@@ -55,7 +66,7 @@ export interface ChangeControl {
   undo(request: UndoRequest, by: string): Promise<UndoResult>;
 }
 
-export const ADMIN_ACTION_KINDS = ['freeze', 'unfreeze', 'end-window'] as const;
+export const ADMIN_ACTION_KINDS = ['freeze', 'unfreeze', 'end-window', 'sign-in', 'sign-out'] as const;
 export type AdminActionKind = (typeof ADMIN_ACTION_KINDS)[number];
 
 export interface AdminAction {
@@ -80,13 +91,29 @@ export interface AdminApiOptions {
   onAction?: (action: AdminAction) => void;
   /** Requests for approval (approval-routes.ts); without it the approval endpoints are absent. */
   approvals?: Omit<ApprovalRoutesOptions, 'by' | 'secondFactor'>;
-  /** With admin.totp_secret: approve and unfreeze also need a current TOTP code. */
+  /** With admin.totp_secret: approve and unfreeze also need a current TOTP code (and signing in to the dashboard). */
   secondFactor?: SecondFactor;
+  /** With admin.tls: the listener speaks HTTPS (PEM contents) and session cookies are Secure. */
+  tls?: { cert: string; key: string } | null;
+  /** The dashboard's sessions (a fresh in-memory store by default). */
+  sessions?: DashboardSessions;
+  /** Dashboard sign-in attempts per address per minute (5 by default). */
+  signInsPerMinute?: number;
+  /** Told of each refused dashboard sign-in (the gateway records it as auth-failed); never of what was presented. */
+  onSignInRefused?: (client: string, why: string) => void;
+  /** The audit log, to search, verify and follow (GET /v1/audit, /v1/audit/verify, /v1/events); without it those answer 404. */
+  audit?: AuditAccess;
+  /** Each agent: profile, rules that apply, budgets used, tripwire, freeze (GET /v1/agents). */
+  agentDetails?: () => unknown[];
+  /** The configured freeze windows, as written (GET /v1/freeze-windows). */
+  freezeWindows?: () => unknown[];
   log?: (line: string) => void;
 }
 
 export interface AdminApi {
   address: { host: string; port: number };
+  /** 'https' under admin.tls. */
+  scheme: 'http' | 'https';
   close(): Promise<void>;
 }
 
@@ -231,6 +258,9 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
 
   const app = Fastify({
     logger: false,
+    ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
+    // Open event streams must not hold close() up.
+    forceCloseConnections: true,
     bodyLimit: 16 * 1024,
     // Fastify's defaults drop unknown fields and coerce types. Refuse both:
     // a mistyped `agnet` must not quietly become a freeze of every agent.
@@ -245,19 +275,56 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
     return reply
       .code(401)
       .header('www-authenticate', 'Bearer realm="airlock-admin"')
-      .send({ error: 'This request needs a valid admin token, sent as "Authorization: Bearer <token>". Create one as Airlock\'s OS user with `airlock admin token create --name <you>`.' });
+      .send({ error: 'This request needs a valid admin token, sent as "Authorization: Bearer <token>", or a signed-in dashboard session. Create a token as Airlock\'s OS user with `airlock admin token create --name <you>`.' });
   };
 
+  /** Requests let in by a dashboard session cookie rather than a bearer token: they need the CSRF token to change anything. */
+  const viaSession = new WeakSet<FastifyRequest>();
+  // First: the cookie plugin's hook must have parsed the cookies before the auth hook below reads them.
+  const dashboard: DashboardAuth = await registerSessionRoutes(
+    app,
+    {
+      tokens: o.tokens,
+      sessions: o.sessions ?? new DashboardSessions(),
+      secure: Boolean(o.tls),
+      secondFactor: o.secondFactor,
+      signInsPerMinute: o.signInsPerMinute,
+      record: (kind, name, detail) => record({ kind, by: name, detail }),
+      onSignInRefused: o.onSignInRefused,
+      log,
+    },
+    (request) => by(request),
+  );
+
   // Before anything else (routing, body parsing): nothing answers without a valid admin token, not even "no such endpoint".
+  // The exceptions are the dashboard's page and assets (which hold no data) and signing in.
   app.addHook('onRequest', async (request, reply) => {
+    void reply.headers(SECURITY_HEADERS);
+    const path = pathOf(request);
+    if ((request.method === 'GET' || request.method === 'HEAD') && PUBLIC_ASSET_PATHS.has(path)) return;
+    if (request.method === 'POST' && path === '/v1/session') return;
+    void reply.header('cache-control', 'no-store');
     const header = request.headers.authorization;
-    if (header === undefined) return refuse(request, reply, 'no Authorization header.');
+    if (header === undefined) {
+      const session = await dashboard.sessionOf(request);
+      if (session === null) {
+        return refuse(request, reply, request.headers.cookie === undefined ? 'no Authorization header.' : 'no Authorization header, and no live dashboard session.');
+      }
+      adminOf.set(request, session.admin);
+      viaSession.add(request);
+      return;
+    }
     const match = /^Bearer +(\S+) *$/i.exec(header);
     if (!match) return refuse(request, reply, 'the Authorization header is not a Bearer token.');
     const name = await o.tokens.verify(match[1]!);
     if (name === null) return refuse(request, reply, 'the bearer token is not a valid admin token.');
     adminOf.set(request, name);
-    void reply.header('cache-control', 'no-store');
+  });
+
+  // A browser sends the session cookie on its own; the CSRF token shows the dashboard's own script sent the request.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!viaSession.has(request)) return done();
+    dashboard.checkCsrf(request, reply, done);
   });
 
   const by = (request: FastifyRequest): string => {
@@ -278,7 +345,9 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
   };
 
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send({ error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze, POST /v1/unfreeze, GET /v1/approvals, GET /v1/approvals/ID, POST /v1/approvals/ID/approve, POST /v1/approvals/ID/deny, GET /v1/changes and POST /v1/undo.` });
+    void reply.code(404).send({
+      error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze, POST /v1/unfreeze, GET /v1/freeze-windows, GET /v1/approvals, GET /v1/approvals/ID, POST /v1/approvals/ID/approve, POST /v1/approvals/ID/deny, GET /v1/changes, POST /v1/undo, GET /v1/agents, GET /v1/audit, GET /v1/audit/verify, GET /v1/events and POST/GET/DELETE /v1/session; the dashboard is at /.`,
+    });
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -289,10 +358,14 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
       FST_ERR_CTP_EMPTY_JSON_BODY: [400, `The request body is empty; ${path} takes a JSON object${BODY_SHAPES[path] ? `: ${BODY_SHAPES[path]}` : ''}.`],
       FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'The request body must be JSON, sent with "Content-Type: application/json".'],
       FST_ERR_CTP_BODY_TOO_LARGE: [413, 'The request body is larger than the admin API takes (16 KiB).'],
+      FST_CSRF_MISSING_SECRET: [403, `This request came with a dashboard session but without its CSRF token (the ${'X-CSRF-Token'} header), so it was refused; nothing was changed. Reload the dashboard.`],
+      FST_CSRF_INVALID_TOKEN: [403, 'This request came with a dashboard session but without its CSRF token (the X-CSRF-Token header), or with one of another session, so it was refused; nothing was changed. Reload the dashboard.'],
     };
     const known = error.code ? messages[error.code] : undefined;
     if (known) return reply.code(known[0]).send({ error: known[1] });
     const status = error.statusCode ?? 500;
+    // The rate limiter's own sentence (session-routes.ts).
+    if (status === 429) return reply.code(429).send({ error: error.message });
     if (status < 500) return reply.code(status).send({ error: sentence(`The request was refused: ${error.message}`) });
     log(`admin API: ${request.method} ${path} failed: ${error.stack ?? error.message}`);
     // The caller has shown an admin token, so the reason may be told.
@@ -300,6 +373,18 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
   });
 
   app.get('/v1/status', async () => o.freezes.status());
+  app.get('/v1/freeze-windows', async () => ({ windows: o.freezeWindows?.() ?? [] }));
+  app.get('/v1/agents', async () => ({ agents: o.agentDetails?.() ?? o.agents.map((name) => ({ name })) }));
+
+  await registerDashboardAssets(app, log);
+  if (o.audit !== undefined) {
+    registerAuditRoutes(app, o.audit);
+    registerEventStream(app, {
+      audit: o.audit,
+      stillSignedIn: async (request) => (viaSession.has(request) ? (await dashboard.sessionOf(request)) !== null : true),
+      log,
+    });
+  }
 
   app.post<{ Body: FreezeBody }>('/v1/freeze', { schema: { body: freezeBodySchema } }, async (request, reply) => {
     const { agent, reason, until } = request.body;
@@ -406,9 +491,9 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
     });
   }
 
-  if (!isLoopback(o.host)) {
+  if (!isLoopback(o.host) && !o.tls) {
     log(
-      `admin API: listening on ${o.host}, beyond this machine, over plain HTTP: admin tokens cross the network readable. Put it behind TLS, or keep it on 127.0.0.1 and reach it through SSH.`,
+      `admin API: listening on ${o.host}, beyond this machine, over plain HTTP: admin tokens and dashboard sessions cross the network readable. Set admin.tls, or keep it on 127.0.0.1 and reach it through SSH.`,
     );
   }
   await app.listen({ host: o.host, port: o.port });
@@ -417,6 +502,7 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
   log(`admin API: listening on ${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`);
   return {
     address: { host: bound.address, port: bound.port },
+    scheme: o.tls ? 'https' : 'http',
     close: () => app.close(),
   };
 }

@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -43,6 +43,8 @@ export async function buildCli(): Promise<BuiltCli> {
     throw new Error(`The build did not produce ${main} (tsc exited ${result.code}):\n${result.stdout}${result.stderr}`);
   }
   await writeFile(join(outDir, 'package.json'), JSON.stringify({ type: 'module' }));
+  // The dashboard's page and scripts are served as they are, not compiled: beside the module that serves them.
+  await cp(join(REPO_ROOT, 'src', 'web', 'dashboard'), join(outDir, 'src', 'web', 'dashboard'), { recursive: true });
   await symlink(join(REPO_ROOT, 'node_modules'), join(outDir, 'node_modules'), 'dir');
   return { main, remove: () => rm(dir, { recursive: true, force: true }) };
 }

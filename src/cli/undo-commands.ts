@@ -55,6 +55,7 @@ export async function runChanges(args: CommandArgs): Promise<number> {
 function formatPlan(result: UndoResult, dryRun: boolean): string {
   const lines = [
     `${dryRun ? 'Would undo' : result.applied ? 'Undid' : 'Did not undo'} ${result.changes.length} change(s): ${result.changes.join(', ')}`,
+    ...(result.ddl ?? []).map((d) => `  ${d}`),
     ...result.tables.map((t) => `  ${t.table}: ${t.insert} row(s) put back, ${t.update} set back, ${t.delete} deleted`),
   ];
   if (result.conflicts.length > 0) {

@@ -29,6 +29,8 @@ export const AUDIT_EVENTS = [
   'deny',
   /** An admin's undo of journalled changes (detail: by, changes, undoChangeId, tables). */
   'undo',
+  /** An admin dropped trashed tables for good (detail: by, changes, tables). */
+  'trash-purge',
   'startup',
   'shutdown',
 ] as const;

@@ -66,47 +66,47 @@ export function journalColumnsSql(table: { schema: string | null; name: string }
   const names = `ARRAY[${columns.map(literal).join(', ')}]::text[]`;
   return `DO $airlock$
 DECLARE
-  rel oid := ${regclass};
-  col text;
-  a record;
-  keycols text[];
-  idx jsonb;
-  cons jsonb;
+  v_rel oid := ${regclass};
+  v_col text;
+  v_att record;
+  v_key text[];
+  v_idx jsonb;
+  v_cons jsonb;
 BEGIN
-  IF rel IS NULL THEN RETURN; END IF;
-  SELECT k.cols INTO keycols FROM (${KEY_COLUMNS_SQL}) k WHERE k.rel = rel;
-  FOREACH col IN ARRAY ${names} LOOP
+  IF v_rel IS NULL THEN RETURN; END IF;
+  SELECT k.cols INTO v_key FROM (${KEY_COLUMNS_SQL}) k WHERE k.rel = v_rel;
+  FOREACH v_col IN ARRAY ${names} LOOP
     SELECT t.attnum, t.atttypid, t.attnotnull, t.attidentity, t.attgenerated, pg_catalog.format_type(t.atttypid, t.atttypmod) AS type,
            CASE WHEN t.attcollation <> ty.typcollation THEN (SELECT pg_catalog.quote_ident(co.collname) FROM pg_catalog.pg_collation co WHERE co.oid = t.attcollation) END AS coll,
            (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = t.attrelid AND d.adnum = t.attnum) AS expr,
            n.nspname, c.relname
-      INTO a FROM pg_catalog.pg_attribute t JOIN pg_catalog.pg_type ty ON ty.oid = t.atttypid
+      INTO v_att FROM pg_catalog.pg_attribute t JOIN pg_catalog.pg_type ty ON ty.oid = t.atttypid
       JOIN pg_catalog.pg_class c ON c.oid = t.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE t.attrelid = rel AND t.attname = col AND t.attnum > 0 AND NOT t.attisdropped;
+      WHERE t.attrelid = v_rel AND t.attname = v_col AND t.attnum > 0 AND NOT t.attisdropped;
     CONTINUE WHEN NOT FOUND;
-    IF keycols IS NULL OR col = ANY (keycols) THEN
+    IF v_key IS NULL OR v_col = ANY (v_key) THEN
       RAISE EXCEPTION USING ERRCODE = '0A000',
-        MESSAGE = pg_catalog.format('airlock: column %s of %s.%s cannot be dropped by an agent: %s', col, a.nspname, a.relname,
-          CASE WHEN keycols IS NULL THEN 'the table has no primary key or unique NOT NULL key, so its values could not be put back row by row'
+        MESSAGE = pg_catalog.format('airlock: column %s of %s.%s cannot be dropped by an agent: %s', v_col, v_att.nspname, v_att.relname,
+          CASE WHEN v_key IS NULL THEN 'the table has no primary key or unique NOT NULL key, so its values could not be put back row by row'
                ELSE 'it is part of the table''s key, so its values could not be put back row by row' END),
         HINT = 'Nothing was changed. A human can run it directly.';
     END IF;
-    idx := (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.pg_get_indexdef(i.indexrelid)), '[]') FROM pg_catalog.pg_index i
-             WHERE i.indrelid = rel AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = rel)
+    v_idx := (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.pg_get_indexdef(i.indexrelid)), '[]') FROM pg_catalog.pg_index i
+             WHERE i.indrelid = v_rel AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = v_rel)
                AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = i.indexrelid
-                             AND d.refobjid = rel AND d.refobjsubid = a.attnum));
-    cons := (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('name', k.conname, 'def', pg_catalog.pg_get_constraintdef(k.oid))), '[]')
-               FROM pg_catalog.pg_constraint k WHERE k.conrelid = rel AND a.attnum = ANY (k.conkey) AND k.contype IN ('c', 'u', 'f', 'x', 'p'));
+                             AND d.refobjid = v_rel AND d.refobjsubid = v_att.attnum));
+    v_cons := (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('name', k.conname, 'def', pg_catalog.pg_get_constraintdef(k.oid))), '[]')
+               FROM pg_catalog.pg_constraint k WHERE k.conrelid = v_rel AND v_att.attnum = ANY (k.conkey) AND k.contype IN ('c', 'u', 'f', 'x', 'p'));
     INSERT INTO pg_temp.airlock_capture (change, rel, kind, img)
-      SELECT pg_catalog.current_setting('airlock.change'), rel, 'c', pg_catalog.jsonb_build_object(
-        'table', a.nspname || '.' || a.relname, 'schema', a.nspname, 'name', a.relname, 'column', col, 'type', a.type,
-        'collation', a.coll, 'notNull', a.attnotnull, 'default', CASE WHEN a.attgenerated = '' THEN a.expr END,
-        'identity', a.attidentity::text, 'generated', CASE WHEN a.attgenerated <> '' THEN a.expr END,
-        'key', pg_catalog.to_jsonb(keycols), 'indexes', idx, 'constraints', cons)::json;
-    IF a.attgenerated = '' THEN
+      SELECT pg_catalog.current_setting('airlock.change'), v_rel, 'c', pg_catalog.jsonb_build_object(
+        'table', v_att.nspname || '.' || v_att.relname, 'schema', v_att.nspname, 'name', v_att.relname, 'column', v_col, 'type', v_att.type,
+        'collation', v_att.coll, 'notNull', v_att.attnotnull, 'default', CASE WHEN v_att.attgenerated = '' THEN v_att.expr END,
+        'identity', v_att.attidentity::text, 'generated', CASE WHEN v_att.attgenerated <> '' THEN v_att.expr END,
+        'key', pg_catalog.to_jsonb(v_key), 'indexes', v_idx, 'constraints', v_cons)::json;
+    IF v_att.attgenerated = '' THEN
       EXECUTE pg_catalog.format(
         'INSERT INTO pg_temp.airlock_capture (change, rel, kind, img) SELECT pg_catalog.current_setting(''airlock.change''), $1, ''x'', pg_catalog.row_to_json(s) FROM (SELECT %s, t.%I FROM %s t) s',
-        (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', k), ', ') FROM pg_catalog.unnest(keycols) k), col, rel::regclass) USING rel;
+        (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', k), ', ') FROM pg_catalog.unnest(v_key) k), v_col, v_rel::regclass) USING v_rel;
     END IF;
   END LOOP;
 END

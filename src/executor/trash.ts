@@ -133,8 +133,9 @@ BEGIN
       EXECUTE pg_catalog.format('ALTER TABLE %s NO INHERIT %I.%I', root::regclass, x.nspname, x.relname);
       inh := inh || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('schema', x.nspname, 'name', x.relname));
     END LOOP;
-    moved := ARRAY(SELECT t.relid FROM pg_catalog.pg_partition_tree(root) t JOIN pg_catalog.pg_class c ON c.oid = t.relid
-                   WHERE c.relkind IN ('r', 'p') ORDER BY t.level, t.relid);
+    -- The table, then its partitions (pg_partition_tree lists nothing for a table that is not partitioned).
+    moved := ARRAY[root] || ARRAY(SELECT t.relid FROM pg_catalog.pg_partition_tree(root) t JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                   WHERE c.relkind IN ('r', 'p') AND t.relid <> root ORDER BY t.level, t.relid);
     fks := '[]';
     FOR x IN SELECT n2.nspname, c.relname, k.conname, pg_catalog.pg_get_constraintdef(k.oid) AS def
         FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n2 ON n2.oid = c.relnamespace
@@ -230,7 +231,8 @@ export interface TrashItem {
 /** Tables now in the trash schema (roots only: partitions count with their table), with their size. */
 export async function trashTables(service: pg.Client): Promise<Map<string, number>> {
   const { rows } = await service.query<{ relname: string; bytes: string }>(
-    `SELECT c.relname, (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree(c.oid) t)::text AS bytes
+    `SELECT c.relname, (pg_catalog.pg_total_relation_size(c.oid) + coalesce((SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(t.relid))
+              FROM pg_catalog.pg_partition_tree(c.oid) t WHERE t.relid <> c.oid), 0))::text AS bytes
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname`,
     [TRASH_SCHEMA],

@@ -72,6 +72,16 @@ export function captureOnQuery(changeId: string): string {
   return `SELECT pg_catalog.set_config('${CAPTURE_SETTING}', 'on', true), pg_catalog.set_config('${CHANGE_SETTING}', '${changeId.replace(/'/g, "''")}', true), 'capture'`;
 }
 
+/**
+ * The captured row's table as 'schema.table' when it was captured: a table
+ * moved into the trash later in the same transaction (trash.ts) is named
+ * as it was, from the move's descriptor.
+ */
+const CAPTURED_NAME =
+  `CASE WHEN n.nspname = '${TRASH_SCHEMA}' THEN coalesce((SELECT (m->>'schema') || '.' || (m->>'name') FROM pg_temp.${CAPTURE_TABLE} q ` +
+  `CROSS JOIN LATERAL pg_catalog.json_array_elements(q.img->'relations') m WHERE q.kind = 'q' AND m->>'trash' = r.relname LIMIT 1), ` +
+  `n.nspname || '.' || r.relname) ELSE n.nspname || '.' || r.relname END`;
+
 const FROM_CAPTURE =
   `FROM pg_temp.${CAPTURE_TABLE} c JOIN pg_catalog.pg_class r ON r.oid = c.rel ` + 'JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace';
 
@@ -80,13 +90,13 @@ const FROM_CAPTURE =
  * order: change, 'schema.table', kind, image (`row_to_json(row)`'s text,
  * kept as text, never parsed into numbers).
  */
-export const READ_CAPTURED = `SELECT c.change, n.nspname || '.' || r.relname, c.kind::text, c.img::text ${FROM_CAPTURE} ORDER BY c.seq`;
+export const READ_CAPTURED = `SELECT c.change, ${CAPTURED_NAME}, c.kind::text, c.img::text ${FROM_CAPTURE} ORDER BY c.seq`;
 
 /** Rows captured for one change, counted per table and kind: `'schema.table', kind, count`. */
 export function countCapturedQuery(changeId: string): string {
   // A trashed table (kind q, trash.ts) counts the rows it held, under its name as it was.
   return (
-    `SELECT CASE WHEN c.kind = 'q' THEN c.img->>'table' ELSE n.nspname || '.' || r.relname END, c.kind::text, ` +
+    `SELECT CASE WHEN c.kind = 'q' THEN c.img->>'table' ELSE ${CAPTURED_NAME} END, c.kind::text, ` +
     `pg_catalog.sum(CASE WHEN c.kind = 'q' THEN (c.img->>'rows')::bigint ELSE 1 END) ${FROM_CAPTURE} WHERE c.change = '${changeId.replace(/'/g, "''")}' GROUP BY 1, 2`
   );
 }

@@ -19,7 +19,7 @@ import type { Denial } from '../policy/decision.js';
 import { tablesOf } from '../state/journal.js';
 import type { ImageKind, RowImage } from '../state/journal.js';
 import { journalColumnsSql } from './dropped-column.js';
-import { quarantineSql } from './trash.js';
+import { TRASH_SCHEMA, quarantineSql } from './trash.js';
 import { CAPTURE_TABLE, CREATE_CAPTURE_TABLE, READ_CAPTURED, captureOnQuery, countCapturedQuery } from './capture.js';
 import { WriteConnectionLost } from './write-connection.js';
 import type { MessageSink, WriteConnection } from './write-connection.js';
@@ -30,7 +30,8 @@ const STATS_QUERY =
   'SELECT * FROM (SELECT n.nspname, c.relname, pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) AS i, ' +
   'pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) AS u, pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) AS d ' +
   'FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
-  "WHERE c.relkind IN ('r', 'm', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' " +
+  // The trash (trash.ts): a table moved there keeps its counters under a new name, which would read as rows changed anew.
+  `WHERE c.relkind IN ('r', 'm', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${TRASH_SCHEMA}') AND n.nspname !~ '^pg_toast' ` +
   // Airlock's own capture table (src/executor/capture.ts) is no change of the agent's.
   `AND NOT (c.relpersistence = 't' AND c.relname = '${CAPTURE_TABLE}')) s ` +
   'WHERE i + u + d > 0';

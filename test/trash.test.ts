@@ -47,6 +47,10 @@ const SCHEMA = `
   CREATE TABLE public.t_part_2025 PARTITION OF public.t_part FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
   CREATE TABLE public.t_part_2026 PARTITION OF public.t_part FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
   INSERT INTO public.t_part SELECT g, DATE '2025-06-01' + g, 'v' || g FROM generate_series(1, 400) g;
+  CREATE TABLE public.m_parent (id int PRIMARY KEY);
+  CREATE TABLE public.m_child (id int PRIMARY KEY, m_parent_id int NOT NULL REFERENCES public.m_parent (id) ON DELETE CASCADE, parent_id int REFERENCES public.parent (id));
+  INSERT INTO public.m_parent SELECT g FROM generate_series(1, 20) g;
+  INSERT INTO public.m_child SELECT g, 1 + g % 20, 2 + g % 9 FROM generate_series(1, 60) g;
   CREATE SCHEMA scratch_ops;
   CREATE SCHEMA scratch_boss;
 `;
@@ -129,7 +133,7 @@ for (const server of testServers()) {
       // ALTER and DROP need ownership: an operator hands the tables to the agents' write roles.
       const ops = airlock.config.agents[0]!.writeRole;
       const boss = airlock.config.agents[1]!.writeRole;
-      for (const t of ['t_drop', 't_col', 'dep_t', 'rolled', 't_part', 't_part_2025', 't_part_2026']) await direct(`ALTER TABLE public.${t} OWNER TO ${ops}`);
+      for (const t of ['t_drop', 't_col', 'dep_t', 'rolled', 't_part', 't_part_2025', 't_part_2026', 'm_parent', 'm_child']) await direct(`ALTER TABLE public.${t} OWNER TO ${ops}`);
       await direct(`ALTER SCHEMA scratch_ops OWNER TO ${ops}`);
       await direct(`ALTER SCHEMA scratch_boss OWNER TO ${boss}`);
     });
@@ -296,6 +300,25 @@ for (const server of testServers()) {
       const key = await refusal(c, 'ALTER TABLE t_col DROP COLUMN id');
       expect(key.message).toMatch(/part of the table's key/);
       expect(await shape('public.t_col')).toEqual(before);
+    });
+
+    it('DROP TABLE of two tables, one referencing the other: both trashed, both back with their foreign keys', async () => {
+      const parent = await shape('public.m_parent');
+      const child = await shape('public.m_child');
+      const c = await agent();
+      await c.query('DROP TABLE m_child, m_parent');
+      expect(await exists('public.m_parent')).toBe(false);
+      const items = await trash();
+      expect(items.map((t) => [t.table, t.rows])).toEqual([
+        ['public.m_child', 60],
+        ['public.m_parent', 20],
+      ]);
+      expect(items[0]!.change).toBe(items[1]!.change);
+      const undone = await admin<UndoResult>('POST', '/v1/undo', { changes: [items[0]!.change] });
+      expect(undone.status, JSON.stringify(undone.body)).toBe(200);
+      expect(await shape('public.m_parent')).toEqual(parent);
+      expect(await shape('public.m_child')).toEqual(child);
+      expect(await trash()).toEqual([]);
     });
 
     it('refuses DROP SCHEMA and DROP … CASCADE (rule unrecoverable) unless a rule allows them as such', async () => {

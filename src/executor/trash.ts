@@ -206,6 +206,15 @@ export async function restoreFromTrash(service: pg.Client, d: TrashDescriptor): 
     await service.query(`ALTER TABLE ${inTrash} RENAME TO ${ident(r.name)}`);
     await service.query(`ALTER TABLE ${ident(TRASH_SCHEMA)}.${ident(r.name)} SET SCHEMA ${ident(r.schema)}`);
   }
+}
+
+/**
+ * Links a table put back by restoreFromTrash to the tables around it again:
+ * its parent (INHERIT, ATTACH PARTITION) and its foreign keys (validated as
+ * they are added). Run after every table of the undo is back, since a key
+ * may point at another table the same undo brings back.
+ */
+export async function relinkRestored(service: pg.Client, d: TrashDescriptor): Promise<void> {
   const table = `${ident(d.schema)}.${ident(d.name)}`;
   for (const p of d.inherits) await service.query(`ALTER TABLE ${table} INHERIT ${ident(p.schema)}.${ident(p.name)}`);
   if (d.partitionOf !== null) await service.query(`ALTER TABLE ${ident(d.partitionOf.schema)}.${ident(d.partitionOf.name)} ATTACH PARTITION ${table} ${d.partitionOf.bound}`);

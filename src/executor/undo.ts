@@ -23,7 +23,7 @@ import { DDL_IMAGE_KINDS } from '../state/journal.js';
 import type { ChangeEntry, Journal, RowImage } from '../state/journal.js';
 import { parseColumnDescriptor, restoreColumn } from './dropped-column.js';
 import type { ColumnDescriptor } from './dropped-column.js';
-import { parseTrashDescriptor, restoreFromTrash } from './trash.js';
+import { parseTrashDescriptor, relinkRestored, restoreFromTrash } from './trash.js';
 import { CREATE_CAPTURE_TABLE, KEY_COLUMNS_SQL, READ_CAPTURED, captureOnQuery } from './capture.js';
 
 export interface UndoOptions {
@@ -284,7 +284,7 @@ export async function countConflicts(service: pg.Client, journal: Journal, id: s
  * values. Returns what was done, in words; throws UndoRefused when it cannot.
  */
 async function undoDdl(service: pg.Client, images: readonly RowImage[]): Promise<string[]> {
-  const steps: { what: string; label: string; run: () => Promise<void> }[] = [];
+  const steps: { what: string; label: string; run: () => Promise<void>; after?: () => Promise<void> }[] = [];
   let column: { d: ColumnDescriptor; values: string[] } | null = null;
   for (const r of images) {
     if (r.kind === 'q') {
@@ -293,6 +293,7 @@ async function undoDdl(service: pg.Client, images: readonly RowImage[]): Promise
         what: `table ${d.table} put back from the trash (${d.rows} row(s), with its indexes and constraints)`,
         label: `table ${d.table}`,
         run: () => restoreFromTrash(service, d),
+        after: () => relinkRestored(service, d),
       });
     } else if (r.kind === 'c') {
       const c = { d: parseColumnDescriptor(r.image), values: [] as string[] };
@@ -309,14 +310,18 @@ async function undoDdl(service: pg.Client, images: readonly RowImage[]): Promise
   const done: string[] = [];
   if (steps.length === 0) return done;
   await service.query(`SELECT pg_catalog.set_config('airlock.capture', 'off', true)`);
-  for (const step of steps.reverse()) {
-    try {
-      await step.run();
-    } catch (err) {
-      // The caller rolls the whole undo back.
-      throw new UndoRefused(`Undo stopped, and nothing was changed: putting back ${step.label} failed: ${(err as Error).message}`);
+  steps.reverse();
+  // Every table back first, then their links (a foreign key may point at another table this undo brings back).
+  for (const phase of ['run', 'after'] as const) {
+    for (const step of steps) {
+      try {
+        await step[phase]?.();
+      } catch (err) {
+        // The caller rolls the whole undo back.
+        throw new UndoRefused(`Undo stopped, and nothing was changed: putting back ${step.label} failed: ${(err as Error).message}`);
+      }
+      if (phase === 'run') done.push(step.what);
     }
-    done.push(step.what);
   }
   return done;
 }

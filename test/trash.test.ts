@@ -18,6 +18,7 @@ import { readAuditTail } from '../src/state/file-audit-log.js';
 import type { ChangeEntry } from '../src/state/journal.js';
 import type { UndoResult } from '../src/executor/undo.js';
 import type { TrashItem } from '../src/executor/trash.js';
+import { runDoctorChecks } from '../src/gateway/doctor.js';
 import { startTestAirlock } from './support/airlock.js';
 import type { TestAirlock } from './support/airlock.js';
 import { createTestDatabase, testServers, withClient } from './support/postgres-servers.js';
@@ -81,14 +82,19 @@ for (const server of testServers()) {
     }
 
     /** Rows (md5 over them in key order), indexes and constraints of a table: equal only if it is back exactly. */
-    async function shape(table: string, order = 'id'): Promise<{ rows: string; indexes: string[]; constraints: string[] }> {
+    async function shape(table: string, order = 'id'): Promise<{ rows: string; indexes: string[]; constraints: string[]; privileges: string }> {
       const [row] = await direct<{ h: string; n: string }>(`SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY ${order}), '')) AS h, count(*) AS n FROM ${table} t`);
       const indexes = await direct<{ d: string }>('SELECT indexdef AS d FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 ORDER BY 1', table.split('.'));
       const constraints = await direct<{ d: string }>(
         'SELECT conname || \' \' || pg_get_constraintdef(oid) || \' \' || convalidated AS d FROM pg_constraint WHERE conrelid = $1::regclass ORDER BY 1',
         [table],
       );
-      return { rows: `${row!.n}:${row!.h}`, indexes: indexes.map((r) => r.d), constraints: constraints.map((r) => r.d) };
+      const [privileges] = await direct<{ p: string | null }>(
+        `SELECT string_agg(a.grantee::regrole::text || ' ' || a.privilege_type || ' ' || a.is_grantable, ', ' ORDER BY 1) AS p
+           FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a WHERE c.oid = $1::regclass`,
+        [table],
+      );
+      return { rows: `${row!.n}:${row!.h}`, indexes: indexes.map((r) => r.d), constraints: constraints.map((r) => r.d), privileges: privileges!.p ?? '' };
     }
 
     async function changes(query = ''): Promise<ChangeEntry[]> {
@@ -118,6 +124,8 @@ for (const server of testServers()) {
       const limits = ['    write_limits: { max_rows: 100000, rows_per_hour: 1000000, require_where: false, writes_per_minute: 600 }'];
       airlock = await startTestAirlock(server, db, {
         stateDir,
+        // No look at the schema mid-test: its grants sync would change the privileges the test compares.
+        schemaRefreshMs: 3_600_000,
         agents: [
           { name: 'ops', password: 'ops-test-password', profile: 'read-write', extra: limits },
           { name: 'boss', password: 'boss-test-password', profile: 'read-write', extra: limits },
@@ -300,6 +308,17 @@ for (const server of testServers()) {
       const key = await refusal(c, 'ALTER TABLE t_col DROP COLUMN id');
       expect(key.message).toMatch(/part of the table's key/);
       expect(await shape('public.t_col')).toEqual(before);
+    });
+
+    it('airlock doctor says what the trash holds', async () => {
+      const c = await agent();
+      await c.query('DROP TABLE t_drop');
+      const checks = await runDoctorChecks(airlock.config);
+      expect(checks.filter((k) => /trash/.test(k.message)).map((k) => `${k.outcome}: ${k.message}`)).toEqual([
+        'ok: The trash (schema airlock_trash) holds 1 table(s); `airlock trash list` lists them.',
+      ]);
+      const [item] = await trash();
+      expect((await admin<UndoResult>('POST', '/v1/undo', { changes: [item!.change] })).status).toBe(200);
     });
 
     it('DROP TABLE of two tables, one referencing the other: both trashed, both back with their foreign keys', async () => {

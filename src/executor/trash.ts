@@ -55,7 +55,28 @@ export interface TrashedRelation {
   rls: boolean;
   force: boolean;
   indexes: { name: string; trash: string }[];
-  sequences: { schema: string; name: string; trash: string }[];
+  sequences: { schema: string; name: string; trash: string; acl?: Privilege[] }[];
+  /** Its privileges as they were (aclexplode), taken from every role while it is in the trash. */
+  acl?: Privilege[];
+}
+
+/** One privilege as aclexplode() lists it; `grantee` quoted, or PUBLIC. */
+export interface Privilege {
+  grantee: string;
+  privilege: string;
+  grantable: boolean;
+}
+
+/** Sets an object's privileges back to `acl` (as the service account: a superuser's GRANT is recorded as the owner's). */
+async function restorePrivileges(service: pg.Client, kind: 'TABLE' | 'SEQUENCE', name: string, acl: readonly Privilege[] | undefined): Promise<void> {
+  if (acl === undefined) return;
+  const now = await service.query<{ grantee: string }>(
+    `SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+       FROM pg_catalog.pg_class c, pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault($2, c.relowner))) a WHERE c.oid = pg_catalog.to_regclass($1)`,
+    [name, kind === 'TABLE' ? 'r' : 's'],
+  );
+  for (const g of now.rows) await service.query(`REVOKE ALL ON ${kind} ${name} FROM ${g.grantee}`);
+  for (const p of acl) await service.query(`GRANT ${p.privilege} ON ${kind} ${name} TO ${p.grantee}${p.grantable ? ' WITH GRANT OPTION' : ''}`);
 }
 
 /** The descriptor of one DROP TABLE turned into a move: the image of kind `q`. */
@@ -115,6 +136,8 @@ DECLARE
   inh jsonb;
   newname text;
   roottrash text;
+  y record;
+  acl jsonb;
 BEGIN
   FOREACH root IN ARRAY ARRAY[${roots}]::oid[] LOOP
     CONTINUE WHEN root IS NULL;
@@ -147,6 +170,14 @@ BEGIN
     FOR r IN SELECT c.oid, n2.nspname, c.relname, c.relrowsecurity, c.relforcerowsecurity
         FROM pg_catalog.unnest(moved) WITH ORDINALITY m(oid, ord) JOIN pg_catalog.pg_class c ON c.oid = m.oid
         JOIN pg_catalog.pg_namespace n2 ON n2.oid = c.relnamespace ORDER BY m.ord LOOP
+      -- Its privileges, kept for undo and taken from everyone (the owner too): no role holds any on a trashed table.
+      acl := (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                'privilege', a.privilege_type, 'grantable', a.is_grantable)), '[]')
+              FROM pg_catalog.pg_class c, pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) a WHERE c.oid = r.oid);
+      FOR y IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_class c, pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) a WHERE c.oid = r.oid LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I.%I FROM %s', r.nspname, r.relname,
+          CASE WHEN y.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(y.grantee)) END);
+      END LOOP;
       EXECUTE pg_catalog.format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', r.nspname, r.relname);
       EXECUTE pg_catalog.format('CREATE POLICY ${TRASH_POLICY} ON %I.%I AS RESTRICTIVE USING (false) WITH CHECK (false)', r.nspname, r.relname);
       idx := '[]';
@@ -156,20 +187,27 @@ BEGIN
         idx := idx || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('name', x.relname, 'trash', newname));
       END LOOP;
       seqs := '[]';
-      FOR x IN SELECT DISTINCT sn.nspname, s.relname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+      FOR x IN SELECT DISTINCT s.oid, sn.nspname, s.relname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
           JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
           WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
             AND d.refobjid = r.oid AND d.deptype IN ('a', 'i') LOOP
         newname := pg_catalog.left(x.relname, 40) || '_' || pg_catalog.substr(pg_catalog.md5(tag || x.nspname || '.' || x.relname), 1, 12);
+        seqs := seqs || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('schema', x.nspname, 'name', x.relname, 'trash', newname,
+          'acl', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                   'privilege', a.privilege_type, 'grantable', a.is_grantable)), '[]')
+                  FROM pg_catalog.pg_class c, pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('s', c.relowner))) a WHERE c.oid = x.oid)));
+        FOR y IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_class c, pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('s', c.relowner))) a WHERE c.oid = x.oid LOOP
+          EXECUTE pg_catalog.format('REVOKE ALL ON SEQUENCE %I.%I FROM %s', x.nspname, x.relname,
+            CASE WHEN y.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(y.grantee)) END);
+        END LOOP;
         EXECUTE pg_catalog.format('ALTER SEQUENCE %I.%I RENAME TO %I', x.nspname, x.relname, newname);
-        seqs := seqs || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('schema', x.nspname, 'name', x.relname, 'trash', newname));
       END LOOP;
       newname := pg_catalog.left(r.relname, 40) || '_' || pg_catalog.substr(pg_catalog.md5(tag || r.nspname || '.' || r.relname), 1, 12);
       EXECUTE pg_catalog.format('ALTER TABLE %I.%I RENAME TO %I', r.nspname, r.relname, newname);
       EXECUTE pg_catalog.format('ALTER TABLE %I.%I SET SCHEMA ${TRASH_SCHEMA}', r.nspname, newname);
       IF r.oid = root THEN roottrash := newname; END IF;
       rels := rels || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('schema', r.nspname, 'name', r.relname, 'trash', newname,
-        'rls', r.relrowsecurity, 'force', r.relforcerowsecurity, 'indexes', idx, 'sequences', seqs));
+        'rls', r.relrowsecurity, 'force', r.relforcerowsecurity, 'indexes', idx, 'sequences', seqs, 'acl', acl));
     END LOOP;
     INSERT INTO pg_temp.airlock_capture (change, rel, kind, img)
       SELECT pg_catalog.current_setting('airlock.change'), root, 'q', pg_catalog.jsonb_build_object(
@@ -205,6 +243,8 @@ export async function restoreFromTrash(service: pg.Client, d: TrashDescriptor): 
     for (const s of r.sequences) await service.query(`ALTER SEQUENCE ${ident(TRASH_SCHEMA)}.${ident(s.trash)} RENAME TO ${ident(s.name)}`);
     await service.query(`ALTER TABLE ${inTrash} RENAME TO ${ident(r.name)}`);
     await service.query(`ALTER TABLE ${ident(TRASH_SCHEMA)}.${ident(r.name)} SET SCHEMA ${ident(r.schema)}`);
+    await restorePrivileges(service, 'TABLE', `${ident(r.schema)}.${ident(r.name)}`, r.acl);
+    for (const s of r.sequences) await restorePrivileges(service, 'SEQUENCE', `${ident(r.schema)}.${ident(s.name)}`, s.acl);
   }
 }
 

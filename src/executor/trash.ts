@@ -141,6 +141,11 @@ DECLARE
 BEGIN
   FOREACH root IN ARRAY ARRAY[${roots}]::oid[] LOOP
     CONTINUE WHEN root IS NULL;
+    -- A temporary table cannot leave its session's schema, and goes with the session anyway: dropped as asked.
+    IF (SELECT c.relpersistence FROM pg_catalog.pg_class c WHERE c.oid = root) = 't' THEN
+      EXECUTE pg_catalog.format('DROP TABLE %s', root::regclass);
+      CONTINUE;
+    END IF;
     EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', root::regclass) INTO n;
     part := NULL;
     SELECT pg_catalog.jsonb_build_object('schema', pn.nspname, 'name', p.relname, 'bound', pg_catalog.pg_get_expr(c.relpartbound, c.oid))

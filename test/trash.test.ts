@@ -52,6 +52,8 @@ const SCHEMA = `
   CREATE TABLE public.m_child (id int PRIMARY KEY, m_parent_id int NOT NULL REFERENCES public.m_parent (id) ON DELETE CASCADE, parent_id int REFERENCES public.parent (id));
   INSERT INTO public.m_parent SELECT g FROM generate_series(1, 20) g;
   INSERT INTO public.m_child SELECT g, 1 + g % 20, 2 + g % 9 FROM generate_series(1, 60) g;
+  CREATE TABLE public.t_kinds (id int PRIMARY KEY, ident bigint GENERATED ALWAYS AS IDENTITY, gen int GENERATED ALWAYS AS (id * 2) STORED, u text UNIQUE, c text COLLATE "C");
+  INSERT INTO public.t_kinds (id, u, c) SELECT g, 'u' || g, 'c' || g FROM generate_series(1, 40) g;
   CREATE SCHEMA scratch_ops;
   CREATE SCHEMA scratch_boss;
 `;
@@ -103,6 +105,18 @@ for (const server of testServers()) {
       return r.body.changes;
     }
 
+    /**
+     * Changes recorded since `seen` (counting pending and aborted ones), once none is pending: an agent's
+     * COMMIT is answered before Airlock asks pg_xact_status() and marks its changes.
+     */
+    async function settledSince(seen: number): Promise<ChangeEntry[]> {
+      for (let i = 0; ; i++) {
+        const added = (await changes('?all=true')).slice(seen);
+        if (added.every((e) => e.state !== 'pending') || i === 50) return added;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+
     async function trash(): Promise<TrashItem[]> {
       const r = await admin<{ trash: TrashItem[] }>('GET', '/v1/trash');
       expect(r.status).toBe(200);
@@ -141,7 +155,7 @@ for (const server of testServers()) {
       // ALTER and DROP need ownership: an operator hands the tables to the agents' write roles.
       const ops = airlock.config.agents[0]!.writeRole;
       const boss = airlock.config.agents[1]!.writeRole;
-      for (const t of ['t_drop', 't_col', 'dep_t', 'rolled', 't_part', 't_part_2025', 't_part_2026', 'm_parent', 'm_child']) await direct(`ALTER TABLE public.${t} OWNER TO ${ops}`);
+      for (const t of ['t_drop', 't_col', 'dep_t', 'rolled', 't_part', 't_part_2025', 't_part_2026', 'm_parent', 'm_child', 't_kinds']) await direct(`ALTER TABLE public.${t} OWNER TO ${ops}`);
       await direct(`ALTER SCHEMA scratch_ops OWNER TO ${ops}`);
       await direct(`ALTER SCHEMA scratch_boss OWNER TO ${boss}`);
     });
@@ -235,8 +249,11 @@ for (const server of testServers()) {
       await c.query('DROP TABLE rolled');
       await c.query('COMMIT');
       expect(await exists('public.rolled')).toBe(false);
-      const added = (await changes()).slice(seen);
-      expect(added.map((e) => e.statement)).toEqual(["UPDATE rolled SET v = 'changed' WHERE id = 1", 'DROP TABLE rolled']);
+      const added = await settledSince(seen);
+      expect(added.map((e) => [e.statement, e.state])).toEqual([
+        ["UPDATE rolled SET v = 'changed' WHERE id = 1", 'committed'],
+        ['DROP TABLE rolled', 'committed'],
+      ]);
       const undone = await admin<UndoResult>('POST', '/v1/undo', { transaction: added[0]!.txid });
       expect(undone.status, JSON.stringify(undone.body)).toBe(200);
       expect(await direct('SELECT id, v FROM rolled ORDER BY id')).toEqual([
@@ -338,6 +355,41 @@ for (const server of testServers()) {
       expect(await shape('public.m_parent')).toEqual(parent);
       expect(await shape('public.m_child')).toEqual(child);
       expect(await trash()).toEqual([]);
+    });
+
+    it('DROP COLUMN of identity, generated, unique and collated columns, in a transaction: a ROLLBACK leaves nothing, a COMMIT is undone', async () => {
+      const view = async () =>
+        direct(
+          `SELECT string_agg(format('%s|%s|%s|%s|%s', id, ident, gen, u, c), ',' ORDER BY id) AS rows,
+                  (SELECT string_agg(format('%s %s %s %s %s', attname, format_type(atttypid, atttypmod), attidentity, attgenerated, attnotnull), ', ' ORDER BY attname)
+                     FROM pg_attribute WHERE attrelid = 'public.t_kinds'::regclass AND attnum > 0 AND NOT attisdropped) AS columns,
+                  (SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), ', ' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'public.t_kinds'::regclass) AS constraints,
+                  (SELECT collname FROM pg_attribute a JOIN pg_collation co ON co.oid = a.attcollation WHERE attrelid = 'public.t_kinds'::regclass AND attname = 'c') AS coll
+             FROM public.t_kinds`,
+        );
+      const before = await view();
+      const seen = (await changes('?all=true')).length;
+      const c = await agent();
+      await c.query('BEGIN');
+      await c.query('ALTER TABLE t_kinds DROP COLUMN ident, DROP COLUMN gen');
+      await c.query('ROLLBACK');
+      expect((await changes('?all=true')).length).toBe(seen);
+      expect(await view()).toEqual(before);
+      await c.query('BEGIN');
+      await c.query('ALTER TABLE t_kinds DROP COLUMN ident, DROP COLUMN gen');
+      await c.query('ALTER TABLE t_kinds DROP COLUMN u, DROP COLUMN c');
+      await c.query('COMMIT');
+      const added = await settledSince(seen);
+      expect(added.map((e) => [e.statement, e.state])).toEqual([
+        ['ALTER TABLE t_kinds DROP COLUMN ident, DROP COLUMN gen', 'committed'],
+        ['ALTER TABLE t_kinds DROP COLUMN u, DROP COLUMN c', 'committed'],
+      ]);
+      const undone = await admin<UndoResult>('POST', '/v1/undo', { transaction: added[0]!.txid });
+      expect(undone.status, JSON.stringify(undone.body)).toBe(200);
+      expect(await view()).toEqual(before);
+      // The identity goes on past the values it had.
+      const next = await c.query('INSERT INTO t_kinds (id) VALUES (41) RETURNING ident, gen');
+      expect(next.rows).toEqual([{ ident: '41', gen: 82 }]);
     });
 
     it('refuses DROP SCHEMA and DROP … CASCADE (rule unrecoverable) unless a rule allows them as such', async () => {

@@ -208,7 +208,13 @@ for (const server of testServers()) {
       await c.query('DROP TABLE rolled');
       const item = (await trash()).find((t) => t.table === 'public.rolled')!;
       expect(item).toBeDefined();
-      for (const sql of [`SELECT * FROM airlock_trash.${item.trash}`, `DELETE FROM airlock_trash.${item.trash}`, `DROP TABLE airlock_trash.${item.trash}`]) {
+      for (const sql of [
+        `SELECT * FROM airlock_trash.${item.trash}`,
+        `DELETE FROM airlock_trash.${item.trash}`,
+        `DROP TABLE airlock_trash.${item.trash}`,
+        // What undo writes back as the service account comes from the capture table: no agent may forge a row there.
+        "INSERT INTO pg_temp.airlock_capture (change, rel, kind, img) VALUES ('x', 1, 'c', '{}')",
+      ]) {
         const err = await refusal(c, sql);
         expect(err.detail, sql).toMatch(/Rule: airlock-internal/);
       }

@@ -771,6 +771,10 @@ describe("Airlock's own schemas (capture functions, the trash)", () => {
     'DROP TABLE airlock_trash.x',
     'ALTER TABLE airlock_trash.x RENAME TO y',
     'TRUNCATE airlock.capture_state',
+    "INSERT INTO airlock_capture (change, rel, kind, img) VALUES ('x', 1, 'c', '{}')",
+    "INSERT INTO pg_temp.airlock_capture (change, rel, kind, img) VALUES ('x', 1, 'q', '{}')",
+    'DELETE FROM pg_temp.AIRLOCK_CAPTURE',
+    'SELECT * FROM airlock_capture',
   ])('refuses %s, whatever the profile and rules', (sql) => {
     for (const profile of ['read-only', 'read-write']) {
       const d = judgeClassification(classify(sql), { agent: 'claude', profile }, () => undefined);

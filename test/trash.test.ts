@@ -435,6 +435,15 @@ for (const server of testServers()) {
       const back = await admin<UndoResult>('POST', '/v1/undo', { changes: [one!.change] });
       expect(back.status, JSON.stringify(back.body)).toBe(200);
       expect(await shape('public.t_part', 'id, at')).toEqual(before);
+      // A column dropped from the partitioned table (and so from every partition): back in all of them, with its values.
+      const seen = (await changes()).length;
+      await c.query('ALTER TABLE t_part DROP COLUMN v');
+      const dropped = (await changes()).slice(seen);
+      expect(dropped.map((e) => e.tables)).toEqual([{ 'public.t_part': 400 }]);
+      const restored = await admin<UndoResult>('POST', '/v1/undo', { changes: [dropped[0]!.id] });
+      expect(restored.status, JSON.stringify(restored.body)).toBe(200);
+      expect(await shape('public.t_part', 'id, at')).toEqual(before);
+      expect(await direct("SELECT count(*)::int AS n FROM t_part_2026 WHERE v IS NULL")).toEqual([{ n: 0 }]);
     });
   });
 }

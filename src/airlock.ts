@@ -9,7 +9,9 @@
 import { serviceClient, startGateway } from './gateway/gateway.js';
 import { startMcpHttp } from './mcp/http.js';
 import { UndoRefused, countConflicts, undoChanges } from './executor/undo.js';
-import type { ChangeControl } from './web/admin-api.js';
+import type { ChangeControl, TrashControl } from './web/admin-api.js';
+import { purgeTrashed, trashItems, trashTables } from './executor/trash.js';
+import type { TrashItem } from './executor/trash.js';
 import type { Gateway, GatewayOptions } from './gateway/gateway.js';
 import { AdminTokens } from './state/admin-tokens.js';
 import { FileApprovalStore } from './state/approval-store.js';
@@ -112,8 +114,64 @@ export async function startAirlock(options: GatewayOptions): Promise<Airlock> {
         }
       },
     };
+    const trash: TrashControl = {
+      async list() {
+        const service = serviceClient(config);
+        await service.connect();
+        try {
+          return trashItems(journal, await trashTables(service));
+        } finally {
+          await service.end().catch(() => undefined);
+        }
+      },
+      async purge(request, by) {
+        const service = serviceClient(config);
+        await service.connect();
+        try {
+          const items = trashItems(journal, await trashTables(service));
+          let chosen: TrashItem[];
+          if (request.changes !== undefined) {
+            for (const id of request.changes) {
+              const entry = journal.get(id);
+              if (entry === null) throw new UndoRefused(`The journal has no change ${id}. \`airlock trash list\` lists the changes whose tables are in the trash.`);
+              if (!items.some((t) => t.change === id)) throw new UndoRefused(`Change ${id} has no table in the trash (\`airlock trash list\` lists those that do), so there is nothing to purge.`);
+            }
+            chosen = items.filter((t) => t.change !== null && request.changes!.includes(t.change));
+          } else {
+            const cutoff = request.olderThan!.getTime();
+            chosen = items.filter((t) => t.change !== null && t.at !== null && Date.parse(t.at) < cutoff);
+          }
+          if (chosen.length === 0) return [];
+          await service.query('BEGIN');
+          try {
+            for (const t of chosen) await purgeTrashed(service, t.trash);
+            await service.query('COMMIT');
+          } catch (err) {
+            await service.query('ROLLBACK').catch(() => {
+              // Deliberately ignored: the DROP's own error is the one to report (a lost connection rolled it back).
+            });
+            throw new UndoRefused(`Nothing was purged: the database refused to drop a trashed table (${(err as Error).message}). The service account must own the trashed tables or be a member of their owner.`);
+          }
+          const ids = [...new Set(chosen.map((t) => t.change!))];
+          await journal.markPurged(ids, by);
+          await audit.appendDurable({
+            event: 'trash-purge',
+            agent: null,
+            session: null,
+            client: null,
+            reason: `${by} purged ${chosen.length} table(s) from the trash`,
+            rows: chosen.reduce((n, t) => n + (t.rows ?? 0), 0),
+            detail: { by, changes: ids, tables: chosen.map((t) => ({ table: t.table, trash: t.trash, rows: t.rows, bytes: t.bytes })) },
+          });
+          return chosen;
+        } finally {
+          await service.end().catch(() => undefined);
+        }
+      },
+    };
     admin = await startAdminApi({
       changes,
+      trash,
       host: config.admin.listen.host,
       port: config.admin.listen.port,
       tokens,

@@ -39,11 +39,18 @@ describe('airlock changes and airlock undo', () => {
     airlock = await startTestAirlock(server, db, {
       stateDir,
       agents: [{ name: 'ops', password: 'ops-test-password', profile: 'read-write', extra: ['    write_limits: { max_rows: 100000, rows_per_hour: 1000000 }'] }],
+      extraYaml: ['rules:', '  - { agents: [ops], kinds: [drop], tables: [public.cli_scratch], decision: allow }'],
     });
     token = await createAdminToken(stateDir, 'bob');
+    // DROP needs ownership: an operator hands the table to the agent's write role.
+    await withClient(db.url, (c) =>
+      c.query(`CREATE TABLE public.cli_scratch (id int PRIMARY KEY, v text); INSERT INTO public.cli_scratch VALUES (1, 'a'), (2, 'b');
+               ALTER TABLE public.cli_scratch OWNER TO ${airlock.config.agents[0]!.writeRole}`),
+    );
   }, 300_000);
 
   afterAll(async () => {
+    await withClient(db.url, (c) => c.query(`REASSIGN OWNED BY ${airlock.config.agents[0]!.writeRole} TO CURRENT_USER`)).catch(() => undefined);
     await airlock?.close();
     await db?.drop();
     await cli?.remove();
@@ -90,6 +97,28 @@ describe('airlock changes and airlock undo', () => {
     expect(again.stderr).toMatch(/already undone/);
     const usage = await run(['undo']);
     expect(usage.code).toBe(2);
+  });
+
+  it('airlock trash list shows a dropped table; purge drops it for good, and its undo is then refused', async () => {
+    const agent = new pg.Client(airlock.clientConfig('ops'));
+    await agent.connect();
+    await agent.query('DROP TABLE cli_scratch');
+    await agent.end();
+    const listed = await run(['trash', 'list']);
+    expect(listed.code, listed.stderr).toBe(0);
+    const lines = listed.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^\S+ {2}public\.cli_scratch {2}ops {2}\S+ {2}2 row\(s\) {2}[\d.]+ kB {2}airlock_trash\.cli_scratch_[0-9a-f]{12}$/);
+    const id = lines[0]!.split(/\s+/)[0]!;
+    expect((await run(['trash', 'purge'])).code).toBe(2);
+    const purged = await run(['trash', 'purge', '--older-than', new Date(Date.now() + 1000).toISOString()]);
+    expect(purged.code, purged.stderr).toBe(0);
+    expect(purged.stdout).toMatch(/^purged \S+ {2}public\.cli_scratch/);
+    expect(purged.stdout).toMatch(/dropped from the trash for good/);
+    expect((await run(['trash', 'list'])).stdout.trim()).toBe('The trash is empty.');
+    const undo = await run(['undo', id]);
+    expect(undo.code).toBe(1);
+    expect(undo.stderr).toMatch(/bob purged it from the trash at .*: the data is gone for good/);
   });
 
   it('survives a SIGKILL between the database COMMIT and the journal mark: on restart the journal agrees with the database, and the change can be undone', async () => {

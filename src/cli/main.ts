@@ -12,6 +12,7 @@ import { runStart } from './start-command.js';
 import { runAdmin, runFreeze, runStatus, runUnfreeze } from './freeze-commands.js';
 import { runApprovals, runApprove, runDeny } from './approval-commands.js';
 import { runChanges, runUndo } from './undo-commands.js';
+import { runTrash } from './trash-commands.js';
 
 const USAGE = `Usage: airlock <command> [options]
 
@@ -47,8 +48,12 @@ Commands:
                                  List the journalled changes, one a line: change id, time, agent, statement, rows per table, state.
   undo CHANGE_ID… | --transaction TXID | --agent NAME --since TIME [--dry-run] [--force]
                                  Put the rows of those changes back exactly, in one transaction; stops at rows changed since unless --force.
+                                 A dropped table comes back from the trash, a dropped column with its values.
+  trash list [--json]            List the tables agents dropped, waiting in the trash: change id, table, agent, time, rows, size.
+  trash purge CHANGE_ID… | --older-than AGE [--totp CODE]
+                                 Drop trashed tables for good (AGE: 7d, 12h, or an ISO time); their changes can no longer be undone.
 
-  freeze, unfreeze, status, approvals, approve, deny, changes and undo talk to the running server's admin API with the
+  freeze, unfreeze, status, approvals, approve, deny, changes, undo and trash talk to the running server's admin API with the
   token in AIRLOCK_ADMIN_TOKEN (or ask for it), at --admin HOST:PORT, or
   AIRLOCK_ADMIN_ADDRESS, or the config's admin.listen.
 
@@ -87,6 +92,7 @@ function parse(argv: string[]) {
       admin: { type: 'string' },
       totp: { type: 'string' },
       'max-rows': { type: 'string' },
+      'older-than': { type: 'string' },
       url: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -138,6 +144,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runChanges(args);
       case 'undo':
         return await runUndo(args, rest);
+      case 'trash':
+        return await runTrash(args, rest);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

@@ -26,7 +26,10 @@ export function formatChange(e: ChangeEntry & { conflicts?: number }): string {
     .map(([t, n]) => `${t} ${n}`)
     .join(', ');
   const statement = e.statement.replace(/\s+/g, ' ').slice(0, 80);
-  const state = e.state === 'committed' && (e.conflicts ?? 0) > 0 ? `conflict (${e.conflicts} row(s) changed since)` : e.state;
+  let state: string = e.state === 'committed' && (e.conflicts ?? 0) > 0 ? `conflict (${e.conflicts} row(s) changed since)` : e.state;
+  // A change whose dropped tables were purged from the trash cannot be undone any more.
+  if (e.purged != null) state += `, purged by ${e.purged.by}`;
+  else if ((e.trashed ?? []).length > 0 && e.state === 'committed') state += `, in the trash: ${e.trashed.map((t) => t.table).join(', ')}`;
   return `${e.id}  ${e.at}  ${who}  ${JSON.stringify(statement)}  ${tables || '(no rows)'}  ${state}${e.undoneBy !== null ? ` by ${e.undoneBy}` : ''}`;
 }
 
@@ -55,6 +58,7 @@ export async function runChanges(args: CommandArgs): Promise<number> {
 function formatPlan(result: UndoResult, dryRun: boolean): string {
   const lines = [
     `${dryRun ? 'Would undo' : result.applied ? 'Undid' : 'Did not undo'} ${result.changes.length} change(s): ${result.changes.join(', ')}`,
+    ...(result.ddl ?? []).map((d) => `  ${d}`),
     ...result.tables.map((t) => `  ${t.table}: ${t.insert} row(s) put back, ${t.update} set back, ${t.delete} deleted`),
   ];
   if (result.conflicts.length > 0) {

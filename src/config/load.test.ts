@@ -626,6 +626,7 @@ rules:
     ['an empty tables list', 'rules:\n  - { tables: [], decision: allow }\n', 'rules[0].tables', 'leave it out for any relation'],
     ['an empty agents list', 'rules:\n  - { agents: [], decision: allow }\n', 'rules[0].agents', 'leave it out for every agent'],
     ['an unknown rule key', 'rules:\n  - { table: [public.t], decision: allow }\n', 'rules[0].table', 'did you mean tables?'],
+    ['allow_unrecoverable on a deny rule', 'rules:\n  - { kinds: [drop], decision: deny, allow_unrecoverable: true }\n', 'rules[0].allow_unrecoverable', 'allow_unrecoverable goes only on a rule with decision: allow'],
     [
       'identical selectors that contradict',
       'rules:\n  - { kinds: [insert], tables: [public.tasks], decision: allow }\n  - { kinds: [insert], tables: [public.tasks], decision: deny }\n',

@@ -689,6 +689,7 @@ function resolveRules(
       tables: r.tables ?? null,
       decision: r.decision,
       note: r.note ?? null,
+      ...(r.allow_unrecoverable === true ? { allowUnrecoverable: true } : {}),
     };
   });
 

@@ -410,6 +410,17 @@ const ruleSchema = z
       .describe('Relations as schema.table with * wildcards; left out: any relation, and statements that name none (CREATE FUNCTION, SELECT 1).'),
     decision: z.enum(RULE_DECISIONS).describe('allow, deny, or approve (needs a human; refused until approvals exist).'),
     note: z.string().min(1, { error: 'must not be empty' }).optional().describe('Why the rule exists; shown with its decisions.'),
+    allow_unrecoverable: z
+      .boolean()
+      .optional()
+      .describe(
+        'On an allow rule for drop: also lets through DDL whose loss undo cannot take back (DROP SCHEMA, DROP … CASCADE), which is otherwise refused (rule unrecoverable) whatever the rules say. ' +
+          'DROP TABLE and DROP COLUMN never need it: they are made recoverable.',
+      ),
+  })
+  .refine((r) => r.allow_unrecoverable !== true || r.decision === 'allow', {
+    error: 'allow_unrecoverable goes only on a rule with decision: allow',
+    path: ['allow_unrecoverable'],
   })
   .describe('A rule: the first one (in file order) that matches an agent, a kind and a relation decides; otherwise the profile does.');
 

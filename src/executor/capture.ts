@@ -27,6 +27,7 @@
  * (transition tables; WHEN on statement-level triggers).
  */
 import type pg from 'pg';
+import { TRASH_SCHEMA, ensureTrashSchema } from './trash.js';
 
 /** The schema Airlock's capture functions live in. */
 export const CAPTURE_SCHEMA = 'airlock';
@@ -71,6 +72,16 @@ export function captureOnQuery(changeId: string): string {
   return `SELECT pg_catalog.set_config('${CAPTURE_SETTING}', 'on', true), pg_catalog.set_config('${CHANGE_SETTING}', '${changeId.replace(/'/g, "''")}', true), 'capture'`;
 }
 
+/**
+ * The captured row's table as 'schema.table' when it was captured: a table
+ * moved into the trash later in the same transaction (trash.ts) is named
+ * as it was, from the move's descriptor.
+ */
+const CAPTURED_NAME =
+  `CASE WHEN n.nspname = '${TRASH_SCHEMA}' THEN coalesce((SELECT (m->>'schema') || '.' || (m->>'name') FROM pg_temp.${CAPTURE_TABLE} q ` +
+  `CROSS JOIN LATERAL pg_catalog.json_array_elements(q.img->'relations') m WHERE q.kind = 'q' AND m->>'trash' = r.relname LIMIT 1), ` +
+  `n.nspname || '.' || r.relname) ELSE n.nspname || '.' || r.relname END`;
+
 const FROM_CAPTURE =
   `FROM pg_temp.${CAPTURE_TABLE} c JOIN pg_catalog.pg_class r ON r.oid = c.rel ` + 'JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace';
 
@@ -79,11 +90,15 @@ const FROM_CAPTURE =
  * order: change, 'schema.table', kind, image (`row_to_json(row)`'s text,
  * kept as text, never parsed into numbers).
  */
-export const READ_CAPTURED = `SELECT c.change, n.nspname || '.' || r.relname, c.kind::text, c.img::text ${FROM_CAPTURE} ORDER BY c.seq`;
+export const READ_CAPTURED = `SELECT c.change, ${CAPTURED_NAME}, c.kind::text, c.img::text ${FROM_CAPTURE} ORDER BY c.seq`;
 
 /** Rows captured for one change, counted per table and kind: `'schema.table', kind, count`. */
 export function countCapturedQuery(changeId: string): string {
-  return `SELECT n.nspname || '.' || r.relname, c.kind::text, pg_catalog.count(*) ${FROM_CAPTURE} WHERE c.change = '${changeId.replace(/'/g, "''")}' GROUP BY 1, 2`;
+  // A trashed table (kind q, trash.ts) counts the rows it held, under its name as it was.
+  return (
+    `SELECT CASE WHEN c.kind = 'q' THEN c.img->>'table' ELSE ${CAPTURED_NAME} END, c.kind::text, ` +
+    `pg_catalog.sum(CASE WHEN c.kind = 'q' THEN (c.img->>'rows')::bigint ELSE 1 END) ${FROM_CAPTURE} WHERE c.change = '${changeId.replace(/'/g, "''")}' GROUP BY 1, 2`
+  );
 }
 
 /** A table's key: its primary key, else a unique, non-partial index on plain NOT NULL columns. */
@@ -157,7 +172,8 @@ export async function captureStatus(service: pg.Client): Promise<CaptureState[]>
  */
 export async function installCapture(service: pg.Client): Promise<CaptureState[]> {
   const before = await captureStatus(service);
-  if (before.every((s) => s.installed || s.reason?.startsWith('it has no primary key') === true)) return before;
+  const trash = await service.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [TRASH_SCHEMA]);
+  if (trash.rowCount !== 0 && before.every((s) => s.installed || s.reason?.startsWith('it has no primary key') === true)) return before;
   const failures = new Map<string, string>();
   await service.query('BEGIN');
   try {
@@ -173,6 +189,16 @@ export async function installCapture(service: pg.Client): Promise<CaptureState[]
         const reason = `the service account could not create the schema "${CAPTURE_SCHEMA}" for Airlock's capture functions (${(err as Error).message}); a database owner can run CREATE SCHEMA ${CAPTURE_SCHEMA} AUTHORIZATION <service account>`;
         return before.map((st) => (st.installed ? st : { ...st, reason: st.reason?.startsWith('it has no primary key') === true ? st.reason : reason }));
       }
+    }
+    // Where an agent's DROP TABLE puts the table (trash.ts); without it, such a DROP fails and is rolled back.
+    await service.query('SAVEPOINT airlock_trash_schema');
+    try {
+      await ensureTrashSchema(service);
+      await service.query('RELEASE SAVEPOINT airlock_trash_schema');
+    } catch {
+      // Deliberately not fatal: capture goes on without it, and an agent's DROP TABLE then fails
+      // ("schema airlock_trash does not exist") and is rolled back, the database's words telling why.
+      await service.query('ROLLBACK TO SAVEPOINT airlock_trash_schema');
     }
     // The functions run as the writer (not SECURITY DEFINER): they write only into the writer's own temporary table.
     const fns = await service.query<{ proname: string; prosrc: string }>(

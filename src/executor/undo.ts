@@ -19,7 +19,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { DDL_IMAGE_KINDS } from '../state/journal.js';
 import type { ChangeEntry, Journal, RowImage } from '../state/journal.js';
+import { parseColumnDescriptor, restoreColumn } from './dropped-column.js';
+import type { ColumnDescriptor } from './dropped-column.js';
+import { parseTrashDescriptor, relinkRestored, restoreFromTrash } from './trash.js';
 import { CREATE_CAPTURE_TABLE, KEY_COLUMNS_SQL, READ_CAPTURED, captureOnQuery } from './capture.js';
 
 export interface UndoOptions {
@@ -55,6 +59,8 @@ export interface UndoTablePlan {
 export interface UndoResult {
   /** The changes undone (or that would be). */
   changes: string[];
+  /** DDL taken back first, in words: tables put back from the trash, dropped columns added back. */
+  ddl: string[];
   /** Per table, in the order undo works on them. */
   tables: UndoTablePlan[];
   conflicts: UndoConflict[];
@@ -152,6 +158,12 @@ function checkedEntries(journal: Journal, ids: readonly string[]): ChangeEntry[]
       throw new UndoRefused(`Whether change ${id} (transaction ${entry.txid}) committed is not known yet; Airlock settles it with pg_xact_status() at its next look. Try again in a minute.`);
     }
     if (entry.state === 'aborted') throw new UndoRefused(`Change ${id} never committed (its transaction ${entry.txid} was rolled back), so there is nothing to undo.`);
+    if (entry.purged !== null) {
+      throw new UndoRefused(
+        `Change ${id} dropped ${entry.trashed.map((t) => t.table).join(', ')}, and ${entry.purged.by} purged ${entry.trashed.length === 1 ? 'it' : 'them'} from the trash at ${entry.purged.at}: ` +
+          'the data is gone for good, so the change cannot be undone.',
+      );
+    }
     entries.push(entry);
   }
   // Oldest first: the journal's own order.
@@ -242,7 +254,8 @@ async function currentRows(service: pg.Client, name: string, shape: TableShape, 
  * without a key counts as a conflict of all its rows.
  */
 export async function countConflicts(service: pg.Client, journal: Journal, id: string): Promise<number> {
-  const rows = await journal.rows(id);
+  // DDL images (a trashed table, a dropped column) are checked when undo runs, not counted here.
+  const rows = (await journal.rows(id)).filter((r) => !DDL_IMAGE_KINDS.has(r.kind));
   let conflicts = 0;
   const tables = [...new Set(rows.map((r) => r.table))];
   const shapes = new Map<string, TableShape>();
@@ -266,22 +279,74 @@ export async function countConflicts(service: pg.Client, journal: Journal, id: s
 }
 
 /**
+ * Takes back the DDL among `images` (in capture order), newest first: tables
+ * moved into the trash are moved back, dropped columns added back with their
+ * values. Returns what was done, in words; throws UndoRefused when it cannot.
+ */
+async function undoDdl(service: pg.Client, images: readonly RowImage[]): Promise<string[]> {
+  const steps: { what: string; label: string; run: () => Promise<void>; after?: () => Promise<void> }[] = [];
+  let column: { d: ColumnDescriptor; values: string[] } | null = null;
+  for (const r of images) {
+    if (r.kind === 'q') {
+      const d = parseTrashDescriptor(r.image);
+      steps.push({
+        what: `table ${d.table} put back from the trash (${d.rows} row(s), with its indexes and constraints)`,
+        label: `table ${d.table}`,
+        run: () => restoreFromTrash(service, d),
+        after: () => relinkRestored(service, d),
+      });
+    } else if (r.kind === 'c') {
+      const c = { d: parseColumnDescriptor(r.image), values: [] as string[] };
+      column = c;
+      steps.push({
+        what: `column ${c.d.column} of ${c.d.table} added back (${c.d.type}, ${c.d.generated !== null ? 'computed again' : 'its values set by key'})`,
+        label: `column ${c.d.column} of ${c.d.table}`,
+        run: () => restoreColumn(service, c.d, c.values),
+      });
+    } else if (r.kind === 'x' && column !== null) {
+      column.values.push(r.image);
+    }
+  }
+  const done: string[] = [];
+  if (steps.length === 0) return done;
+  await service.query(`SELECT pg_catalog.set_config('airlock.capture', 'off', true)`);
+  steps.reverse();
+  // Every table back first, then their links (a foreign key may point at another table this undo brings back).
+  for (const phase of ['run', 'after'] as const) {
+    for (const step of steps) {
+      try {
+        await step[phase]?.();
+      } catch (err) {
+        // The caller rolls the whole undo back.
+        throw new UndoRefused(`Undo stopped, and nothing was changed: putting back ${step.label} failed: ${(err as Error).message}`);
+      }
+      if (phase === 'run') done.push(step.what);
+    }
+  }
+  return done;
+}
+
+/**
  * Undoes the changes `ids` (journal change ids), or with `dryRun` says what
  * it would do. Resolves with the plan and any conflicts; throws UndoRefused
  * for a request that cannot be done as asked.
  */
 export async function undoChanges(service: pg.Client, journal: Journal, ids: readonly string[], options: UndoOptions): Promise<UndoResult> {
   const entries = checkedEntries(journal, ids);
-  const rows: RowImage[] = [];
-  for (const e of entries) rows.push(...(await journal.rows(e.id)));
+  const all: RowImage[] = [];
+  for (const e of entries) all.push(...(await journal.rows(e.id)));
   const changes = entries.map((e) => e.id);
-  const shapes = await shapesOf(service, [...new Set(rows.map((r) => r.table))]);
-  const byTable = stories(rows, shapes);
-  const order = await parentsFirst(service, shapes);
+  const rows = all.filter((r) => !DDL_IMAGE_KINDS.has(r.kind));
 
   await service.query(CREATE_CAPTURE_TABLE);
   await service.query('BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE');
   try {
+    // DDL first, newest first (a dropped table or column must be back before its rows are), uncaptured:
+    // an undo that puts a table or column back is not itself undone by undo (the agent can drop it again).
+    const ddl = await undoDdl(service, all);
+    const shapes = await shapesOf(service, [...new Set(rows.map((r) => r.table))]);
+    const byTable = stories(rows, shapes);
+    const order = await parentsFirst(service, shapes);
     const undoChangeId = randomUUID();
     if (!options.dryRun) await service.query(captureOnQuery(undoChangeId));
     const conflicts: UndoConflict[] = [];
@@ -309,7 +374,7 @@ export async function undoChanges(service: pg.Client, journal: Journal, ids: rea
     });
     if (options.dryRun === true || (conflicts.length > 0 && options.force !== true)) {
       await service.query('ROLLBACK');
-      return { changes, tables: plan, conflicts, applied: false, undoChangeId: null };
+      return { changes, ddl, tables: plan, conflicts, applied: false, undoChangeId: null };
     }
     for (const table of [...order].reverse()) {
       const w = work.get(table)!;
@@ -347,7 +412,7 @@ export async function undoChanges(service: pg.Client, journal: Journal, ids: rea
     await service.query('COMMIT');
     await journal.settle([undoChangeId], 'committed');
     await journal.markUndone(changes, undoChangeId);
-    return { changes, tables: plan, conflicts, applied: true, undoChangeId };
+    return { changes, ddl, tables: plan, conflicts, applied: true, undoChangeId };
   } catch (err) {
     await service.query('ROLLBACK').catch(() => {
       // Deliberately ignored: the undo's own error is the one to report (and a lost connection rolled it back).

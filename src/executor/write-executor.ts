@@ -16,7 +16,10 @@ import type { ErrorFields, TransactionStatus } from '../protocol/backend.js';
 import { encodeQuery } from '../protocol/frontend.js';
 import type { Message } from '../protocol/message-reader.js';
 import type { Denial } from '../policy/decision.js';
+import { tablesOf } from '../state/journal.js';
 import type { ImageKind, RowImage } from '../state/journal.js';
+import { journalColumnsSql } from './dropped-column.js';
+import { TRASH_SCHEMA, quarantineSql } from './trash.js';
 import { CAPTURE_TABLE, CREATE_CAPTURE_TABLE, READ_CAPTURED, captureOnQuery, countCapturedQuery } from './capture.js';
 import { WriteConnectionLost } from './write-connection.js';
 import type { MessageSink, WriteConnection } from './write-connection.js';
@@ -27,7 +30,8 @@ const STATS_QUERY =
   'SELECT * FROM (SELECT n.nspname, c.relname, pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) AS i, ' +
   'pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) AS u, pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) AS d ' +
   'FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
-  "WHERE c.relkind IN ('r', 'm', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' " +
+  // The trash (trash.ts): a table moved there keeps its counters under a new name, which would read as rows changed anew.
+  `WHERE c.relkind IN ('r', 'm', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${TRASH_SCHEMA}') AND n.nspname !~ '^pg_toast' ` +
   // Airlock's own capture table (src/executor/capture.ts) is no change of the agent's.
   `AND NOT (c.relpersistence = 't' AND c.relname = '${CAPTURE_TABLE}')) s ` +
   'WHERE i + u + d > 0';
@@ -67,6 +71,10 @@ export interface CaptureOptions {
   optional: (schema: string, name: string) => boolean;
   /** Asked with the rows captured (when Airlock commits the write itself): a refusal takes the write back. */
   rowsCheck?: (rows: readonly RowImage[]) => Denial | null;
+  /** Tables a DROP TABLE names: checked by running the DROP in a savepoint, then moved into the trash instead (trash.ts). */
+  quarantine?: readonly { schema: string | null; name: string }[];
+  /** Columns an ALTER TABLE … DROP COLUMN names: their values are journalled before it runs (dropped-column.ts). */
+  droppedColumns?: { table: { schema: string | null; name: string }; columns: readonly string[] };
 }
 
 export type WriteOutcome =
@@ -125,6 +133,8 @@ export class WriteExecutor {
   private agentRunning = false;
   /** Whether this connection's capture table exists (created once, when it opens). */
   private captureReady = false;
+  /** The savepoint a DROP TABLE runs in before it is rolled back and turned into a move to the trash. */
+  private readonly dropSavepoint = `airlock_drop_${randomBytes(6).toString('hex')}`;
 
   constructor(readonly connection: WriteConnection) {}
 
@@ -229,11 +239,24 @@ export class WriteExecutor {
     // second, and until then the "current transaction" counters still hold
     // earlier transactions' rows.
     const changeId = randomUUID();
+    const quarantine = capture.quarantine ?? [];
+    const dropped = capture.droppedColumns;
+    if (!this.captureReady && (quarantine.length > 0 || dropped !== undefined)) {
+      // Without the capture table neither the move nor the column's values could be journalled.
+      const denial = journalDenial({ rows: 1, tables: { [quarantine.length > 0 ? 'the dropped table' : 'the dropped column']: 1 }, changes: [] }, new Map(), { optional: () => false }, false);
+      const status = autocommit ? 'I' : await this.failAgentTransaction();
+      return { outcome: { kind: 'refused', denial: denial!, impact: null }, status };
+    }
     let open = `${autocommit ? 'BEGIN READ WRITE' : `SAVEPOINT ${this.savepoint}`}; SELECT pg_catalog.pg_current_xact_id()::text`;
     if (emptied.length > 0) open += `; ${countRowsQuery(emptied)}`;
     // Capture on, for this transaction (or savepoint) only, filed under the change id (three columns: no counter row looks like it).
     if (this.captureReady) open += `; ${captureOnQuery(changeId)}`;
-    const opening = await conn.collect([encodeQuery(`${open}; ${STATS_QUERY}`)], 1);
+    // A dropped column's values, journalled (into the capture table) before the ALTER runs.
+    if (dropped !== undefined) open += `; ${journalColumnsSql(dropped.table, dropped.columns)}`;
+    let stats = STATS_QUERY;
+    // The DROP runs for real in this savepoint (PostgreSQL's checks and answer), then is rolled back and becomes a move.
+    if (quarantine.length > 0) stats += `; SAVEPOINT ${this.dropSavepoint}`;
+    const opening = await conn.collect([encodeQuery(`${open}; ${stats}`)], 1);
     const openError = firstError(opening);
     const openTag = firstTag(opening);
     if (openError !== null || openTag !== (autocommit ? 'BEGIN' : 'SAVEPOINT') || txState() !== 'T') {
@@ -265,6 +288,22 @@ export class WriteExecutor {
       return { outcome: { kind: 'failed', sqlstate: 'XX000', impact: null, error: null }, status };
     }
     if (after !== 'T') throw new WriteEscaped(txid);
+    if (quarantine.length > 0) {
+      const moved = await conn.collect([encodeQuery(`ROLLBACK TO SAVEPOINT ${this.dropSavepoint}; RELEASE SAVEPOINT ${this.dropSavepoint}; ${quarantineSql(quarantine)}`)], 1);
+      const moveError = firstError(moved);
+      if (moveError !== null || txState() !== 'T') {
+        const fields = moveError === null ? null : errorFieldsOf(moveError);
+        const denial: Denial = {
+          kind: 'deny',
+          rule: 'trash',
+          message: `airlock: the dropped table could not be moved into the trash, so the DROP was rolled back${fields === null ? '' : `: ${fields.message}`}`,
+          hint: "Nothing was changed. A human can check Airlock's trash schema (airlock_trash) and the service account's privileges, or run the DROP directly.",
+          sqlstate: fields?.code ?? 'XX000',
+        };
+        const status = await this.takeBack(autocommit);
+        return { outcome: { kind: 'refused', denial, impact: null }, status };
+      }
+    }
 
     // Deferred constraint triggers and foreign-key actions would run at
     // COMMIT, unmeasured: make them run now, inside the measurement.
@@ -299,12 +338,12 @@ export class WriteExecutor {
     if (denial === null) {
       const captured = new Map<string, number>();
       if (rows !== null) {
-        for (const r of rows) if (r.kind !== 'n') captured.set(r.table, (captured.get(r.table) ?? 0) + 1);
+        for (const [table, n] of Object.entries(tablesOf(rows.filter((r) => r.kind !== 'x')))) captured.set(table, (captured.get(table) ?? 0) + n);
       } else {
         for (const m of closing) {
           if (m.type !== BACKEND.dataRow) continue;
           const cells = parseDataRow(m.body);
-          if (cells.length !== 3 || cells[1] === 'n') continue;
+          if (cells.length !== 3 || cells[1] === 'n' || cells[1] === 'c' || cells[1] === 'x') continue;
           captured.set(cells[0] ?? '?', (captured.get(cells[0] ?? '?') ?? 0) + Number(cells[2] ?? 0));
         }
       }

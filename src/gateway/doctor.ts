@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { AirlockConfig } from '../config/load.js';
 import { describeUpstream } from '../config/load.js';
 import { captureStatus } from '../executor/capture.js';
+import { TRASH_SCHEMA } from '../executor/trash.js';
 import { compileTablePattern } from '../policy/table-pattern.js';
 import { serviceClient } from './gateway.js';
 import { READ_ROLE_GRANTS, readRoleWarnings } from './read-roles.js';
@@ -155,6 +156,40 @@ export async function runDoctorChecks(config: AirlockConfig): Promise<DoctorChec
       }
       const installed = states.filter((st) => st.installed).length;
       add(installed > 0 || missing.length === 0 ? 'ok' : 'warn', `Undo capture is in place on ${installed} of ${states.length} tables.`);
+
+      // The trash (src/executor/trash.ts): where an agent's DROP TABLE puts the table.
+      const trash = await service.query<{ tables: string }>(
+        `SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p') AND NOT c.relispartition)::text AS tables
+           FROM pg_catalog.pg_namespace n WHERE n.nspname = $1`,
+        [TRASH_SCHEMA],
+      );
+      const schemaNames = (
+        await service.query<{ nspname: string }>(
+          `SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', '${TRASH_SCHEMA}') AND nspname NOT LIKE 'pg\\_%'`,
+        )
+      ).rows.map((r) => r.nspname);
+      const dropping = config.agents.filter((a) => {
+        const policy = compileAgentPolicy(a, config.rules);
+        return policy.mayWrite && schemaNames.some((schema) => policy.couldDecideInSchema('drop', schema, GRANTING_DECISIONS));
+      });
+      if (trash.rows.length === 0) {
+        if (dropping.length > 0) {
+          add('warn', `The trash schema ${TRASH_SCHEMA} is missing: an agent's DROP TABLE fails (and is rolled back) until Airlock creates it at start, which needs CREATE on the database for the service account.`);
+        }
+      } else {
+        add('ok', `The trash (schema ${TRASH_SCHEMA}) holds ${trash.rows[0]!.tables} table(s); \`airlock trash list\` lists them.`);
+      }
+      if (!me.rolsuper) {
+        for (const agent of dropping) {
+          const member = await service.query<{ ok: boolean }>("SELECT pg_catalog.pg_has_role(current_user, $1, 'USAGE') AS ok", [agent.writeRole]);
+          if (member.rows[0]?.ok !== true) {
+            add(
+              'warn',
+              `Agent "${agent.name}" may drop tables, which go into the trash owned by its write role ${agent.writeRole}; the service account is not a member of that role, so undo and purge of them will be refused. GRANT ${agent.writeRole} TO the service account.`,
+            );
+          }
+        }
+      }
     }
 
     // Even the service account, in a READ ONLY transaction, must be refused a
@@ -186,7 +221,7 @@ async function canSetRole(service: pg.Client, role: string): Promise<boolean> {
 async function someUserTable(service: pg.Client): Promise<string | null> {
   const r = await service.query<{ name: string }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${TRASH_SCHEMA}') AND n.nspname NOT LIKE 'pg\\_%'
       ORDER BY 1 LIMIT 1`,
   );
   return r.rows[0]?.name ?? null;
@@ -221,7 +256,7 @@ async function probeReadRole(service: pg.Client, agent: string, role: string): P
   );
   const seq = await service.query<{ name: string }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1 LIMIT 1`,
+      WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${TRASH_SCHEMA}') ORDER BY 1 LIMIT 1`,
   );
   const seqName = seq.rows[0]?.name;
   if (seqName !== undefined) {
@@ -298,7 +333,7 @@ async function checkWriteRole(service: pg.Client, agent: string, role: string, p
   const tables = await service.query<{ name: string; nspname: string; relname: string; may: boolean }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname, c.relname, has_table_privilege($1, c.oid, 'DELETE') AS may
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${TRASH_SCHEMA}') AND n.nspname NOT LIKE 'pg\\_%'
       ORDER BY 1`,
     [role],
   );

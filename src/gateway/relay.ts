@@ -85,7 +85,7 @@ import type { ConnectionName, Portal, Prepared } from './statement-registry.js';
 import { SessionAudit } from './session-audit.js';
 import type { InFlight, SessionIdentity } from './session-audit.js';
 import { PREAMBLE, WriteEscaped, WriteExecutor, WriteOutcomeUnknown, denialFields } from '../executor/write-executor.js';
-import type { WriteImpact } from '../executor/write-executor.js';
+import type { CaptureOptions, WriteImpact } from '../executor/write-executor.js';
 import { WriteConnectionLost } from '../executor/write-connection.js';
 import type { WriteConnection } from '../executor/write-connection.js';
 import type { Journal, RowImage } from '../state/journal.js';
@@ -1775,8 +1775,36 @@ export class Relay {
   private earlyDenial(facts: StatementFacts | undefined, budget = true): Denial | null {
     const truncates = facts?.changes.some((c) => c.action === 'truncate') === true;
     if (truncates && facts?.cascade === true) return truncateCascadeDenial(this.who);
-    const unrecoverable = facts === undefined ? null : unrecoverableDenial(this.who, facts, this.ctx.undoOptional);
+    const unrecoverable = facts === undefined ? null : unrecoverableDenial(this.who, facts, this.unrecoverableAllowed());
     return unrecoverable ?? (budget ? this.ctx.budget.beforeWrite(this.subject, this.policy!.limits) : null);
+  }
+
+  /** Whether a rule allows this agent DDL undo cannot take back (`allow_unrecoverable: true` on the rule deciding drop for any relation). */
+  private unrecoverableAllowed(): boolean {
+    const decided = this.policy?.decide('drop', null);
+    return decided?.decision === 'allow' && decided.unrecoverable === true;
+  }
+
+  /**
+   * How the write is made recoverable beyond its rows: a DROP TABLE's tables
+   * moved into the trash, an ALTER TABLE … DROP COLUMN's values journalled;
+   * a statement a rule allows as unrecoverable is journalled as far as it
+   * can be, and what it destroys is not asked for.
+   */
+  private captureOptions(facts: StatementFacts | undefined): CaptureOptions {
+    const optional = this.ctx.undoOptional;
+    if (facts === undefined) return { optional };
+    if (unrecoverableDenial(this.who, facts, false) !== null) {
+      // Allowed only by allow_unrecoverable (earlyDenial refused it otherwise): its emptied tables are not journalled.
+      const emptied = new Set(emptiedBy(facts).map((t) => `${t.schema}.${t.name}`));
+      return { optional: (s, n) => optional(s, n) || emptied.has(`${s}.${n}`) };
+    }
+    if (facts.command === 'DROP TABLE' && facts.writes.length > 0) return { optional, quarantine: facts.writes };
+    const target = facts.writes[0];
+    if (facts.droppedColumns !== undefined && facts.command === 'ALTER TABLE' && target !== undefined) {
+      return { optional, droppedColumns: { table: target, columns: facts.droppedColumns } };
+    }
+    return { optional };
   }
 
   private async runWrite(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>, approved?: ApprovedBound): Promise<void> {
@@ -1842,7 +1870,7 @@ export class Relay {
         if (audit.status === 'rejected') throw audit.reason;
       },
       emptied,
-      { optional: this.ctx.undoOptional, ...(approved === undefined ? {} : { rowsCheck: (rows: readonly RowImage[]) => rowsBeyondDenial(approved, rows) }) },
+      { ...this.captureOptions(facts), ...(approved === undefined ? {} : { rowsCheck: (rows: readonly RowImage[]) => rowsBeyondDenial(approved, rows) }) },
     );
     this.objects.write.querySent();
     const o = result.outcome;

@@ -32,6 +32,7 @@ import type pg from 'pg';
 import type { AgentPolicy, PolicyKind, RuleDecision } from '../policy/rules.js';
 import { createScramVerifier, formatScramVerifier } from '../protocol/auth/scram-verifier.js';
 import { ensureLoginRole, ident, READ_ROLE_GRANTS } from './read-roles.js';
+import { TRASH_SCHEMA } from '../executor/trash.js';
 import type { RoleLimits } from './read-roles.js';
 
 /** The only role a write role may be a member of (reads inside a write transaction). */
@@ -98,7 +99,7 @@ export async function desiredWritePrivileges(service: pg.Client, policy: AgentPo
   const relations = await service.query<{ oid: number; nspname: string; relname: string; name: string; relkind: string }>(
     `SELECT c.oid, n.nspname, c.relname, c.relkind, format('%I.%I', n.nspname, c.relname) AS name
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind = ANY($1) AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      WHERE c.relkind = ANY($1) AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${TRASH_SCHEMA}') AND n.nspname NOT LIKE 'pg\\_%'
       ORDER BY 5`,
     [GRANTABLE_RELKINDS],
   );
@@ -151,7 +152,13 @@ export async function desiredWritePrivileges(service: pg.Client, policy: AgentPo
       WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%' ORDER BY 1`,
   );
   for (const s of schemas.rows) {
+    if (s.nspname === TRASH_SCHEMA) continue;
     if (policy.couldDecideInSchema('create', s.nspname, GRANTING_DECISIONS)) out.push({ on: 'SCHEMA', object: s.quoted, privilege: 'CREATE' });
+  }
+  // A DROP TABLE the rules allow moves the table into the trash, as this role (executor/trash.ts): SET SCHEMA needs CREATE there.
+  const trash = schemas.rows.find((s) => s.nspname === TRASH_SCHEMA);
+  if (trash !== undefined && schemas.rows.some((s) => s.nspname !== TRASH_SCHEMA && policy.couldDecideInSchema('drop', s.nspname, GRANTING_DECISIONS))) {
+    out.push({ on: 'SCHEMA', object: trash.quoted, privilege: 'CREATE' });
   }
   return out;
 }

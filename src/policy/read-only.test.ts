@@ -762,3 +762,26 @@ const EMPTY_SCHEMA: SchemaKnowledge = {
   catalogOperators: new Set(),
   version: '',
 };
+
+describe("Airlock's own schemas (capture functions, the trash)", () => {
+  it.each([
+    'SELECT * FROM airlock_trash.t_drop_0123456789ab',
+    'SELECT count(*) FROM public.t JOIN AIRLOCK_TRASH.x ON true',
+    'DELETE FROM airlock_trash.x',
+    'DROP TABLE airlock_trash.x',
+    'ALTER TABLE airlock_trash.x RENAME TO y',
+    'TRUNCATE airlock.capture_state',
+    "INSERT INTO airlock_capture (change, rel, kind, img) VALUES ('x', 1, 'c', '{}')",
+    "INSERT INTO pg_temp.airlock_capture (change, rel, kind, img) VALUES ('x', 1, 'q', '{}')",
+    'DELETE FROM pg_temp.AIRLOCK_CAPTURE',
+    'SELECT * FROM airlock_capture',
+  ])('refuses %s, whatever the profile and rules', (sql) => {
+    for (const profile of ['read-only', 'read-write']) {
+      const d = judgeClassification(classify(sql), { agent: 'claude', profile }, () => undefined);
+      expect(d.kind === 'deny' && d.rule, `${profile}: ${sql}`).toBe('airlock-internal');
+    }
+  });
+  it('reads a table that merely has a similar name', () => {
+    expect(judgeClassification(classify('SELECT * FROM public.airlock_trash'), { agent: 'claude', profile: 'read-only' }, () => undefined).kind).toBe('allow-read');
+  });
+});

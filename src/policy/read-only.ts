@@ -186,6 +186,22 @@ function isCredentialCatalog(rel: RelationRef, viaView = false): boolean {
   return (schema === null || schema === 'pg_catalog' || (viaView && schema === 'public')) && CREDENTIAL_CATALOGS.has(rel.name.toLowerCase());
 }
 
+/** Airlock's own schemas in the production database (executor/capture.ts, executor/trash.ts): out of every agent's reach. */
+const AIRLOCK_SCHEMAS: ReadonlySet<string> = new Set(['airlock', 'airlock_trash']);
+
+/**
+ * The temporary table each write connection captures rows into
+ * (executor/capture.ts), in the agent's own session: what undo later
+ * writes back as the service account comes from it, so no agent statement
+ * may name it, in whatever schema (pg_temp is searched first).
+ */
+const CAPTURE_TABLE_NAME = 'airlock_capture';
+
+function isAirlockInternal(rel: RelationRef): boolean {
+  if (rel.name.toLowerCase() === CAPTURE_TABLE_NAME) return true;
+  return rel.schema !== null && AIRLOCK_SCHEMAS.has(rel.schema.toLowerCase());
+}
+
 /** A call (lower-case, qualified as written) of a credential function: unqualified, or qualified with pg_catalog. */
 export function isCredentialFunction(fn: string): boolean {
   const dot = fn.lastIndexOf('.');
@@ -358,6 +374,18 @@ function judgeAlways(facts: StatementFacts, subject: PolicySubject, resolved?: R
       `read pg_catalog.${secret.name}: it holds credentials or the server's configuration (password hashes, connection strings, pg_hba.conf)`,
       '42501',
       'No agent may read credentials, whatever its profile; a human can look them up directly.',
+    );
+  }
+  const internal = [...facts.reads, ...facts.writes, ...facts.changes.map((c) => c.relation), ...underViews].find(isAirlockInternal);
+  if (internal !== undefined) {
+    return deny(
+      subject,
+      'airlock-internal',
+      internal.name.toLowerCase() === CAPTURE_TABLE_NAME
+        ? `touch ${internal.name}: it is Airlock's own (the rows captured for undo)`
+        : `touch ${internal.schema}.${internal.name}: the schema ${internal.schema} is Airlock's own (capture functions, tables in the trash)`,
+      '42501',
+      'No agent may read or change what Airlock keeps for undo. A human can list the trash (airlock trash list) and put a table back (airlock undo).',
     );
   }
   const secretFunction = facts.functions.find(isCredentialFunction);

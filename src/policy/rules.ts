@@ -47,6 +47,8 @@ export interface RuleConfig {
   decision: RuleDecision;
   /** The operator's words, shown with the decision. */
   note: string | null;
+  /** An allow rule that also lets through DDL whose loss undo cannot take back (DROP SCHEMA, DROP … CASCADE). */
+  allowUnrecoverable?: boolean;
 }
 
 export interface WriteLimits {
@@ -85,7 +87,7 @@ export interface AgentPolicy {
    * The decision for one kind on one relation (null: the statement names none), and what decided it
    * ('profile read-write' or 'rules[2]'), with the rule's note when it has one.
    */
-  decide(kind: PolicyKind, relation: RelationRef | null): { decision: RuleDecision; by: string; note?: string };
+  decide(kind: PolicyKind, relation: RelationRef | null): { decision: RuleDecision; by: string; note?: string; unrecoverable?: boolean };
   /**
    * Whether `decide(kind, r)` could be one of `decisions` for some relation `r` in `schema`, existing
    * or not (CREATE names a relation that does not exist yet). Sound, not exact: it answers false only
@@ -104,6 +106,7 @@ interface CompiledRule {
   by: string;
   decision: RuleDecision;
   note: string | null;
+  allowUnrecoverable: boolean;
   kinds: ReadonlySet<PolicyKind>;
   /** null: any relation, and none. */
   patterns: readonly TablePattern[] | null;
@@ -134,6 +137,7 @@ export function compileAgentPolicy(
       by: `rules[${r.index}]`,
       decision: r.decision,
       note: r.note,
+      allowUnrecoverable: r.allowUnrecoverable === true,
       kinds: new Set(ruleKinds(r)),
       // A pattern that grants matches case-sensitively: public.tasks must not also grant public."Tasks".
       patterns: r.tables === null ? null : r.tables.map((t) => compileTablePattern(t, { ignoreCase: r.decision !== 'allow' })),
@@ -155,7 +159,8 @@ export function compileAgentPolicy(
       for (const r of mine) {
         if (!r.kinds.has(kind)) continue;
         if (r.patterns !== null && (relation === null || matchingPattern(r.patterns, relation) === undefined)) continue;
-        return r.note === null ? { decision: r.decision, by: r.by } : { decision: r.decision, by: r.by, note: r.note };
+        const decided = r.note === null ? { decision: r.decision, by: r.by } : { decision: r.decision, by: r.by, note: r.note };
+        return r.allowUnrecoverable ? { ...decided, unrecoverable: true } : decided;
       }
       return { decision: defaults[kind], by: profileBy };
     },

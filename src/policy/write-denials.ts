@@ -70,25 +70,26 @@ export function truncateCascadeDenial(who: Who): Denial {
 
 /**
  * Destructive DDL whose loss the undo journal cannot take back: DROP SCHEMA,
- * DROP … CASCADE (it removes what depends on the objects named, which no
- * fact lists), ALTER TABLE … DROP COLUMN (its values are not journalled) on
- * a table not marked undo-optional. Null for anything else.
+ * and DROP … CASCADE (it removes what depends on the objects named, which no
+ * fact lists). DROP TABLE (moved into the trash) and ALTER TABLE … DROP
+ * COLUMN (its values journalled) are made recoverable on the write path
+ * instead. `explicitlyAllowed`: a rule with `allow_unrecoverable: true`
+ * allows it. Null for anything else.
  */
 export function unrecoverableDenial(
   who: Who,
-  facts: { command: string; drops: boolean; cascade: boolean; dropsColumn: boolean; writes: readonly { schema: string | null; name: string }[] },
-  undoOptional: (schema: string, name: string) => boolean,
+  facts: { command: string; drops: boolean; cascade: boolean },
+  explicitlyAllowed: boolean,
 ): Denial | null {
   let what: string | null = null;
   if (facts.command === 'DROP SCHEMA') what = 'DROP SCHEMA';
   else if (facts.drops && facts.cascade) what = `${facts.command} … CASCADE`;
-  else if (facts.dropsColumn && !facts.writes.every((r) => undoOptional(r.schema ?? 'public', r.name))) what = 'ALTER TABLE … DROP COLUMN';
-  if (what === null) return null;
+  if (what === null || explicitlyAllowed) return null;
   return {
     kind: 'deny',
     rule: 'unrecoverable',
     message: `airlock: agent "${who.agent}" may not run ${what}: what it destroys could not be put back by undo`,
-    hint: 'A human can run it directly. A column of a table listed under undo.optional_tables may be dropped by an agent, unjournalled.',
+    hint: 'A human can run it directly, or allow it with a rule that says so (allow_unrecoverable: true). DROP TABLE and ALTER TABLE … DROP COLUMN without CASCADE are recoverable.',
     sqlstate: '0A000',
   };
 }

@@ -157,6 +157,7 @@ interface Collector {
   cascade: boolean;
   /** ALTER TABLE ... DROP COLUMN. */
   dropsColumn: boolean;
+  droppedColumns: string[];
   /** INSERT/UPDATE/DELETE/MERGE nodes anywhere, the statement itself included. */
   modifying: number;
   updateOrDelete: number;
@@ -179,6 +180,7 @@ function newCollector(): Collector {
     drops: false,
     cascade: false,
     dropsColumn: false,
+    droppedColumns: [],
     modifying: 0,
     updateOrDelete: 0,
     updateOrDeleteWithoutWhere: false,
@@ -448,6 +450,7 @@ function finish(text: string, c: Collector, draft: Draft): StatementFacts {
     selectInto: c.selectInto,
     locking: c.locking,
   };
+  if (c.droppedColumns.length > 0) facts.droppedColumns = c.droppedColumns;
   if (draft.transaction) facts.transaction = draft.transaction;
   if (draft.setting) facts.setting = draft.setting;
   if (draft.prepared) facts.prepared = draft.prepared;
@@ -909,6 +912,11 @@ function classifyOther(type: string, body: JsonObject, text: string, c: Collecto
       const subcommands = asArray(body.cmds).map((cmd) => asString(unwrap(cmd)?.[1].subtype) ?? '');
       if (subcommands.some((sub) => PRIVILEGE_SUBCOMMANDS.has(sub))) kind = 'privilege';
       if (subcommands.includes('AT_DropColumn')) c.dropsColumn = true;
+      for (const cmd of asArray(body.cmds)) {
+        const sub = unwrap(cmd)?.[1];
+        const column = asString(sub?.name);
+        if (asString(sub?.subtype) === 'AT_DropColumn' && column !== undefined) c.droppedColumns.push(column);
+      }
       break;
     }
     case 'DropStmt': {

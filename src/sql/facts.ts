@@ -134,8 +134,10 @@ export interface StatementFacts {
    * for TRUNCATE, views and constraints for DROP), which no fact lists.
    */
   cascade: boolean;
-  /** ALTER TABLE ... DROP COLUMN: the column's values go with it (undo cannot journal them yet). */
+  /** ALTER TABLE ... DROP COLUMN: the column's values go with it (the write path journals them first). */
   dropsColumn: boolean;
+  /** The columns an ALTER TABLE ... DROP COLUMN names (of the relation in `writes`), when it does. */
+  droppedColumns?: string[];
   /** A WITH clause anywhere holds INSERT/UPDATE/DELETE/MERGE. */
   modifyingCte: boolean;
   /** EXPLAIN ANALYZE (which executes its statement). */

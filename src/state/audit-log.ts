@@ -32,6 +32,8 @@ export const AUDIT_EVENTS = [
   /** A human signed in to or out of the dashboard (detail: by, client). */
   'sign-in',
   'sign-out',
+  /** An admin dropped trashed tables for good (detail: by, changes, tables). */
+  'trash-purge',
   'startup',
   'shutdown',
 ] as const;

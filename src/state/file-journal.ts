@@ -10,7 +10,8 @@
  *   string, kind in upper case). Row images are never re-encoded, which is
  *   what keeps journalling 10,000 rows to a few milliseconds;
  * - `{"e":"state","ids":[…],"state":"committed"|"aborted"}`: its outcome;
- * - `{"e":"undone","ids":[…],"by":"<undo change id>"}`.
+ * - `{"e":"undone","ids":[…],"by":"<undo change id>"}`;
+ * - `{"e":"purged","ids":[…],"by":"<admin>","at":…}`: their trashed tables dropped for good.
  *
  * Only the entries are kept in memory; a change's rows are read back from
  * the file (by offset) when an undo needs them. A record cut short by a
@@ -21,7 +22,7 @@ import { constants } from 'node:fs';
 import { chmod, mkdir, open, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tablesOf } from './journal.js';
+import { tablesOf, trashedOf } from './journal.js';
 import type { ChangeEntry, ChangeFilter, ChangeState, ImageKind, Journal, NewChange, RowImage } from './journal.js';
 
 export function journalPath(stateDir: string): string {
@@ -121,6 +122,7 @@ export class FileJournal implements Journal {
         tables: tablesOf(c.rows),
         images: c.rows.length,
         undoes: c.undoes ?? [],
+        trashed: trashedOf(c.rows),
         names: [...index.keys()],
       };
       const parts = [`${JSON.stringify(head)}\n`];
@@ -148,6 +150,11 @@ export class FileJournal implements Journal {
   async markUndone(ids: readonly string[], by: string): Promise<void> {
     if (ids.length === 0) return;
     await this.append([`${JSON.stringify({ e: 'undone', ids, by, at: new Date().toISOString() })}\n`]);
+  }
+
+  async markPurged(ids: readonly string[], by: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.append([`${JSON.stringify({ e: 'purged', ids, by, at: new Date().toISOString() })}\n`]);
   }
 
   get(id: string): ChangeEntry | null {
@@ -238,6 +245,8 @@ export class FileJournal implements Journal {
         state: 'pending',
         undoneBy: null,
         undoes: Array.isArray(event.undoes) ? (event.undoes as string[]) : [],
+        trashed: Array.isArray(event.trashed) ? (event.trashed as ChangeEntry['trashed']) : [],
+        purged: null,
       };
       const located = { entry, offset, length, names: Array.isArray(event.names) ? (event.names as string[]) : [] };
       this.changes.set(entry.id, located);
@@ -249,6 +258,7 @@ export class FileJournal implements Journal {
       const found = this.changes.get(id);
       if (found === undefined) continue;
       if (event.e === 'state') found.entry.state = event.state as ChangeState;
+      if (event.e === 'purged') found.entry.purged = { by: String(event.by), at: String(event.at) };
       if (event.e === 'undone') {
         found.entry.state = 'undone';
         found.entry.undoneBy = String(event.by);

@@ -18,8 +18,14 @@
  * - `d`: the row a DELETE removed (before-image)
  * - `o`, `n`: the row before (`o`) and after (`n`) an UPDATE
  * - `t`: a row a TRUNCATE removed (before-image)
+ * - `q`: a table a DROP TABLE moved into the trash (src/executor/trash.ts's descriptor, not a row)
+ * - `c`: a column an ALTER TABLE … DROP COLUMN dropped (its definition, not a row)
+ * - `x`: one row's key and value of that column, before the drop
  */
-export const IMAGE_KINDS = ['i', 'd', 'o', 'n', 't'] as const;
+export const IMAGE_KINDS = ['i', 'd', 'o', 'n', 't', 'q', 'c', 'x'] as const;
+
+/** Kinds that describe DDL (what undo takes back before rows): not row images of the table they are filed under. */
+export const DDL_IMAGE_KINDS: ReadonlySet<ImageKind> = new Set(['q', 'c', 'x']);
 export type ImageKind = (typeof IMAGE_KINDS)[number];
 
 /**
@@ -61,6 +67,10 @@ export interface ChangeEntry {
   /** For an undone change, the change that undid it; for an undo, the changes it undid. */
   undoneBy: string | null;
   undoes: string[];
+  /** Tables its DROP TABLE moved into the trash ('schema.table' as it was, its name in the trash, rows). */
+  trashed: { table: string; trash: string; rows: number }[];
+  /** When its trashed tables were purged for good, and by whom; null while they are in the trash. */
+  purged: { by: string; at: string } | null;
 }
 
 /** What is recorded, before COMMIT, for one change. */
@@ -93,6 +103,8 @@ export interface Journal {
   settle(ids: readonly string[], state: 'committed' | 'aborted'): Promise<void>;
   /** Marks committed changes undone by the undo change `by`. */
   markUndone(ids: readonly string[], by: string): Promise<void>;
+  /** Marks the trashed tables of changes purged for good by the admin `by` (durably). */
+  markPurged(ids: readonly string[], by: string): Promise<void>;
   /** One change, or null if the journal has none with that id. */
   get(id: string): ChangeEntry | null;
   /** Changes in the order they were recorded, filtered. */
@@ -104,12 +116,31 @@ export interface Journal {
   close(): Promise<void>;
 }
 
-/** Rows per table of a change's images (an UPDATE's old and new image count once). */
+/**
+ * Rows per table of a change's images (an UPDATE's old and new image count
+ * once; a trashed table counts the rows it held, under its own name; a
+ * dropped column the rows whose value was kept).
+ */
 export function tablesOf(rows: readonly RowImage[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const r of rows) {
-    if (r.kind === 'n') continue;
+    if (r.kind === 'n' || r.kind === 'c') continue;
+    if (r.kind === 'q') {
+      const d = JSON.parse(r.image) as { table: string; rows: number };
+      out[d.table] = (out[d.table] ?? 0) + Number(d.rows);
+      continue;
+    }
     out[r.table] = (out[r.table] ?? 0) + 1;
   }
   return out;
+}
+
+/** The tables a change's `q` images moved into the trash. */
+export function trashedOf(rows: readonly RowImage[]): ChangeEntry['trashed'] {
+  return rows
+    .filter((r) => r.kind === 'q')
+    .map((r) => {
+      const d = JSON.parse(r.image) as { table: string; trash: string; rows: number };
+      return { table: d.table, trash: d.trash, rows: Number(d.rows) };
+    });
 }

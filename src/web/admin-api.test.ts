@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AdminTokens, createAdminToken, revokeAdminToken } from '../state/admin-tokens.js';
-import { parseUntil, startAdminApi } from './admin-api.js';
+import { parseAge, parseUntil, startAdminApi } from './admin-api.js';
 import type { AdminAction, AdminApi, FreezeControl, FreezeScope } from './admin-api.js';
 
 interface Freeze {
@@ -345,3 +345,19 @@ describe('where it listens', () => {
     }
   });
 });
+
+describe('parseAge', () => {
+  const now = new Date('2030-01-08T00:00:00Z');
+  it.each([
+    ['7d', '2030-01-01T00:00:00.000Z'],
+    ['12h', '2030-01-07T12:00:00.000Z'],
+    ['30m', '2030-01-07T23:30:00.000Z'],
+    ['2030-01-05T00:00:00Z', '2030-01-05T00:00:00.000Z'],
+    ['7 days', null],
+    ['2030-01-05', null],
+  ])('%s → %s', (text, expected) => {
+    const r = parseAge(text, now);
+    expect(r === null ? null : r.toISOString()).toBe(expected);
+  });
+});
+

@@ -31,6 +31,7 @@ import type { AdminTokens } from '../state/admin-tokens.js';
 import type { ChangeEntry, ChangeFilter } from '../state/journal.js';
 import { UndoRefused } from '../executor/undo.js';
 import type { UndoResult } from '../executor/undo.js';
+import type { TrashItem } from '../executor/trash.js';
 
 export type FreezeScope = { kind: 'global' } | { kind: 'agent'; agent: string };
 
@@ -66,6 +67,20 @@ export interface ChangeControl {
   undo(request: UndoRequest, by: string): Promise<UndoResult>;
 }
 
+/** Which trashed tables to purge: those of named changes, or all trashed before a time. */
+export interface PurgeRequest {
+  changes?: string[];
+  olderThan?: Date;
+}
+
+/** What the API needs from the trash (src/airlock.ts puts it together). */
+export interface TrashControl {
+  /** Every table in the trash, oldest first. */
+  list(): Promise<TrashItem[]>;
+  /** Drops the tables asked for, for good, as `by`; resolves to what was purged. Throws UndoRefused for a request that cannot be done. */
+  purge(request: PurgeRequest, by: string): Promise<TrashItem[]>;
+}
+
 export const ADMIN_ACTION_KINDS = ['freeze', 'unfreeze', 'end-window', 'sign-in', 'sign-out'] as const;
 export type AdminActionKind = (typeof ADMIN_ACTION_KINDS)[number];
 
@@ -87,6 +102,8 @@ export interface AdminApiOptions {
   agents: string[];
   /** The undo journal and undo; without it, /v1/changes and /v1/undo answer 404. */
   changes?: ChangeControl;
+  /** The trash; without it, /v1/trash and /v1/trash/purge answer 404. */
+  trash?: TrashControl;
   /** Called after each change, with who made it; the gateway records it on the audit log. */
   onAction?: (action: AdminAction) => void;
   /** Requests for approval (approval-routes.ts); without it the approval endpoints are absent. */
@@ -164,6 +181,20 @@ const undoBodySchema = {
   },
 } as const;
 
+interface PurgeBody {
+  changes?: string[];
+  olderThan?: string;
+}
+
+const purgeBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    changes: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 64 } },
+    olderThan: { type: 'string', minLength: 1, maxLength: 64 },
+  },
+} as const;
+
 const unfreezeBodySchema = {
   type: 'object',
   additionalProperties: false,
@@ -178,6 +209,7 @@ const BODY_SHAPES: Record<string, string> = {
   '/v1/freeze': '{ "agent"?: string, "reason": string, "until"?: ISO time }',
   '/v1/unfreeze': '{ "agent"?: string } or { "window": string }',
   '/v1/undo': '{ "changes": [id, …] } or { "transaction": txid } or { "agent": name, "since": ISO time }, with "dryRun"?: boolean, "force"?: boolean',
+  '/v1/trash/purge': '{ "changes": [id, …] } (the changes whose trashed tables to drop) or { "olderThan": age such as "7d", or ISO time }',
 };
 
 /**
@@ -346,7 +378,7 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
 
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({
-      error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze, POST /v1/unfreeze, GET /v1/freeze-windows, GET /v1/approvals, GET /v1/approvals/ID, POST /v1/approvals/ID/approve, POST /v1/approvals/ID/deny, GET /v1/changes, POST /v1/undo, GET /v1/agents, GET /v1/audit, GET /v1/audit/verify, GET /v1/events and POST/GET/DELETE /v1/session; the dashboard is at /.`,
+      error: `The admin API has no ${request.method} ${pathOf(request)}. It has GET /v1/status, POST /v1/freeze, POST /v1/unfreeze, GET /v1/freeze-windows, GET /v1/approvals, GET /v1/approvals/ID, POST /v1/approvals/ID/approve, POST /v1/approvals/ID/deny, GET /v1/changes, POST /v1/undo, GET /v1/agents, GET /v1/audit, GET /v1/audit/verify, GET /v1/events, GET /v1/trash, POST /v1/trash/purge and POST/GET/DELETE /v1/session; the dashboard is at /.`,
     });
   });
 
@@ -491,6 +523,41 @@ export async function startAdminApi(o: AdminApiOptions): Promise<AdminApi> {
     });
   }
 
+  const trash = o.trash;
+  if (trash !== undefined) {
+    app.get('/v1/trash', async () => ({ trash: await trash.list() }));
+
+    app.post<{ Body: PurgeBody }>('/v1/trash/purge', { schema: { body: purgeBodySchema } }, async (request, reply) => {
+      const b = request.body;
+      if ((b.changes === undefined) === (b.olderThan === undefined)) {
+        return reply.code(400).send({ error: `Name what to purge one way: ${BODY_SHAPES['/v1/trash/purge']}.` });
+      }
+      let olderThan: Date | undefined;
+      if (b.olderThan !== undefined) {
+        const parsed = parseAge(b.olderThan);
+        if (parsed === null) {
+          return reply.code(400).send({ error: `"olderThan" must be an age (30m, 12h, 7d) or an ISO 8601 time with a zone, such as 2030-01-31T18:00:00Z; "${b.olderThan}" is neither.` });
+        }
+        olderThan = parsed;
+      }
+      const name = by(request);
+      const missing = secondFactorProblem(o.secondFactor, request);
+      if (missing !== null) return reply.code(401).send({ error: missing });
+      try {
+        const purged = await trash.purge({ changes: b.changes, olderThan }, name);
+        if (purged.length > 0) log(`admin API: ${name} purged ${purged.map((t) => t.table).join(', ')} from the trash`);
+        const message =
+          purged.length === 0
+            ? 'Nothing in the trash matched, so nothing was purged.'
+            : `${purged.length} table(s) were dropped from the trash for good; the changes that dropped them can no longer be undone.`;
+        return { purged, message };
+      } catch (err) {
+        if (err instanceof UndoRefused) return reply.code(err.message.startsWith('The journal has no change') ? 404 : 409).send({ error: err.message });
+        throw err;
+      }
+    });
+  }
+
   if (!isLoopback(o.host) && !o.tls) {
     log(
       `admin API: listening on ${o.host}, beyond this machine, over plain HTTP: admin tokens and dashboard sessions cross the network readable. Set admin.tls, or keep it on 127.0.0.1 and reach it through SSH.`,
@@ -511,6 +578,13 @@ function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
   return host === '::1';
+}
+
+/** An age back from now (30m, 12h, 7d) or an ISO 8601 time with its zone, or null. */
+export function parseAge(text: string, now = new Date()): Date | null {
+  const rel = /^(\d+)\s*(m|h|d)$/.exec(text.trim());
+  if (rel !== null) return new Date(now.getTime() - Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd']);
+  return parseTime(text);
 }
 
 /** Most changes GET /v1/changes?check=true checks for conflicts (the newest committed ones). */

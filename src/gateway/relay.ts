@@ -247,6 +247,9 @@ export class Relay {
   /** Upstream bytes of an uninteresting message still to pass through unscanned. */
   private passRemaining = 0;
   private upstreamHeld: Buffer | null = null;
+  /** Messages for the read connection, gathered while a turn handles the client's input (flushUpstream sends them). */
+  private toUpstream: Buffer[] = [];
+  private gathering = false;
   private closed = false;
   txStatus: TransactionStatus = 'I';
 
@@ -320,7 +323,7 @@ export class Relay {
     if (this.closed) return;
     this.turnMessages = 0;
     // What this chunk's messages send upstream leaves in one write, not one a message.
-    this.upstream.cork();
+    this.gathering = true;
     try {
       for (const m of this.reader.push(chunk)) {
         this.onClientMessage(m);
@@ -330,7 +333,7 @@ export class Relay {
       this.failSession(err);
       return;
     } finally {
-      this.upstream.uncork();
+      this.flushUpstream();
     }
     // A client that pipelines without reading answers is read no further
     // until the database has answered most of what it sent: its backlog
@@ -1037,8 +1040,25 @@ export class Relay {
     const out = this.materialize(batch.items, 'read', cycle);
     batch.items = [];
     batch.bytes = 0;
+    for (const b of out) this.toUpstream.push(b);
+    if (!this.gathering) this.flushUpstream();
+    return cycle;
+  }
+
+  /**
+   * Sends what this turn gathered for the read connection in one write: the
+   * messages as one buffer (the client's own bytes when they are one run of
+   * them, else small ones copied together), so a turn costs one socket
+   * write, never a gathered write of many pieces.
+   */
+  private flushUpstream(): void {
+    this.gathering = false;
+    const out = this.toUpstream;
+    if (out.length === 0) return;
+    this.toUpstream = [];
+    if (this.closed) return;
     let ok = true;
-    const whole = contiguous(out);
+    const whole = contiguous(out) ?? joinSmall(out);
     if (whole !== null) {
       ok = this.upstream.write(whole);
     } else {
@@ -1047,7 +1067,6 @@ export class Relay {
       this.upstream.uncork();
     }
     if (!ok) this.client.pause();
-    return cycle;
   }
 
   /**
@@ -1278,7 +1297,7 @@ export class Relay {
   /** Handles held messages in order; if one of them holds input again, the rest wait with it. */
   private processQueue(queue: readonly Message[]): void {
     this.turnMessages = 0;
-    this.upstream.cork();
+    this.gathering = true;
     try {
       for (let i = 0; i < queue.length; i++) {
         // onClientMessage may have started another write, or ended the turn, which holds input again.
@@ -1296,7 +1315,7 @@ export class Relay {
     } catch (err) {
       this.failSession(err);
     } finally {
-      this.upstream.uncork();
+      this.flushUpstream();
     }
   }
 
@@ -2076,6 +2095,16 @@ function contiguous(batch: Buffer[]): Buffer | null {
     end += b.length;
   }
   return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
+}
+
+/** Batches up to this size that are not one run of the client's bytes are copied into one buffer for their write. */
+const JOIN_BYTES = 64 * 1024;
+
+/** The pieces copied into one buffer, when they are small; null otherwise. */
+function joinSmall(pieces: Buffer[]): Buffer | null {
+  let total = 0;
+  for (const b of pieces) total += b.length;
+  return total <= JOIN_BYTES ? Buffer.concat(pieces, total) : null;
 }
 
 /** Backend message types the relay must see whole; all others (DataRow above all) pass through unscanned. */

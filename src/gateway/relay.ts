@@ -827,7 +827,18 @@ export class Relay {
     };
     const raw = bind.portal === '' && bind.statement === '' ? m.raw : renameBind(m.body, serverName, prepared.serverName);
     this.batch.runs++;
-    this.add({ kind: 'bind', raw, prepared, portal, undo, step: { kind: 'bind', onFail: () => undo() } });
+    // Once sent (materialize), the server's answer settles the portal: made, or not (and then forgotten).
+    const step: Step = {
+      kind: 'bind',
+      onDone: () => {
+        portal.state = 'done';
+      },
+      onFail: () => {
+        portal.state = 'failed';
+        undo();
+      },
+    };
+    this.add({ kind: 'bind', raw, prepared, portal, undo, step });
   }
 
   private onDescribe(m: Message): void {
@@ -1081,29 +1092,15 @@ export class Relay {
     const here = this.objects[conn];
     const other = this.objects[conn === 'read' ? 'write' : 'read'];
     const out: Buffer[] = [];
-    const send = (raw: Buffer, step: Step | undefined): void => {
-      out.push(raw);
-      if (step !== undefined) cycle.add(step);
-    };
     while (here.toClose.length > 0) {
       const name = here.toClose.pop()!;
       here.named.delete(name);
-      send(encodeClose('statement', name), { kind: 'close', own: true });
+      out.push(encodeClose('statement', name));
+      cycle.add({ kind: 'close', own: true });
     }
+    // A statement whose own Parse failed is not prepared again: the server must say it does not exist, as it would have.
     const ensure = (p: Prepared): void => {
-      // Its own Parse failed: the server must say it does not exist, as it would have.
-      if (here.holds(p) || p.state === 'failed') return;
-      const before = here.unnamed;
-      if (p.serverName === '') here.unnamed = p;
-      else here.named.add(p.serverName);
-      send(p.parse, {
-        kind: 'parse',
-        own: true,
-        onFail: (failed) => {
-          if (p.serverName !== '') here.named.delete(p.serverName);
-          else if (here.unnamed === p) here.unnamed = failed ? null : before;
-        },
-      });
+      if (!here.holds(p) && p.state !== 'failed') ensurePrepared(here, p, out, cycle);
     };
     let dropping = false;
     for (const item of items) {
@@ -1147,6 +1144,7 @@ export class Relay {
           if (portal === undefined) break;
           portal.conn = conn;
           portal.cycle = cycle.seq;
+          // Its step's answer settles it (done, or failed) as onBind set it up.
           portal.state = 'sent';
           this.ns.bound.add(portal);
           if (portal.name === '') {
@@ -1155,11 +1153,6 @@ export class Relay {
             if (previous !== null && previous !== portal) this.ns.bound.delete(previous);
             this.unnamedPortal[conn] = portal;
           }
-          around(
-            step!,
-            () => (portal.state = 'done'),
-            () => (portal.state = 'failed'),
-          );
           break;
         }
         case 'describe':
@@ -1170,7 +1163,8 @@ export class Relay {
             const denial = unattributableDenial(this.who, `use portal "${portal.name}" here: it was bound in another transaction, on another connection`);
             this.recordDenial(denial, portal.prepared.text, portal.prepared.classification, portal.params);
             const token = refusalToken();
-            send(encodeParse(this.names.statement(), token), { kind: 'parse', refusal: { token, denial } });
+            out.push(encodeParse(this.names.statement(), token));
+            cycle.add({ kind: 'parse', refusal: { token, denial } });
             item.undo?.();
             dropping = true;
             continue;
@@ -1214,7 +1208,8 @@ export class Relay {
         case 'flush':
           break;
       }
-      send(item.raw, step);
+      out.push(item.raw);
+      if (step !== undefined) cycle.add(step);
     }
     return out;
   }
@@ -1864,7 +1859,7 @@ export class Relay {
         continue;
       }
       if (end > buf.length) break;
-      const action = this.inspect(type, buf.subarray(at + 5, end));
+      const action = this.inspect(type, BODY_READ[type] ? buf.subarray(at + 5, end) : NO_BODY);
       if (this.closed) return;
       if (action !== 'pass') {
         if (at > from) this.toClient(buf.subarray(from, at));
@@ -2037,6 +2032,27 @@ function unreadLabel(denial: Denial): string {
   return denial.rule === 'encoding' ? '(invalid UTF-8)' : `(statement not read: ${denial.rule})`;
 }
 
+/**
+ * Puts a statement the client prepared on the other connection (or before
+ * this connection's unnamed slot was taken) on `here` too: its Parse again,
+ * as Airlock's own message, answered but not passed on. If the server
+ * refuses it, `here` does not hold it.
+ */
+function ensurePrepared(here: ConnectionObjects, p: Prepared, out: Buffer[], cycle: Cycle): void {
+  const before = here.unnamed;
+  if (p.serverName === '') here.unnamed = p;
+  else here.named.add(p.serverName);
+  out.push(p.parse);
+  cycle.add({
+    kind: 'parse',
+    own: true,
+    onFail: (failed) => {
+      if (p.serverName !== '') here.named.delete(p.serverName);
+      else if (here.unnamed === p) here.unnamed = failed ? null : before;
+    },
+  });
+}
+
 /** Has `done` / `fail` run, then what the step already does, when the server answers (or skips) it. */
 function around(step: Step, done: () => void, fail: (failed: boolean) => void): void {
   const onDone = step.onDone;
@@ -2106,6 +2122,11 @@ function joinSmall(pieces: Buffer[]): Buffer | null {
   for (const b of pieces) total += b.length;
   return total <= JOIN_BYTES ? Buffer.concat(pieces, total) : null;
 }
+
+/** Inspected messages whose body the relay reads; the others (ParseComplete, BindComplete, RowDescription, …) are followed by their type alone. */
+const BODY_READ: boolean[] = [];
+for (const t of [BACKEND.commandComplete, BACKEND.errorResponse, BACKEND.readyForQuery, BACKEND.parameterStatus]) BODY_READ[t] = true;
+const NO_BODY = Buffer.alloc(0);
 
 /** Backend message types the relay must see whole; all others (DataRow above all) pass through unscanned. */
 const INSPECTED: boolean[] = [];

@@ -506,7 +506,12 @@ export class Relay {
     this.ready = null;
     const unhealthy = this.auditDenial();
     if (unhealthy !== null) return { classification, decision: unhealthy, resolutions: undefined };
-    this.subject.schema = this.ctx.schema();
+    const schema = this.ctx.schema();
+    // A read's verdict hangs only on the facts, this session's rules and the schema Airlock knows (as in judgePrepared):
+    // the same facts (one cached classification: the same text, or a plain SELECT of the same shape) are judged once per schema.
+    const known = this.readVerdicts.get(classification);
+    if (known !== undefined && known.schema === schema) return known.judged;
+    this.subject.schema = schema;
     const r = judgeResolving(this.ctx.resolverFor(this.who.agent), classification, this.subject, (name) => this.sqlPreparedFacts(name), text, paramTypes);
     if (r instanceof Promise) {
       throw new NotYet(
@@ -515,8 +520,14 @@ export class Relay {
         }),
       );
     }
-    return { classification, decision: this.namesChecked(classification, r.decision), resolutions: r.resolutions };
+    const judged: Judged = { classification, decision: this.namesChecked(classification, r.decision), resolutions: r.resolutions };
+    // Only a verdict reached without asking the server (no overload to resolve), on facts that name no prepared statement or cursor.
+    if (judged.decision.kind === 'allow-read' && verdictKeepable(classification)) this.readVerdicts.set(classification, { schema, judged });
+    return judged;
   }
+
+  /** Verdicts of reads judged in this session, by the classification judged (see judge). */
+  private readonly readVerdicts = new WeakMap<Classification, { schema: SchemaKnowledge | null; judged: Judged }>();
 
   private auditDenial(): Denial | null {
     if (this.ctx.audit.healthy) return null;
@@ -542,7 +553,7 @@ export class Relay {
       prepared.classification,
       judgeClassification(prepared.classification, this.subject, (name) => this.sqlPreparedFacts(name), prepared.resolutions),
     );
-    if (decision.kind === 'allow-read' && prepared.classification.ok && prepared.classification.statements.every((f) => f.prepared === undefined && f.cursor === undefined)) {
+    if (decision.kind === 'allow-read' && verdictKeepable(prepared.classification)) {
       prepared.read = { schema, decision };
     }
     return decision;
@@ -2065,6 +2076,21 @@ function around(step: Step, done: () => void, fail: (failed: boolean) => void): 
     fail(failed);
     onFail?.(failed);
   };
+}
+
+/**
+ * Whether an allow-read verdict of these facts may be kept and reused while
+ * the schema stands: none of its statements names a SQL-level prepared
+ * statement or cursor, itself or inside (EXPLAIN EXECUTE), whose meaning is
+ * the session's state, not the facts'.
+ */
+function verdictKeepable(classification: Classification): boolean {
+  if (!classification.ok) return false;
+  for (const f of classification.statements) {
+    if (f.prepared !== undefined || f.cursor !== undefined) return false;
+    if (f.inner !== undefined && (f.inner.prepared !== undefined || f.inner.cursor !== undefined)) return false;
+  }
+  return true;
 }
 
 /** A statement that only reads: it may share a batch with a write (inside the write's own transaction). */

@@ -50,6 +50,15 @@ export class LostTrack extends Error {
   }
 }
 
+// The steps each answer may complete (hoisted: an array literal in `answer` would be allocated for every message).
+const PARSE: readonly StepKind[] = ['parse'];
+const BIND: readonly StepKind[] = ['bind'];
+const CLOSE: readonly StepKind[] = ['close'];
+const DESCRIBE: readonly StepKind[] = ['describe'];
+const EXECUTE: readonly StepKind[] = ['execute'];
+const RUNS: readonly StepKind[] = ['execute', 'query'];
+const ROWS_OF: readonly StepKind[] = ['describe', 'execute', 'query'];
+
 export class Cycle {
   readonly steps: Step[] = [];
 
@@ -100,31 +109,31 @@ export class Cycle {
   answer(type: number, body: Buffer): AnswerAction {
     switch (type) {
       case BACKEND.parseComplete: {
-        const step = this.expect(['parse'], 'ParseComplete');
+        const step = this.expect(PARSE, 'ParseComplete');
         this.finish(step);
         return step.own === true ? 'swallow' : 'pass';
       }
       case BACKEND.bindComplete: {
-        const step = this.expect(['bind'], 'BindComplete');
+        const step = this.expect(BIND, 'BindComplete');
         this.finish(step);
         return step.own === true ? 'swallow' : 'pass';
       }
       case BACKEND.closeComplete: {
-        const step = this.expect(['close'], 'CloseComplete');
+        const step = this.expect(CLOSE, 'CloseComplete');
         this.finish(step);
         return step.own === true ? 'swallow' : 'pass';
       }
       case BACKEND.noData:
-        this.finish(this.expect(['describe'], 'NoData'));
+        this.finish(this.expect(DESCRIBE, 'NoData'));
         return 'pass';
       case BACKEND.rowDescription: {
-        const step = this.expect(['describe', 'execute', 'query'], 'RowDescription');
+        const step = this.expect(ROWS_OF, 'RowDescription');
         if (step.kind === 'describe') this.finish(step);
         return 'pass';
       }
       case BACKEND.commandComplete:
       case BACKEND.emptyQueryResponse: {
-        const step = this.expect(['execute', 'query'], type === BACKEND.commandComplete ? 'CommandComplete' : 'EmptyQueryResponse');
+        const step = this.expect(RUNS, type === BACKEND.commandComplete ? 'CommandComplete' : 'EmptyQueryResponse');
         const rows = type === BACKEND.commandComplete ? commandTagRows(body) : null;
         this.settleNext(step, rows, undefined, type === BACKEND.commandComplete ? tagCommand(body) : undefined);
         // A Query's step lasts until its ReadyForQuery (it may hold several statements).
@@ -132,7 +141,7 @@ export class Cycle {
         return 'pass';
       }
       case BACKEND.portalSuspended: {
-        const step = this.expect(['execute'], 'PortalSuspended');
+        const step = this.expect(EXECUTE, 'PortalSuspended');
         this.settleNext(step, null, undefined);
         this.finish(step);
         return 'pass';
@@ -225,6 +234,8 @@ function tagCommand(body: Buffer): string {
   return space < 0 ? tag : tag.slice(0, space);
 }
 
+const PASSED: Readonly<{ action: AnswerAction; ended: Cycle | null }> = Object.freeze({ action: 'pass', ended: null });
+
 /** Cycles sent on one connection, answered in order. */
 export class CycleQueue {
   /** A queue with a moving head: Array.shift is linear in the length, and a client may pipeline hundreds of thousands of cycles. */
@@ -245,15 +256,16 @@ export class CycleQueue {
   }
 
   /** Handles one answer; a cycle that ended leaves the queue. */
-  answer(type: number, body: Buffer): { action: AnswerAction; ended: Cycle | null } {
+  answer(type: number, body: Buffer): Readonly<{ action: AnswerAction; ended: Cycle | null }> {
     const cycle = this.cycles[this.head];
     if (cycle === undefined) {
-      if (type === BACKEND.errorResponse || type === BACKEND.noticeResponse || type === BACKEND.notificationResponse) return { action: 'pass', ended: null };
-      if (type === BACKEND.parameterStatus) return { action: 'pass', ended: null };
+      if (type === BACKEND.errorResponse || type === BACKEND.noticeResponse || type === BACKEND.notificationResponse) return PASSED;
+      if (type === BACKEND.parameterStatus) return PASSED;
       throw new LostTrack(`the database sent message '${String.fromCharCode(type)}' when nothing was asked`);
     }
     const action = cycle.answer(type, body);
-    if (!cycle.ended) return { action, ended: null };
+    // The usual answer (passed on, the cycle goes on) costs no allocation: this runs for every message the server sends.
+    if (!cycle.ended) return action === 'pass' ? PASSED : { action, ended: null };
     this.cycles[this.head++] = undefined;
     if (this.head === this.cycles.length) {
       this.cycles = [];

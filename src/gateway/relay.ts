@@ -260,6 +260,9 @@ export class Relay {
   /** Upstream bytes of an uninteresting message still to pass through unscanned. */
   private passRemaining = 0;
   private upstreamHeld: Buffer | null = null;
+  /** Messages for the read connection, gathered while a turn handles the client's input (flushUpstream sends them). */
+  private toUpstream: Buffer[] = [];
+  private gathering = false;
   private closed = false;
   txStatus: TransactionStatus = 'I';
 
@@ -336,7 +339,7 @@ export class Relay {
     if (this.closed) return;
     this.turnMessages = 0;
     // What this chunk's messages send upstream leaves in one write, not one a message.
-    this.upstream.cork();
+    this.gathering = true;
     try {
       for (const m of this.reader.push(chunk)) {
         this.onClientMessage(m);
@@ -346,7 +349,7 @@ export class Relay {
       this.failSession(err);
       return;
     } finally {
-      this.upstream.uncork();
+      this.flushUpstream();
     }
     // A client that pipelines without reading answers is read no further
     // until the database has answered most of what it sent: its backlog
@@ -519,7 +522,12 @@ export class Relay {
     this.ready = null;
     const unhealthy = this.auditDenial();
     if (unhealthy !== null) return { classification, decision: unhealthy, resolutions: undefined };
-    this.subject.schema = this.ctx.schema();
+    const schema = this.ctx.schema();
+    // A read's verdict hangs only on the facts, this session's rules and the schema Airlock knows (as in judgePrepared):
+    // the same facts (one cached classification: the same text, or a plain SELECT of the same shape) are judged once per schema.
+    const known = this.readVerdicts.get(classification);
+    if (known !== undefined && known.schema === schema) return known.judged;
+    this.subject.schema = schema;
     const r = judgeResolving(this.ctx.resolverFor(this.who.agent), classification, this.subject, (name) => this.sqlPreparedFacts(name), text, paramTypes);
     if (r instanceof Promise) {
       throw new NotYet(
@@ -528,8 +536,14 @@ export class Relay {
         }),
       );
     }
-    return { classification, decision: this.namesChecked(classification, r.decision), resolutions: r.resolutions };
+    const judged: Judged = { classification, decision: this.namesChecked(classification, r.decision), resolutions: r.resolutions };
+    // Only a verdict reached without asking the server (no overload to resolve), on facts that name no prepared statement or cursor.
+    if (judged.decision.kind === 'allow-read' && verdictKeepable(classification)) this.readVerdicts.set(classification, { schema, judged });
+    return judged;
   }
+
+  /** Verdicts of reads judged in this session, by the classification judged (see judge). */
+  private readonly readVerdicts = new WeakMap<Classification, { schema: SchemaKnowledge | null; judged: Judged }>();
 
   private auditDenial(): Denial | null {
     if (this.ctx.audit.healthy) return null;
@@ -555,7 +569,7 @@ export class Relay {
       prepared.classification,
       judgeClassification(prepared.classification, this.subject, (name) => this.sqlPreparedFacts(name), prepared.resolutions),
     );
-    if (decision.kind === 'allow-read' && prepared.classification.ok && prepared.classification.statements.every((f) => f.prepared === undefined && f.cursor === undefined)) {
+    if (decision.kind === 'allow-read' && verdictKeepable(prepared.classification)) {
       prepared.read = { schema, decision };
     }
     return decision;
@@ -857,7 +871,18 @@ export class Relay {
     };
     const raw = bind.portal === '' && bind.statement === '' ? m.raw : renameBind(m.body, serverName, prepared.serverName);
     this.batch.runs++;
-    this.add({ kind: 'bind', raw, prepared, portal, undo, step: { kind: 'bind', onFail: () => undo() } });
+    // Once sent (materialize), the server's answer settles the portal: made, or not (and then forgotten).
+    const step: Step = {
+      kind: 'bind',
+      onDone: () => {
+        portal.state = 'done';
+      },
+      onFail: () => {
+        portal.state = 'failed';
+        undo();
+      },
+    };
+    this.add({ kind: 'bind', raw, prepared, portal, undo, step });
   }
 
   private onDescribe(m: Message): void {
@@ -1085,8 +1110,25 @@ export class Relay {
     const out = this.materialize(batch.items, 'read', cycle);
     batch.items = [];
     batch.bytes = 0;
+    for (const b of out) this.toUpstream.push(b);
+    if (!this.gathering) this.flushUpstream();
+    return cycle;
+  }
+
+  /**
+   * Sends what this turn gathered for the read connection in one write: the
+   * messages as one buffer (the client's own bytes when they are one run of
+   * them, else small ones copied together), so a turn costs one socket
+   * write, never a gathered write of many pieces.
+   */
+  private flushUpstream(): void {
+    this.gathering = false;
+    const out = this.toUpstream;
+    if (out.length === 0) return;
+    this.toUpstream = [];
+    if (this.closed) return;
     let ok = true;
-    const whole = contiguous(out);
+    const whole = contiguous(out) ?? joinSmall(out);
     if (whole !== null) {
       ok = this.upstream.write(whole);
     } else {
@@ -1095,7 +1137,6 @@ export class Relay {
       this.upstream.uncork();
     }
     if (!ok) this.client.pause();
-    return cycle;
   }
 
   /**
@@ -1110,29 +1151,15 @@ export class Relay {
     const here = this.objects[conn];
     const other = this.objects[conn === 'read' ? 'write' : 'read'];
     const out: Buffer[] = [];
-    const send = (raw: Buffer, step: Step | undefined): void => {
-      out.push(raw);
-      if (step !== undefined) cycle.add(step);
-    };
     while (here.toClose.length > 0) {
       const name = here.toClose.pop()!;
       here.named.delete(name);
-      send(encodeClose('statement', name), { kind: 'close', own: true });
+      out.push(encodeClose('statement', name));
+      cycle.add({ kind: 'close', own: true });
     }
+    // A statement whose own Parse failed is not prepared again: the server must say it does not exist, as it would have.
     const ensure = (p: Prepared): void => {
-      // Its own Parse failed: the server must say it does not exist, as it would have.
-      if (here.holds(p) || p.state === 'failed') return;
-      const before = here.unnamed;
-      if (p.serverName === '') here.unnamed = p;
-      else here.named.add(p.serverName);
-      send(p.parse, {
-        kind: 'parse',
-        own: true,
-        onFail: (failed) => {
-          if (p.serverName !== '') here.named.delete(p.serverName);
-          else if (here.unnamed === p) here.unnamed = failed ? null : before;
-        },
-      });
+      if (!here.holds(p) && p.state !== 'failed') ensurePrepared(here, p, out, cycle);
     };
     let dropping = false;
     for (const item of items) {
@@ -1176,6 +1203,7 @@ export class Relay {
           if (portal === undefined) break;
           portal.conn = conn;
           portal.cycle = cycle.seq;
+          // Its step's answer settles it (done, or failed) as onBind set it up.
           portal.state = 'sent';
           this.ns.bound.add(portal);
           if (portal.name === '') {
@@ -1184,11 +1212,6 @@ export class Relay {
             if (previous !== null && previous !== portal) this.ns.bound.delete(previous);
             this.unnamedPortal[conn] = portal;
           }
-          around(
-            step!,
-            () => (portal.state = 'done'),
-            () => (portal.state = 'failed'),
-          );
           break;
         }
         case 'describe':
@@ -1199,7 +1222,8 @@ export class Relay {
             const denial = unattributableDenial(this.who, `use portal "${portal.name}" here: it was bound in another transaction, on another connection`);
             this.recordDenial(denial, portal.prepared.text, portal.prepared.classification, portal.params);
             const token = refusalToken();
-            send(encodeParse(this.names.statement(), token), { kind: 'parse', refusal: { token, denial } });
+            out.push(encodeParse(this.names.statement(), token));
+            cycle.add({ kind: 'parse', refusal: { token, denial } });
             item.undo?.();
             dropping = true;
             continue;
@@ -1243,7 +1267,8 @@ export class Relay {
         case 'flush':
           break;
       }
-      send(item.raw, step);
+      out.push(item.raw);
+      if (step !== undefined) cycle.add(step);
     }
     return out;
   }
@@ -1326,7 +1351,7 @@ export class Relay {
   /** Handles held messages in order; if one of them holds input again, the rest wait with it. */
   private processQueue(queue: readonly Message[]): void {
     this.turnMessages = 0;
-    this.upstream.cork();
+    this.gathering = true;
     try {
       for (let i = 0; i < queue.length; i++) {
         // onClientMessage may have started another write, or ended the turn, which holds input again.
@@ -1344,7 +1369,7 @@ export class Relay {
     } catch (err) {
       this.failSession(err);
     } finally {
-      this.upstream.uncork();
+      this.flushUpstream();
     }
   }
 
@@ -1987,7 +2012,7 @@ export class Relay {
         continue;
       }
       if (end > buf.length) break;
-      const action = this.inspect(type, buf.subarray(at + 5, end));
+      const action = this.inspect(type, BODY_READ[type] ? buf.subarray(at + 5, end) : NO_BODY);
       if (this.closed) return;
       if (action !== 'pass') {
         if (at > from) this.toClient(buf.subarray(from, at));
@@ -2160,6 +2185,27 @@ function unreadLabel(denial: Denial): string {
   return denial.rule === 'encoding' ? '(invalid UTF-8)' : `(statement not read: ${denial.rule})`;
 }
 
+/**
+ * Puts a statement the client prepared on the other connection (or before
+ * this connection's unnamed slot was taken) on `here` too: its Parse again,
+ * as Airlock's own message, answered but not passed on. If the server
+ * refuses it, `here` does not hold it.
+ */
+function ensurePrepared(here: ConnectionObjects, p: Prepared, out: Buffer[], cycle: Cycle): void {
+  const before = here.unnamed;
+  if (p.serverName === '') here.unnamed = p;
+  else here.named.add(p.serverName);
+  out.push(p.parse);
+  cycle.add({
+    kind: 'parse',
+    own: true,
+    onFail: (failed) => {
+      if (p.serverName !== '') here.named.delete(p.serverName);
+      else if (here.unnamed === p) here.unnamed = failed ? null : before;
+    },
+  });
+}
+
 /** Has `done` / `fail` run, then what the step already does, when the server answers (or skips) it. */
 function around(step: Step, done: () => void, fail: (failed: boolean) => void): void {
   const onDone = step.onDone;
@@ -2172,6 +2218,21 @@ function around(step: Step, done: () => void, fail: (failed: boolean) => void): 
     fail(failed);
     onFail?.(failed);
   };
+}
+
+/**
+ * Whether an allow-read verdict of these facts may be kept and reused while
+ * the schema stands: none of its statements names a SQL-level prepared
+ * statement or cursor, itself or inside (EXPLAIN EXECUTE), whose meaning is
+ * the session's state, not the facts'.
+ */
+function verdictKeepable(classification: Classification): boolean {
+  if (!classification.ok) return false;
+  for (const f of classification.statements) {
+    if (f.prepared !== undefined || f.cursor !== undefined) return false;
+    if (f.inner !== undefined && (f.inner.prepared !== undefined || f.inner.cursor !== undefined)) return false;
+  }
+  return true;
 }
 
 /** A statement that only reads: it may share a batch with a write (inside the write's own transaction). */
@@ -2219,6 +2280,21 @@ function contiguous(batch: Buffer[]): Buffer | null {
   }
   return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
 }
+
+/** Batches up to this size that are not one run of the client's bytes are copied into one buffer for their write. */
+const JOIN_BYTES = 64 * 1024;
+
+/** The pieces copied into one buffer, when they are small; null otherwise. */
+function joinSmall(pieces: Buffer[]): Buffer | null {
+  let total = 0;
+  for (const b of pieces) total += b.length;
+  return total <= JOIN_BYTES ? Buffer.concat(pieces, total) : null;
+}
+
+/** Inspected messages whose body the relay reads; the others (ParseComplete, BindComplete, RowDescription, …) are followed by their type alone. */
+const BODY_READ: boolean[] = [];
+for (const t of [BACKEND.commandComplete, BACKEND.errorResponse, BACKEND.readyForQuery, BACKEND.parameterStatus]) BODY_READ[t] = true;
+const NO_BODY = Buffer.alloc(0);
 
 /** Backend message types the relay must see whole; all others (DataRow above all) pass through unscanned. */
 const INSPECTED: boolean[] = [];

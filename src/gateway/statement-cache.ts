@@ -74,6 +74,8 @@ export const TOO_COMPLEX_MIN_CHARS = 1024;
 /** A Map in least-recently-used order whose entries' reckoned bytes stay within a budget. */
 class ByteLru {
   private readonly map = new Map<string, { facts: Classification; bytes: number; expires: number }>();
+  /** The entry last inserted or re-inserted (the newest in the Map's order), or null when unknown. */
+  private newest: { facts: Classification; bytes: number; expires: number } | null = null;
   private used = 0;
   constructor(
     private readonly maxBytes: number,
@@ -83,14 +85,20 @@ class ByteLru {
   get(key: string): Classification | undefined {
     const entry = this.map.get(key);
     if (entry === undefined) return undefined;
-    if (entry.expires <= this.now()) {
+    // Most entries never expire: the clock is read only for those that do.
+    if (entry.expires !== Infinity && entry.expires <= this.now()) {
       this.map.delete(key);
       this.used -= entry.bytes;
+      if (this.newest === entry) this.newest = null;
       return undefined;
     }
-    // Maps iterate in insertion order: re-inserting makes this the newest.
-    this.map.delete(key);
-    this.map.set(key, entry);
+    // Maps iterate in insertion order: re-inserting makes this the newest
+    // (unless it is already: the same statement over and over costs no re-insertion).
+    if (this.newest !== entry) {
+      this.map.delete(key);
+      this.map.set(key, entry);
+      this.newest = entry;
+    }
     return entry.facts;
   }
 
@@ -108,7 +116,9 @@ class ByteLru {
       this.map.delete(oldest);
       this.used -= entry.bytes;
     }
-    this.map.set(key, { facts, bytes, expires: this.now() + ttlMs });
+    const entry = { facts, bytes, expires: ttlMs === Infinity ? Infinity : this.now() + ttlMs };
+    this.map.set(key, entry);
+    this.newest = entry;
     this.used += bytes;
   }
 

@@ -148,6 +148,8 @@ export class ClientNamespace {
    * bound there up to that cycle are gone (later cycles may already have bound new ones).
    */
   transactionEnded(conn: ConnectionName, cycle: number): void {
+    // Called at every ReadyForQuery outside a transaction: most often nothing is bound.
+    if (this.bound.size === 0) return;
     for (const portal of this.bound) {
       if (portal.conn !== conn || portal.cycle > cycle) continue;
       portal.ended = true;

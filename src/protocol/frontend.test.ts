@@ -10,6 +10,7 @@ import {
   parseQuery,
   parseSaslInitialResponse,
   parseTarget,
+  renameBind,
 } from './frontend.js';
 import { MessageReader, ProtocolViolation } from './message-reader.js';
 
@@ -194,5 +195,16 @@ describe('SASLInitialResponse', () => {
 
   it('refuses a data length past the end', () => {
     expect(() => parseSaslInitialResponse(Buffer.concat([cstr('SCRAM-SHA-256'), int32(50), Buffer.from('x')]))).toThrow(ProtocolViolation);
+  });
+});
+
+describe('renameBind', () => {
+  it('gives the Bind other names and keeps formats, values and result formats byte for byte', () => {
+    const body = bindBody({ portal: 'p', statement: 'stmt', formats: [0, 1], params: [Buffer.from('héllo'), Buffer.from([0, 0xff])], results: [1] });
+    const renamed = unframe(renameBind(body, '_airlock_portal_é', '_airlock_s1'));
+    expect(renamed.type).toBe(FRONTEND.bind);
+    expect(renamed.body).toEqual(bindBody({ portal: '_airlock_portal_é', statement: '_airlock_s1', formats: [0, 1], params: [Buffer.from('héllo'), Buffer.from([0, 0xff])], results: [1] }));
+    expect(parseBind(renamed.body)).toEqual({ portal: '_airlock_portal_é', statement: '_airlock_s1', params: ['héllo', '\\x00ff'] });
+    expect(unframe(renameBind(bindBody({}), '', '')).body).toEqual(bindBody({}));
   });
 });

@@ -36,6 +36,28 @@ class BodyReader {
     return s;
   }
 
+  /** A C string decoded as UTF-8, with no intermediate view (the empty name, the most common, costs nothing). */
+  text(): string {
+    const end = this.body.indexOf(0, this.at);
+    if (end < 0) throw new ProtocolViolation(`${this.what}: string is not terminated`);
+    const s = end === this.at ? '' : this.body.toString('utf8', this.at, end);
+    this.at = end + 1;
+    return s;
+  }
+
+  /** `n` bytes decoded as UTF-8 (or written as '\x' hex), with no intermediate view. */
+  textOf(n: number, hex: boolean): string {
+    if (n < 0 || this.at + n > this.body.length) throw new ProtocolViolation(`${this.what}: message too short`);
+    const v = hex ? '\\x' + this.body.toString('hex', this.at, this.at + n) : this.body.toString('utf8', this.at, this.at + n);
+    this.at += n;
+    return v;
+  }
+
+  byte(): number {
+    if (this.at + 1 > this.body.length) throw new ProtocolViolation(`${this.what}: message too short`);
+    return this.body[this.at++]!;
+  }
+
   int16(): number {
     if (this.at + 2 > this.body.length) throw new ProtocolViolation(`${this.what}: message too short`);
     const v = this.body.readInt16BE(this.at);
@@ -85,7 +107,7 @@ export interface ParseMessage {
 /** Parse: String name, String query, Int16 number of parameter types, Int32[] their OIDs. */
 export function parseParse(body: Buffer): ParseMessage {
   const r = new BodyReader(body, 'Parse');
-  const name = r.cstring().toString('utf8');
+  const name = r.text();
   const query = r.cstring();
   const count = r.int16();
   if (count < 0) throw new ProtocolViolation('Parse: negative parameter count');
@@ -107,12 +129,14 @@ export interface BindMessage {
  * codes, Int16 + (Int32 length + bytes)[] values, Int16 + Int16[] result
  * format codes.
  */
+const NO_FORMATS: number[] = [];
+
 export function parseBind(body: Buffer): BindMessage {
   const r = new BodyReader(body, 'Bind');
-  const portal = r.cstring().toString('utf8');
-  const statement = r.cstring().toString('utf8');
+  const portal = r.text();
+  const statement = r.text();
   const formatCount = r.int16();
-  const formats: number[] = [];
+  const formats: number[] = formatCount === 0 ? NO_FORMATS : [];
   for (let i = 0; i < formatCount; i++) formats.push(r.int16());
   const paramCount = r.int16();
   if (formatCount < 0 || paramCount < 0) throw new ProtocolViolation('Bind: negative count');
@@ -126,9 +150,8 @@ export function parseBind(body: Buffer): BindMessage {
       params.push(null);
       continue;
     }
-    const value = r.bytes(length);
     const format = formatCount === 0 ? 0 : formatCount === 1 ? formats[0] : formats[i];
-    params.push(format === 1 ? '\\x' + value.toString('hex') : value.toString('utf8'));
+    params.push(r.textOf(length, format === 1));
   }
   const resultCount = r.int16();
   for (let i = 0; i < resultCount; i++) r.int16();
@@ -139,7 +162,7 @@ export function parseBind(body: Buffer): BindMessage {
 /** Execute: String portal, Int32 maximum rows. */
 export function parseExecute(body: Buffer): { portal: string; maxRows: number } {
   const r = new BodyReader(body, 'Execute');
-  const portal = r.cstring().toString('utf8');
+  const portal = r.text();
   const maxRows = r.int32();
   r.end();
   return { portal, maxRows };
@@ -148,9 +171,9 @@ export function parseExecute(body: Buffer): { portal: string; maxRows: number } 
 /** Close and Describe: Byte1 'S' (statement) or 'P' (portal), String name. */
 export function parseTarget(body: Buffer, what: 'Close' | 'Describe'): { target: 'statement' | 'portal'; name: string } {
   const r = new BodyReader(body, what);
-  const kind = r.bytes(1)[0];
+  const kind = r.byte();
   if (kind !== 0x53 && kind !== 0x50) throw new ProtocolViolation(`${what}: unknown target type`);
-  const name = r.cstring().toString('utf8');
+  const name = r.text();
   r.end();
   return { target: kind === 0x53 ? 'statement' : 'portal', name };
 }
@@ -191,7 +214,20 @@ export function renameBind(body: Buffer, portal: string, statement: string): Buf
   const portalEnd = body.indexOf(0);
   const statementEnd = body.indexOf(0, portalEnd + 1);
   if (portalEnd < 0 || statementEnd < 0) throw new ProtocolViolation('Bind: names are not terminated');
-  return message(FRONTEND.bind, Buffer.concat([Buffer.from(`${portal}\0${statement}\0`, 'utf8'), body.subarray(statementEnd + 1)]));
+  // One buffer, written in place: this runs for every Bind of a named statement (prepared mode's hot path).
+  const portalBytes = Buffer.byteLength(portal, 'utf8');
+  const statementBytes = Buffer.byteLength(statement, 'utf8');
+  const restBytes = body.length - (statementEnd + 1);
+  const length = 4 + portalBytes + 1 + statementBytes + 1 + restBytes;
+  const out = Buffer.allocUnsafe(1 + length);
+  out[0] = FRONTEND.bind;
+  out.writeUInt32BE(length, 1);
+  let at = 5 + out.write(portal, 5, 'utf8');
+  out[at++] = 0;
+  at += out.write(statement, at, 'utf8');
+  out[at++] = 0;
+  body.copy(out, at, statementEnd + 1);
+  return out;
 }
 
 /**

@@ -158,6 +158,10 @@ function sortKeys(_key: string, value: unknown): unknown {
   return sorted;
 }
 
+// Hoisted: auditEntryProblem runs for every record appended (every statement of every session).
+const IDENTITY_KEYS = ['agent', 'session', 'client'] as const;
+const STRING_KEYS = ['text', 'fingerprint', 'rule', 'reason', 'sqlstate'] as const;
+
 /**
  * Says what is wrong with an entry's fields, or null. Checked on append (so
  * that a bad entry fails its caller, not a later batch) and on reading.
@@ -167,11 +171,11 @@ export function auditEntryProblem(value: object): string | null {
   if (typeof entry.event !== 'string' || !EVENT_SET.has(entry.event)) {
     return `The audit event ${JSON.stringify(entry.event)} is not one of ${AUDIT_EVENTS.join(', ')}.`;
   }
-  for (const key of ['agent', 'session', 'client'] as const) {
+  for (const key of IDENTITY_KEYS) {
     const v = entry[key];
     if (v !== null && typeof v !== 'string') return `The audit field "${key}" must be a string or null.`;
   }
-  for (const key of ['text', 'fingerprint', 'rule', 'reason', 'sqlstate'] as const) {
+  for (const key of STRING_KEYS) {
     const v = entry[key];
     if (v !== undefined && typeof v !== 'string') return `The audit field "${key}" must be a string.`;
   }

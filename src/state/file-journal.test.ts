@@ -59,4 +59,32 @@ describe('the file journal', () => {
     await last.close();
     expect((await readdir(join(dir, 'journal'))).some((f) => f.startsWith('journal.log.torn-'))).toBe(true);
   });
+
+  it('writes concurrent records in group commits: fewer syncs than records, each change and its rows where they belong', async () => {
+    const j = await FileJournal.open(dir);
+    let syncs = 0;
+    const fh = (j as unknown as { fh: { datasync: () => Promise<void> } }).fh;
+    const datasync = fh.datasync.bind(fh);
+    fh.datasync = () => {
+      syncs++;
+      return datasync();
+    };
+    const ids = Array.from({ length: 20 }, (_, i) => `g${i}`);
+    // Marks (unsynced) interleaved with changes (synced), all at once, as concurrent sessions send them.
+    await Promise.all(
+      ids.flatMap((id, i) => [
+        j.record([{ id, txid: String(200 + i), kind: 'write', agent: 'ops', by: null, statement: `UPDATE t SET x = ${i}`, rows: rows.slice(i % 4, (i % 4) + 1) }]),
+        ...(i > 0 ? [j.settle([`g${i - 1}`], 'committed')] : []),
+      ]),
+    );
+    expect(syncs).toBeGreaterThan(0);
+    expect(syncs).toBeLessThan(ids.length);
+    for (const [i, id] of ids.entries()) expect(await j.rows(id)).toEqual(rows.slice(i % 4, (i % 4) + 1));
+    await j.close();
+    const again = await FileJournal.open(dir);
+    expect(again.list({ all: true }).map((e) => e.id)).toEqual(ids);
+    expect(again.list().map((e) => e.id)).toEqual(ids.slice(0, -1));
+    for (const [i, id] of ids.entries()) expect(await again.rows(id)).toEqual(rows.slice(i % 4, (i % 4) + 1));
+    await again.close();
+  });
 });

@@ -29,6 +29,14 @@ export function journalPath(stateDir: string): string {
   return join(stateDir, 'journal', 'journal.log');
 }
 
+interface QueuedAppend {
+  lines: string[];
+  /** Whether its caller waits for the sync (a change) or only for the write (a mark). */
+  sync: boolean;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 interface Located {
   entry: ChangeEntry;
   /** Where its row lines are in the file. */
@@ -45,8 +53,11 @@ interface Located {
 export class FileJournal implements Journal {
   private readonly changes = new Map<string, Located>();
   private readonly order: Located[] = [];
-  /** Appends run one at a time, in order. */
+  /** Settles once the appends queued so far are written (and synced, where asked). */
   private tail: Promise<void> = Promise.resolve();
+  /** Appends waiting for the write in progress to finish: they go out together, in order, after it. */
+  private queue: QueuedAppend[] = [];
+  private writing = false;
   private size: number;
 
   private constructor(
@@ -204,28 +215,61 @@ export class FileJournal implements Journal {
     await this.fh.close();
   }
 
-  /** Appends records (and syncs them, unless told not to); appends run in order, one at a time. */
+  /**
+   * Appends records (and syncs them, unless told not to). Appends are
+   * written in order, in group commits: whatever was queued while the last
+   * write and sync ran goes out in one write and one fdatasync, so
+   * concurrent writers (each waiting for its entry before its COMMIT) share
+   * a sync instead of queueing for one each.
+   */
   private append(lines: string[], sync = true): Promise<void> {
-    const run = this.tail.then(async () => {
-      const data = Buffer.from(lines.join(''), 'utf8');
-      await this.fh.write(data, 0, data.length, null);
-      if (sync) await this.fh.datasync();
-      // O_APPEND put it at the file's end, which is ours alone only while one instance writes here (see the class comment).
-      this.size = sync ? (await this.fh.stat()).size : this.size + data.length;
-      const start = this.size - data.length;
-      if (!sync) return; // applied already
-      let at = start;
-      for (const record of lines) {
-        const nl = record.indexOf('\n');
-        const headBytes = Buffer.byteLength(record.slice(0, nl + 1), 'utf8');
-        const length = Buffer.byteLength(record, 'utf8');
-        this.apply(record.slice(0, nl), at + headBytes, length - headBytes);
-        at += length;
+    return new Promise((resolve, reject) => {
+      this.queue.push({ lines, sync, resolve, reject });
+      if (!this.writing) {
+        this.writing = true;
+        this.tail = this.drain();
       }
     });
-    // A failed append fails its caller; the next one still runs.
-    this.tail = run.catch(() => undefined);
-    return run;
+  }
+
+  /** Writes queued appends, a group at a time, until none is left. Never rejects: a failed group fails its callers, and the next one still runs. */
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const group = this.queue;
+        this.queue = [];
+        try {
+          await this.writeGroup(group);
+          for (const a of group) a.resolve();
+        } catch (err) {
+          for (const a of group) a.reject(err);
+        }
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private async writeGroup(group: readonly QueuedAppend[]): Promise<void> {
+    const sync = group.some((a) => a.sync);
+    const data = Buffer.from(group.map((a) => a.lines.join('')).join(''), 'utf8');
+    await this.fh.write(data, 0, data.length, null);
+    if (sync) await this.fh.datasync();
+    // O_APPEND put it at the file's end, which is ours alone only while one instance writes here (see the class comment).
+    this.size = sync ? (await this.fh.stat()).size : this.size + data.length;
+    let at = this.size - data.length;
+    for (const a of group) {
+      for (const record of a.lines) {
+        const length = Buffer.byteLength(record, 'utf8');
+        // Unsynced appends (marks) were applied when they were made.
+        if (a.sync) {
+          const nl = record.indexOf('\n');
+          const headBytes = Buffer.byteLength(record.slice(0, nl + 1), 'utf8');
+          this.apply(record.slice(0, nl), at + headBytes, length - headBytes);
+        }
+        at += length;
+      }
+    }
   }
 
   /** Takes one event into the in-memory picture; for a change, its row lines are at `offset`, `length` bytes. */

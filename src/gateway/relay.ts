@@ -950,38 +950,11 @@ export class Relay {
       approval = this.heldForApproval(judged, prepared.classification);
       held = !approval && this.readHeld(judged, prepared.classification);
       const decision: Decision = approval ? { kind: 'allow-write', rule: 'approval' } : held ? { kind: 'allow-read', rule: 'approval' } : judged;
-      if (decision.kind === 'deny') {
-        this.refuseHere(decision, prepared.text, prepared.classification, portal.params);
-        return;
-      }
-      if (held && (this.batch.cycle !== null || this.batch.writes > 0 || this.batch.heldRead !== null || portal.bind === undefined)) {
-        // It waits with its whole batch, which nothing may have left before it, and which holds nothing else that waits.
-        this.refuseHere(
-          writeShapeDenial(this.who, 'approval-not-alone', 'run a statement that needs approval in a batch (up to Sync) with a write, another such statement, or a Flush before it', 'Send it in a batch of its own, as drivers do.'),
-          prepared.text,
-          prepared.classification,
-          portal.params,
-        );
-        return;
-      }
       rule = decision.rule;
       write = decision.kind === 'allow-write';
-      if (write && this.batch.cycle !== null) {
-        this.refuseHere(
-          writeShapeDenial(this.who, 'flush-before-write', 'write in a batch part of which was already sent with Flush', 'Send Sync before the write, and no Flush between a write and its Sync.'),
-          prepared.text,
-          prepared.classification,
-          portal.params,
-        );
-        return;
-      }
-      if ((write && this.batch.unsafe > 0) || (this.batch.writes > 0 && (write || !plainRead(decision, prepared.classification)))) {
-        this.refuseHere(
-          writeShapeDenial(this.who, 'write-not-alone', 'run a write in the same batch (up to Sync) as another statement'),
-          prepared.text,
-          prepared.classification,
-          portal.params,
-        );
+      const refusal = decision.kind === 'deny' ? decision : this.executeShapeDenial(decision, held, prepared, portal);
+      if (refusal !== null) {
+        this.refuseHere(refusal, prepared.text, prepared.classification, portal.params);
         return;
       }
       if (prepared.classification.ok) for (const facts of prepared.classification.statements) this.noteTransaction(facts);
@@ -1006,6 +979,22 @@ export class Relay {
     const raw = exec.portal === '' ? m.raw : encodeExecute(portal.serverName, exec.maxRows);
     const facts = prepared.classification.ok && prepared.classification.statements.length === 1 ? prepared.classification.statements[0] : undefined;
     this.add({ kind: 'execute', raw, portal, step: { kind: 'execute', statements: [this.recorder(s, write, facts)] } });
+  }
+
+  /** Why an allowed Execute cannot run where it stands in its batch, or null. */
+  private executeShapeDenial(decision: Decision, held: boolean, prepared: Prepared, portal: Portal): Denial | null {
+    const write = decision.kind === 'allow-write';
+    if (held && (this.batch.cycle !== null || this.batch.writes > 0 || this.batch.heldRead !== null || portal.bind === undefined)) {
+      // It waits with its whole batch, which nothing may have left before it, and which holds nothing else that waits.
+      return writeShapeDenial(this.who, 'approval-not-alone', 'run a statement that needs approval in a batch (up to Sync) with a write, another such statement, or a Flush before it', 'Send it in a batch of its own, as drivers do.');
+    }
+    if (write && this.batch.cycle !== null) {
+      return writeShapeDenial(this.who, 'flush-before-write', 'write in a batch part of which was already sent with Flush', 'Send Sync before the write, and no Flush between a write and its Sync.');
+    }
+    if ((write && this.batch.unsafe > 0) || (this.batch.writes > 0 && (write || !plainRead(decision, prepared.classification)))) {
+      return writeShapeDenial(this.who, 'write-not-alone', 'run a write in the same batch (up to Sync) as another statement');
+    }
+    return null;
   }
 
   private onFlush(m: Message): void {

@@ -1588,8 +1588,7 @@ export class Relay {
    * notices, until a decision, a freeze, the wait's end or a hang-up.
    */
   private async runApproved(writer: WriteExecutor, batch: Batch, write: NonNullable<Batch['write']>): Promise<void> {
-    const settings = this.ctx.approvals!;
-    const store = settings.store;
+    const store = this.ctx.approvals!.store;
     const s = write.statement;
     const params = s.params ?? [];
     const hash = statementHash(s.text, params);
@@ -1600,34 +1599,18 @@ export class Relay {
     const early = this.earlyDenial(write.facts, false);
     if (early !== null) return this.refuseBatch(batch, early, true);
     let request = store.pendingFor(this.who.agent, hash);
-    if (request === undefined && store.list().filter((r) => r.agent === this.who.agent).length >= MAX_PENDING_APPROVALS) {
-      return this.refuseBatch(batch, tooManyPendingDenial(this.who.agent, MAX_PENDING_APPROVALS), true);
-    }
+    if (request === undefined && this.pendingFull()) return this.refuseBatch(batch, tooManyPendingDenial(this.who.agent, MAX_PENDING_APPROVALS), true);
     if (request === undefined) {
       const tried = await this.dryRun(writer, batch, write);
       if (this.closed) return;
       if ('denial' in tried) return this.refuseBatch(batch, tried.denial, true);
-      request = await store.create({
-        agent: this.who.agent,
-        session: this.who.session,
-        text: s.text,
-        params,
+      request = await this.fileRequest(
+        s,
         hash,
-        reason: statedReason(s.text),
-        impact: tried.impact.tables,
-        ...(tried.rows === null ? {} : { sample: sampleOf(tried.rows), before: beforeDigests(tried.rows) }),
-      });
-      await this.audit.durable({
-        event: 'approval-request',
-        agent: this.who.agent,
-        session: this.who.session,
-        client: this.who.client,
-        text: s.text,
-        params: params.length > 0 ? params : undefined,
-        rows: tried.impact.rows,
-        detail: { request: request.id, tables: tried.impact.tables, reason: request.reason },
-      });
-      settings.onRequest?.(request);
+        { impact: tried.impact.tables, ...(tried.rows === null ? {} : { sample: sampleOf(tried.rows), before: beforeDigests(tried.rows) }) },
+        tried.impact.rows,
+        { tables: tried.impact.tables },
+      );
     }
     const decided = await this.awaitDecision(request, hash, true);
     if (decided === null) return;
@@ -1655,36 +1638,15 @@ export class Relay {
     let bound = await store.take(this.who.agent, hash);
     if (bound === null) {
       let request = store.pendingFor(this.who.agent, hash);
-      if (request === undefined && store.list().filter((r) => r.agent === this.who.agent).length >= MAX_PENDING_APPROVALS) {
-        return this.refuseBatch(batch, tooManyPendingDenial(this.who.agent, MAX_PENDING_APPROVALS), true);
-      }
+      if (request === undefined && this.pendingFull()) return this.refuseBatch(batch, tooManyPendingDenial(this.who.agent, MAX_PENDING_APPROVALS), true);
       if (request === undefined) {
         const estimate = await this.ctx.estimateRead(this.who.agent, held.parse, held.bind).catch((err: Error) => ({ error: err.message }));
         if (this.closed) return;
         // Shown to the human, not to the agent (what the planner says comes of a statement not yet approved).
         if ('error' in estimate) this.ctx.log(`session ${this.who.session}: no plan estimate for agent "${this.who.agent}"'s read held for approval: ${estimate.error}`);
         const planned = 'error' in estimate ? null : estimate;
-        request = await store.create({
-          agent: this.who.agent,
-          session: this.who.session,
-          text: s.text,
-          params,
-          hash,
-          reason: statedReason(s.text),
-          impact: planned?.tables ?? {},
-          read: { rows: planned?.rows ?? null },
-        });
-        await this.audit.durable({
-          event: 'approval-request',
-          agent: this.who.agent,
-          session: this.who.session,
-          client: this.who.client,
-          text: s.text,
-          params: params.length > 0 ? params : undefined,
-          rows: planned?.rows ?? null,
-          detail: { request: request.id, read: true, tables: planned?.tables ?? {}, reason: request.reason },
-        });
-        this.ctx.approvals!.onRequest?.(request);
+        const tables = planned?.tables ?? {};
+        request = await this.fileRequest(s, hash, { impact: tables, read: { rows: planned?.rows ?? null } }, planned?.rows ?? null, { read: true, tables });
       }
       // A freeze binds writes, not reads: it does not end a read's wait (though no request is approved while it holds).
       const decided = await this.awaitDecision(request, hash, false);
@@ -1695,6 +1657,36 @@ export class Relay {
     if (this.closed) return;
     s.approval = { request: bound.request.id, by: bound.request.decidedBy ?? null };
     this.sendRead(batch, true);
+  }
+
+  /** Whether the agent has as many requests waiting as it may. */
+  private pendingFull(): boolean {
+    return this.ctx.approvals!.store.list().filter((r) => r.agent === this.who.agent).length >= MAX_PENDING_APPROVALS;
+  }
+
+  /** A new request for a human: on disk, then on the audit record (`rows`, `detail`), then told to whoever listens (the webhook). */
+  private async fileRequest(
+    s: InFlight,
+    hash: string,
+    impact: Pick<ApprovalRequest, 'impact' | 'read' | 'sample' | 'before'>,
+    rows: number | null,
+    detail: Record<string, unknown>,
+  ): Promise<ApprovalRequest> {
+    const settings = this.ctx.approvals!;
+    const params = s.params ?? [];
+    const request = await settings.store.create({ agent: this.who.agent, session: this.who.session, text: s.text, params, hash, reason: statedReason(s.text), ...impact });
+    await this.audit.durable({
+      event: 'approval-request',
+      agent: this.who.agent,
+      session: this.who.session,
+      client: this.who.client,
+      text: s.text,
+      params: params.length > 0 ? params : undefined,
+      rows,
+      detail: { request: request.id, ...detail, reason: request.reason },
+    });
+    settings.onRequest?.(request);
+    return request;
   }
 
   /**

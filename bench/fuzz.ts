@@ -38,6 +38,7 @@ import { ScramClientExchange } from '../src/protocol/auth/scram-client.js';
 import { AUTH } from '../src/protocol/backend.js';
 import { encodeQuery, encodeSaslInitialResponse, encodeSaslResponse, encodeTerminate } from '../src/protocol/frontend.js';
 import { encodeStartupMessage } from '../src/protocol/startup.js';
+import { RUNTIME_NODE_FLAGS } from '../src/cli/runtime-flags.js';
 import { loginClient } from '../test/support/wire.js';
 import type { WireClient } from '../test/support/wire.js';
 
@@ -786,9 +787,9 @@ async function startAirlock(scratch: string, server: Server, passwords: Record<s
   );
   // FUZZ_NODE_ARGS: Node.js flags for the Airlock process (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof).
   const nodeArgs = (process.env.FUZZ_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', configFile], {
+  // As the airlock command runs it (its #! line, src/cli/runtime-flags.ts).
+  const child = spawn(process.execPath, [...RUNTIME_NODE_FLAGS, ...nodeArgs, join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', configFile], {
     env: {
-      // As the airlock command runs it (its #! line): glibc keeps fewer malloc arenas.
       MALLOC_ARENA_MAX: '2',
       ...process.env,
       FUZZ_UPSTREAM_PASSWORD: server.password,

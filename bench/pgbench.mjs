@@ -20,7 +20,12 @@ import { FileAuditLog } from '../dist/src/state/file-audit-log.js';
 import { startEmbeddedPostgres } from '../dist/src/demo/embedded-postgres.js';
 import { installCapture } from '../dist/src/executor/capture.js';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+// Each read target runs ROUNDS times, interleaved with the others, and its median is reported:
+// on a shared two-core machine one 10-second run of a target can differ from the next by 15%.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+// Unmeasured seconds of each mode against each target first: PostgreSQL's caches, and V8's optimising compiler for Airlock and the pipe.
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,prepared').split(',');
@@ -79,6 +84,42 @@ async function findPgbouncer() {
     await run(cmd, args).catch(() => undefined);
   }
   return which('pgbouncer');
+}
+
+/**
+ * A relay that only copies bytes, in Node.js: each client gets its own
+ * connection to the server, and every chunk read on one side is written to
+ * the other. It judges, records and tracks nothing, so its figures are the
+ * floor of any Node.js relay on this machine: what Node's sockets and the
+ * kernel cost, before Airlock does any work of its own.
+ */
+function startNodePipe(server) {
+  const sockets = new Set();
+  const relay = createServer((client) => {
+    const upstream = connect({ host: server.host, port: server.port });
+    for (const s of [client, upstream]) {
+      s.setNoDelay(true);
+      s.on('error', () => {});
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (chunk) => upstream.write(chunk));
+    upstream.on('data', (chunk) => client.write(chunk));
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  return new Promise((resolve, reject) => {
+    relay.once('error', reject);
+    relay.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: relay.address().port,
+        stop: () => {
+          for (const s of sockets) s.destroy();
+          return new Promise((r) => relay.close(() => r()));
+        },
+      }),
+    );
+  });
 }
 
 function freePort() {
@@ -229,10 +270,10 @@ async function main() {
     writeScript,
     `\\set aid random(1, ${100000 * SCALE})\n\\set delta random(-5000, 5000)\nUPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;\n`,
   );
-  const pgbench = async (host, port, user, env, mode, script = null) => {
+  const pgbench = async (host, port, user, env, mode, script = null, seconds = SECONDS) => {
     const out = await run(
       'pgbench',
-      ['-n', ...(script === null ? ['-S'] : ['-f', script]), '-M', mode, '-c', String(CLIENTS), '-j', '2', '-T', String(SECONDS), '-h', host, '-p', String(port), '-U', user, DB],
+      ['-n', ...(script === null ? ['-S'] : ['-f', script]), '-M', mode, '-c', String(CLIENTS), '-j', '2', '-T', String(seconds), '-h', host, '-p', String(port), '-U', user, DB],
       env,
     );
     const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1]);
@@ -242,32 +283,59 @@ async function main() {
     return { tps, latency };
   };
 
-  // One row per mode: direct, pgbouncer (when there is one) and Airlock, run one after the other.
-  const header = `mode       direct tps  pgbouncer tps  airlock tps  airlock/direct  airlock/pgbouncer   latency ms: direct  pgbouncer  airlock`;
-  const row = (mode, direct, pgb, via) =>
-    `${mode.padEnd(10)} ${direct.tps.toFixed(0).padStart(10)}  ${(pgb ? pgb.tps.toFixed(0) : '-').padStart(13)}  ${via.tps.toFixed(0).padStart(11)}  ` +
-    `${(via.tps / direct.tps).toFixed(2).padStart(13)}x  ${(pgb ? (via.tps / pgb.tps).toFixed(2) + 'x' : '-').padStart(17)}   ` +
+  const pipe = await startNodePipe(server);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const fmt = (x, width) => (x === null ? '-' : x.tps.toFixed(0)).padStart(width);
+  const times = (a, b) => (b === null ? '-' : `${(a.tps / b.tps).toFixed(2)}x`);
+  const header =
+    'mode       direct tps  pgbouncer tps  node pipe tps  airlock tps  airlock/direct  airlock/pgbouncer  airlock/pipe   latency ms: direct  pgbouncer  airlock';
+  const row = (mode, direct, pgb, bare, via) =>
+    `${mode.padEnd(10)} ${fmt(direct, 10)}  ${fmt(pgb, 13)}  ${fmt(bare, 13)}  ${fmt(via, 11)}  ` +
+    `${times(via, direct).padStart(14)}  ${times(via, pgb).padStart(17)}  ${times(via, bare).padStart(12)}   ` +
     `${direct.latency.toFixed(3).padStart(18)}  ${(pgb ? pgb.latency.toFixed(3) : '-').padStart(9)}  ${via.latency.toFixed(3).padStart(7)}`;
   const pgbPw = server.password ? { PGPASSWORD: server.password } : {};
-  console.log(`pgbench -S -c ${CLIENTS} -j 2 -T ${SECONDS}: direct, pgbouncer (session mode), Airlock (audit log on), same run:\n`);
+  const targets = [
+    { key: 'direct', run: (mode, seconds) => pgbench(server.host, server.port, server.user, pwEnv, mode, null, seconds) },
+    ...(bouncer ? [{ key: 'pgb', run: (mode, seconds) => pgbench('127.0.0.1', bouncer.port, server.user, pgbPw, mode, null, seconds) }] : []),
+    { key: 'bare', run: (mode, seconds) => pgbench('127.0.0.1', pipe.port, server.user, pwEnv, mode, null, seconds) },
+    { key: 'via', run: (mode, seconds) => pgbench('127.0.0.1', gateway.address.port, 'bench', { PGPASSWORD: agentPassword }, mode, null, seconds) },
+  ];
+  console.log(
+    `pgbench -S -c ${CLIENTS} -j 2: direct, pgbouncer (session mode), a bare Node.js pipe and Airlock (audit log on); ` +
+      `per mode ${WARMUP_SECONDS} s of warm-up against each, then ${ROUNDS} interleaved rounds of ${SECONDS} s, medians:\n`,
+  );
   console.log(header);
   const results = [];
   for (const mode of MODES) {
-    const direct = await pgbench(server.host, server.port, server.user, pwEnv, mode);
-    const pgb = bouncer ? await pgbench('127.0.0.1', bouncer.port, server.user, pgbPw, mode) : null;
-    const via = await pgbench('127.0.0.1', gateway.address.port, 'bench', { PGPASSWORD: agentPassword }, mode);
+    if (WARMUP_SECONDS > 0) for (const t of targets) await t.run(mode, WARMUP_SECONDS);
+    const runs = Object.fromEntries(targets.map((t) => [t.key, []]));
+    for (let round = 0; round < ROUNDS; round++) for (const t of targets) runs[t.key].push(await t.run(mode, SECONDS));
+    const pick = (key) => {
+      const list = runs[key];
+      if (list === undefined) return null;
+      const tps = median(list.map((r) => r.tps));
+      return { tps, latency: median(list.map((r) => r.latency)), all: list.map((r) => r.tps) };
+    };
+    const [direct, pgb, bare, via] = ['direct', 'pgb', 'bare', 'via'].map(pick);
     const ratio = via.tps / direct.tps;
-    results.push({ mode, direct, pgb, via, ratio });
-    console.log(row(mode, direct, pgb, via));
+    results.push({ mode, direct, pgb, bare, via, ratio });
+    console.log(row(mode, direct, pgb, bare, via));
   }
+  await pipe.stop();
+  console.log(
+    `\neach round's tps: ${results
+      .map((r) => `${r.mode}: direct ${r.direct.all.map((t) => t.toFixed(0)).join('/')}, ${r.pgb ? `pgbouncer ${r.pgb.all.map((t) => t.toFixed(0)).join('/')}, ` : ''}` +
+        `pipe ${r.bare.all.map((t) => t.toFixed(0)).join('/')}, airlock ${r.via.all.map((t) => t.toFixed(0)).join('/')}`)
+      .join('; ')}`,
+  );
   // The write path: every statement measured in its own transaction and durably on the record before COMMIT.
-  console.log(`\nsingle-row UPDATE (custom script), -c ${CLIENTS}: the write path, direct, pgbouncer, Airlock:\n`);
+  console.log(`\nsingle-row UPDATE (custom script), -c ${CLIENTS}, one run of ${SECONDS} s each: the write path, direct, pgbouncer, Airlock:\n`);
   console.log(header);
   for (const mode of ['simple', 'extended']) {
     const direct = await pgbench(server.host, server.port, server.user, pwEnv, mode, writeScript);
     const pgb = bouncer ? await pgbench('127.0.0.1', bouncer.port, server.user, pgbPw, mode, writeScript) : null;
     const via = await pgbench('127.0.0.1', gateway.address.port, 'bench_writer', { PGPASSWORD: agentPassword }, mode, writeScript);
-    console.log(row(mode, direct, pgb, via));
+    console.log(row(mode, direct, pgb, null, via));
   }
   await benchUndo({ server, direct, gateway, agentPassword, pgbench, pwEnv, writeScript });
   await direct.end();
@@ -282,13 +350,14 @@ async function main() {
   await cleanup.end();
   await server.stop();
   await rm(scratch, { recursive: true, force: true });
-  if (bouncer) {
-    const vsBouncer = results.map((r) => `${r.mode} ${(r.via.tps / r.pgb.tps).toFixed(2)}x`).join(', ');
-    console.log(`\nAirlock against pgbouncer (the price of a relay in front of the same server): ${vsBouncer}.`);
-  }
-  const target = 0.5;
-  const below = results.filter((r) => r.ratio < target);
-  console.log(below.length === 0 ? `\nAll modes at or above the ${target}x target.` : `\nBelow the ${target}x target: ${below.map((r) => r.mode).join(', ')}.`);
+  const verdict = (label, target, ratioOf) => {
+    const below = results.filter((r) => ratioOf(r) < target);
+    return `${label}: ${results.map((r) => `${r.mode} ${ratioOf(r).toFixed(2)}x`).join(', ')}; ` + (below.length === 0 ? `all at or above ${target}x.` : `below ${target}x: ${below.map((r) => r.mode).join(', ')}.`);
+  };
+  console.log(`\n${verdict('Airlock against direct', 0.5, (r) => r.ratio)}`);
+  if (bouncer) console.log(verdict('Airlock against pgbouncer', 0.8, (r) => r.via.tps / r.pgb.tps));
+  console.log(verdict('Airlock against the bare Node.js pipe (what Airlock\'s own work costs)', 0.8, (r) => r.via.tps / r.bare.tps));
+  if (bouncer) console.log(verdict('the bare Node.js pipe against pgbouncer (the floor of a Node.js relay here)', 0.8, (r) => r.bare.tps / r.pgb.tps));
 }
 
 /**

@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import postgres from 'postgres';
-import { parseErrorFields } from '../src/protocol/backend.js';
-import { encodeParse, encodeSync } from '../src/protocol/frontend.js';
+import { parseDataRow, parseErrorFields } from '../src/protocol/backend.js';
+import { encodeParse, encodeQuery, encodeSync } from '../src/protocol/frontend.js';
 import { describeMessages, encodeBind, encodeExecute, loginClient } from './support/wire.js';
 import { readAuditTail } from '../src/state/file-audit-log.js';
 import { createTestDatabase, testServers, withClient } from './support/postgres-servers.js';
@@ -353,6 +353,37 @@ for (const server of testServers()) {
           client.destroy();
         }
         expect(await direct('SELECT id FROM tasks WHERE id <= 3 ORDER BY id')).toEqual([{ id: 2 }, { id: 3 }]);
+      });
+
+      it('answers a chunk of 1,000 pipelined queries with two writes among them, in order (64 a turn, 256 unanswered at most, held behind each write)', async () => {
+        const { client } = await loginClient(airlock.clientConfig('ops'));
+        try {
+          const texts: string[] = [];
+          for (let i = 0; i < 1000; i++) {
+            // The first waits in the server while the rest pile up behind it, past what may wait unanswered.
+            if (i === 0) texts.push('SELECT 0 AS i, count(*) AS n FROM tasks, pg_sleep(0.3) WHERE id <= 0');
+            else if (i === 130) texts.push('DELETE FROM tasks WHERE id = 130');
+            else if (i === 260) texts.push('DELETE FROM tasks WHERE id = 150');
+            else texts.push(`SELECT ${i} AS i, count(*) AS n FROM tasks WHERE id <= ${i}`);
+          }
+          const answer = await client.exchange(texts.map((t) => encodeQuery(t)), texts.length);
+          expect(answer.timedOut || answer.closed).toBe(false);
+          const got: string[] = [];
+          for (const m of answer.messages) {
+            if (m.type === 'D') got.push(parseDataRow(m.body).join(' '));
+            else if (m.type === 'C') got.push(m.body.subarray(0, m.body.length - 1).toString());
+            else if (m.type === 'E') got.push(`error ${parseErrorFields(m.body).get('M')}`);
+          }
+          const want: string[] = [];
+          for (let i = 0; i < 1000; i++) {
+            if (i === 130 || i === 260) want.push('DELETE 1');
+            else want.push(`${i} ${Math.min(i, 200) - (i > 130 ? 1 : 0) - (i > 260 ? 1 : 0)}`, 'SELECT 1');
+          }
+          expect(got).toEqual(want);
+        } finally {
+          client.destroy();
+        }
+        expect(await direct('SELECT count(*)::int AS n FROM tasks')).toEqual([{ n: 198 }]);
       });
 
       it('serves pipelined writes and reads (postgres.js) in order', async () => {

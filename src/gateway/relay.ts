@@ -132,8 +132,13 @@ export type RelayIdentity = SessionIdentity;
 
 const EMPTY_PARAMS: (string | null)[] = [];
 
-/** Cycles a session may have sent on its read connection and not yet seen answered before Airlock stops reading its input. */
-const MAX_CYCLES_IN_FLIGHT = 4096;
+/**
+ * Cycles a session may have sent on its read connection and not yet seen
+ * answered before Airlock stops reading and handling its input (until half
+ * are answered). It bounds what one read of the database's answers can hold,
+ * and so how long one session's turn lasts.
+ */
+const MAX_CYCLES_IN_FLIGHT = 256;
 
 /**
  * Messages one session has handled in one turn of the event loop before it
@@ -277,8 +282,15 @@ export class Relay {
   private txWrote = false;
   /** Writes released into the agent's open transaction: journalled at its COMMIT, forgotten at its ROLLBACK. */
   private txChanges: { changeId: string; txid: string; text: string }[] = [];
-  /** Client messages that arrived while the write connection worked; handled, in order, once it is done. */
+  /**
+   * Client messages waiting while the write connection works or the session
+   * has had its share of the turn; handled, in order, from `heldAt` on. A
+   * queue that waits again is kept with a new start, never copied: a
+   * pipelined chunk of thousands of messages, 64 a turn, would otherwise be
+   * copied once a turn.
+   */
   private held: Message[] | null = null;
+  private heldAt = 0;
   private heldBytes = 0;
   /** Messages handled in this turn of the event loop (TURN_MESSAGES). */
   private turnMessages = 0;
@@ -286,6 +298,8 @@ export class Relay {
   private approvalWait: { cancelled: boolean } | null = null;
   /** Resolved when the read connection has answered everything sent to it. */
   private drainWaiters: (() => void)[] = [];
+  /** Resolved once the read connection has answered enough of what was sent (MAX_CYCLES_IN_FLIGHT). */
+  private roomWaiter: (() => void) | null = null;
   /** A batch is on the write path now. */
   private jobRunning = false;
 
@@ -381,6 +395,13 @@ export class Relay {
       this.suspend(m, nextTurn());
       return;
     }
+    if (this.readCycles.length > MAX_CYCLES_IN_FLIGHT) {
+      // The database has not answered most of what this session sent (it
+      // pipelines without reading, most likely): what it sent after waits,
+      // so that its answers arrive a bounded batch at a time.
+      this.suspend(m, new Promise((resolve) => (this.roomWaiter = resolve)));
+      return;
+    }
     try {
       this.handle(m);
     } catch (err) {
@@ -391,17 +412,15 @@ export class Relay {
 
   /** Holds the client's input until `ready`, then handles `m` again, and what came after it, in order. */
   private suspend(m: Message, ready: Promise<void>): void {
-    this.held = [];
+    this.held = [m];
+    this.heldAt = 0;
     this.heldBytes = 0;
     this.client.pause();
     ready.then(
       () => {
         if (this.closed) return;
-        const queue = [m, ...(this.held ?? [])];
-        this.held = null;
-        this.heldBytes = 0;
         this.client.resume();
-        this.processQueue(queue);
+        this.release();
       },
       (err: unknown) => this.failSession(err),
     );
@@ -1267,6 +1286,7 @@ export class Relay {
   /** Runs work on the write path; client input waits until it is answered. */
   private runJob(work: () => Promise<void>): void {
     this.held = [];
+    this.heldAt = 0;
     this.heldBytes = 0;
     this.client.pause();
     this.jobRunning = true;
@@ -1332,24 +1352,32 @@ export class Relay {
   /** Handles, in order, what the client sent while the write connection worked. */
   private release(): void {
     const queue = this.held ?? [];
+    const start = this.heldAt;
     this.held = null;
+    this.heldAt = 0;
     this.heldBytes = 0;
-    this.processQueue(queue);
+    this.processQueue(queue, start);
   }
 
-  /** Handles held messages in order; if one of them holds input again, the rest wait with it. */
-  private processQueue(queue: readonly Message[]): void {
+  /** Handles held messages in order from `start`; if one of them holds input again, the rest wait with it. */
+  private processQueue(queue: Message[], start: number): void {
     this.turnMessages = 0;
     this.gathering = true;
     try {
-      for (let i = 0; i < queue.length; i++) {
+      for (let i = start; i < queue.length; i++) {
         // onClientMessage may have started another write, or ended the turn, which holds input again.
         const held = this.held as Message[] | null;
         if (held !== null) {
-          for (let j = i; j < queue.length; j++) {
-            held.push(queue[j]!);
-            this.heldBytes += queue[j]!.raw.length;
+          let bytes = 0;
+          for (let j = i; j < queue.length; j++) bytes += queue[j]!.raw.length;
+          if (held.length === 1 && held[0] === queue[i - 1]) {
+            // The message before waits alone (the common case): the queue itself waits, from it on.
+            this.held = queue;
+            this.heldAt = i - 1;
+          } else {
+            for (let j = i; j < queue.length; j++) held.push(queue[j]!);
           }
+          this.heldBytes += bytes;
           return;
         }
         this.onClientMessage(queue[i]!);
@@ -2043,6 +2071,11 @@ export class Relay {
   private readCycleEnded(cycle: Cycle): void {
     const status = cycle.status!;
     if (this.readCycles.length === MAX_CYCLES_IN_FLIGHT >> 1 && this.held === null && !this.closed) this.client.resume();
+    if (this.roomWaiter !== null && this.readCycles.length <= MAX_CYCLES_IN_FLIGHT >> 1) {
+      const resolve = this.roomWaiter;
+      this.roomWaiter = null;
+      resolve();
+    }
     if (status === 'I') this.ns.transactionEnded('read', cycle.seq);
     if (this.home === 'read') this.txStatus = status;
     if (this.readCycles.length === 0 && this.drainWaiters.length > 0) {

@@ -8,7 +8,6 @@
  * without the CSRF token is refused; a wrong token is refused and
  * rate-limited. A screenshot of each page goes to test-artifacts/dashboard/.
  */
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,15 +20,12 @@ import { Secret, TOTP } from 'otpauth';
 import { createAdminToken } from '../src/state/admin-tokens.js';
 import { startTestAirlock } from './support/airlock.js';
 import type { TestAgent, TestAirlock } from './support/airlock.js';
+import { CHROMIUM_INSTALL_MS, ensureChromium } from './support/chromium.js';
 import { createTestDatabase, testServers, withClient } from './support/postgres-servers.js';
 import type { TestDatabase } from './support/postgres-servers.js';
 
-/** Debian's chromium (`apt-get install chromium`; .ci/run installs it). playwright's own browser downloads are not used. */
-const CHROMIUM = process.env.AIRLOCK_CHROMIUM ?? '/usr/bin/chromium';
 /** Without the background-networking flags chromium keeps calling home, which a closed network answers with timeouts. */
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-/** Not skipped when missing: a dashboard nobody tested in a browser is a failure, said plainly. */
-const NO_CHROMIUM = `The dashboard's browser tests need Debian's chromium at ${CHROMIUM}, and it is not there. Install it (as root: apt-get install -y chromium; .ci/run does this), or point AIRLOCK_CHROMIUM at a chromium binary.`;
 const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/dashboard/', import.meta.url));
 
 const GATED: TestAgent = { name: 'gated', password: 'gated-test-password', profile: 'writes-need-approval', extra: ['    write_limits: { max_rows: 1000, rows_per_hour: 100000 }'] };
@@ -78,19 +74,19 @@ describe('the dashboard, in a real browser', { timeout: 60_000 }, () => {
   }
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(NO_CHROMIUM);
+    const executablePath = await ensureChromium();
     await mkdir(ARTIFACTS, { recursive: true });
     db = await createTestDatabase(server, { seed: true });
     stateDir = await mkdtemp(join(tmpdir(), 'airlock-dashboard-'));
     airlock = await startTestAirlock(server, db, { stateDir, agents: [GATED, OPS], extraYaml: ['approvals:', '  wait_seconds: 60', ...WINDOWS] });
     token = await createAdminToken(stateDir, 'alice');
     url = airlock.gateway.dashboardUrl;
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
     context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     page = await context.newPage();
     page.on('request', (r) => requested.push(r.url()));
     page.on('pageerror', (e) => pageErrors.push(e.message));
-  }, 120_000);
+  }, CHROMIUM_INSTALL_MS + 120_000);
 
   afterAll(async () => {
     await browser?.close();
@@ -372,12 +368,12 @@ describe('the dashboard with admin.totp_secret, in a real browser', { timeout: 6
   let client: pg.Client | null = null;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(NO_CHROMIUM);
+    const executablePath = await ensureChromium();
     db = await createTestDatabase(server, { seed: true });
     stateDir = await mkdtemp(join(tmpdir(), 'airlock-dashboard-totp-'));
     airlock = await startTestAirlock(server, db, { stateDir, agents: [GATED], extraYaml: ['approvals:', '  wait_seconds: 60'], adminYaml: [`  totp_secret: ${SECRET}`] });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-  }, 120_000);
+    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+  }, CHROMIUM_INSTALL_MS + 120_000);
 
   afterAll(async () => {
     await browser?.close();
